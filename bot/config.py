@@ -1,0 +1,206 @@
+"""Every setting, read once from the environment (and `.env` when present).
+
+Other modules receive these typed objects and never read `os.environ` themselves, so a test
+can build a config from a plain dict and a deployment can see all its knobs in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_IMAGEN_MODEL = "gemini-3.1-flash-image"
+DEFAULT_OPENAI_IMAGE_MODEL = "gpt-image-2"
+DEFAULT_OPENAI_API_VERSION = "2025-04-01-preview"
+MAX_SIGNED_URL_TTL = 7 * 24 * 3600
+
+
+class SettingError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingError(f"{name} must be 1/true/yes or 0/false/no, not {value!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingError(f"{name} must be a number, not {value!r}") from None
+    if number < minimum:
+        raise SettingError(f"{name} must be at least {minimum:g}")
+    return number
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    """Seconds, or a number followed by s/m/h/d (`3600`, `12h`, `7d`)."""
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    scale = units.get(value[-1], 1)
+    digits = value[:-1] if value[-1] in units else value
+    try:
+        seconds = int(float(digits) * scale)
+    except ValueError:
+        raise SettingError(f"{name} must be seconds or like 12h / 7d, not {value!r}") from None
+    if seconds <= 0:
+        raise SettingError(f"{name} must be positive")
+    return seconds
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """How hard we try before telling a person the provider is busy or down."""
+
+    max_retries: int = 2
+    max_wait: float = 30.0  # longest single wait we accept from retry-after or backoff
+    backoff: float = 1.0  # first exponential backoff step, doubled each retry
+    timeout: float = 120.0  # one provider HTTP call
+
+
+@dataclass(frozen=True)
+class GoogleConfig:
+    project: str | None = None
+    location: str = "us-central1"
+    service_account_json: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    model: str = DEFAULT_IMAGEN_MODEL
+    api_version: str = "v1"
+    person_generation: str = "allow_adult"
+    safety_setting: str = "block_medium_and_above"
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    azure_endpoint: str | None = None
+    azure_api_key: str | None = field(default=None, repr=False)
+    azure_deployment: str | None = None
+    api_version: str = DEFAULT_OPENAI_API_VERSION
+    azure_token_url: str | None = None
+    azure_client_id: str | None = None
+    azure_client_secret: str | None = field(default=None, repr=False)
+    azure_token_scope: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    model: str = DEFAULT_OPENAI_IMAGE_MODEL
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    gcs_bucket: str | None = None
+    gcs_url_mode: str = "signed"
+    gcs_signed_url_ttl: int = MAX_SIGNED_URL_TTL
+    gcs_prefix: str = ""
+    storage_emulator_host: str | None = None
+    keep_provider_urls: bool = False
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    bot_token: str | None = field(default=None, repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
+    app_token: str | None = field(default=None, repr=False)
+    api_url: str | None = None
+    port: int = 3000
+    workers: int = 64  # threads that run generations; provider calls are slow and I/O-bound
+
+
+@dataclass(frozen=True)
+class Config:
+    google: GoogleConfig = field(default_factory=GoogleConfig)
+    openai: OpenAIConfig = field(default_factory=OpenAIConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    default_provider: str | None = None
+    database_url: str = "sqlite:///imagine.db"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Build the config from `env` (default: the process environment plus `.env`)."""
+        if env is None:
+            load_dotenv_file()
+            env = os.environ
+        url_mode = (_text(env, "GCS_URL_MODE", "signed") or "signed").lower()
+        if url_mode not in {"signed", "public"}:
+            raise SettingError(f"GCS_URL_MODE must be signed or public, not {url_mode!r}")
+        ttl = _duration(env, "GCS_SIGNED_URL_TTL", MAX_SIGNED_URL_TTL)
+        if ttl > MAX_SIGNED_URL_TTL:
+            raise SettingError("GCS_SIGNED_URL_TTL can be at most 7 days (604800 seconds)")
+        port = int(_number(env, "PORT", 3000, minimum=0))
+        return cls(
+            google=GoogleConfig(
+                project=_text(env, "GOOGLE_CLOUD_PROJECT"),
+                location=_text(env, "GOOGLE_CLOUD_LOCATION", "us-central1"),
+                service_account_json=_text(env, "GOOGLE_SERVICE_ACCOUNT_JSON"),
+                base_url=_text(env, "VERTEX_AI_BASE_URL"),
+                model=_text(env, "IMAGEN_MODEL", DEFAULT_IMAGEN_MODEL),
+                api_version=_text(env, "VERTEX_AI_API_VERSION", "v1"),
+                person_generation=_text(env, "IMAGEN_PERSON_GENERATION", "allow_adult"),
+                safety_setting=_text(env, "IMAGEN_SAFETY_SETTING", "block_medium_and_above"),
+            ),
+            openai=OpenAIConfig(
+                azure_endpoint=_text(env, "AZURE_OPENAI_ENDPOINT"),
+                azure_api_key=_text(env, "AZURE_OPENAI_API_KEY"),
+                azure_deployment=_text(env, "AZURE_OPENAI_IMAGE_DEPLOYMENT"),
+                api_version=_text(env, "OPENAI_API_VERSION", DEFAULT_OPENAI_API_VERSION),
+                azure_token_url=_text(env, "AZURE_OPENAI_TOKEN_URL"),
+                azure_client_id=_text(env, "AZURE_OPENAI_CLIENT_ID"),
+                azure_client_secret=_text(env, "AZURE_OPENAI_CLIENT_SECRET"),
+                azure_token_scope=_text(env, "AZURE_OPENAI_TOKEN_SCOPE"),
+                api_key=_text(env, "OPENAI_API_KEY"),
+                base_url=_text(env, "OPENAI_BASE_URL"),
+                model=_text(env, "OPENAI_IMAGE_MODEL", DEFAULT_OPENAI_IMAGE_MODEL),
+            ),
+            store=StoreConfig(
+                gcs_bucket=_text(env, "GCS_BUCKET"),
+                gcs_url_mode=url_mode,
+                gcs_signed_url_ttl=ttl,
+                gcs_prefix=(_text(env, "GCS_PREFIX", "") or "").strip("/"),
+                storage_emulator_host=_text(env, "STORAGE_EMULATOR_HOST"),
+                keep_provider_urls=_flag(env, "KEEP_PROVIDER_URLS"),
+            ),
+            slack=SlackConfig(
+                bot_token=_text(env, "SLACK_BOT_TOKEN"),
+                signing_secret=_text(env, "SLACK_SIGNING_SECRET"),
+                app_token=_text(env, "SLACK_APP_TOKEN"),
+                api_url=_text(env, "SLACK_API_URL"),
+                port=port,
+                workers=int(_number(env, "IMAGINE_WORKERS", 64, minimum=1)),
+            ),
+            retry=RetryConfig(
+                max_retries=int(_number(env, "IMAGINE_MAX_RETRIES", 2)),
+                max_wait=_number(env, "IMAGINE_MAX_RETRY_WAIT", 30.0),
+                backoff=_number(env, "IMAGINE_RETRY_BACKOFF", 1.0),
+                timeout=_number(env, "IMAGINE_PROVIDER_TIMEOUT", 120.0, minimum=0.1),
+            ),
+            default_provider=_text(env, "IMAGINE_DEFAULT_PROVIDER"),
+            database_url=_text(env, "DATABASE_URL", "sqlite:///imagine.db"),
+        )
+
+
+def load_dotenv_file(path: str | Path = ".env") -> None:
+    """Load `.env` from the working directory; real environment variables win."""
+    from dotenv import load_dotenv
+
+    if Path(path).is_file():
+        load_dotenv(path, override=False)

@@ -1,0 +1,61 @@
+"""What every image provider offers the generation service."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from bot.config import Config
+from bot.generation.types import ImageRequest, InvalidRequestError, ProviderOutput
+
+
+class ImageProvider(ABC):
+    """One family of image models behind one user-facing name.
+
+    Subclasses set `name`, `aliases` and `label`, and are built once per process from the
+    config: network clients and credentials live on the instance and are reused by every
+    call, from many threads at once.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    label: ClassVar[str]  # who runs it, for messages: "Google Vertex AI"
+    max_prompt_chars: ClassVar[int] = 4000
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: Config) -> ImageProvider:
+        """Build the provider (and its reusable clients) from the whole config."""
+
+    @property
+    @abstractmethod
+    def model(self) -> str:
+        """The exact model id (or deployment) this provider will call."""
+
+    @abstractmethod
+    def missing_settings(self) -> list[str]:
+        """Names of the variables that must still be set; empty when configured."""
+
+    @property
+    def configured(self) -> bool:
+        return not self.missing_settings()
+
+    def validate(self, request: ImageRequest) -> None:
+        """Raise InvalidRequestError when this provider cannot take the request at all.
+
+        Options it can only approximate are not errors: `generate` reports them as notes.
+        """
+        if len(request.prompt) > self.max_prompt_chars:
+            raise InvalidRequestError(
+                f"The prompt is {len(request.prompt)} characters; {self.name} accepts at most "
+                f"{self.max_prompt_chars}.",
+                provider=self.name,
+            )
+
+    @abstractmethod
+    def generate(self, request: ImageRequest) -> ProviderOutput:
+        """Call the model; raise an ImagineError subclass a person can act on."""
+
+    @abstractmethod
+    def check(self) -> str:
+        """A cheap authenticated call; returns a short description or raises ImagineError."""

@@ -1,0 +1,29 @@
+"""Where generated image bytes go to get a URL people can open."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from bot.generation.types import StoredImage
+
+
+class ImageStore(ABC):
+    name: str
+
+    @abstractmethod
+    def put(self, data: bytes, mime_type: str) -> StoredImage:
+        """Store the bytes under a new, unique name and return a URL for them."""
+
+    def missing_settings(self) -> list[str]:
+        return []
+
+    def check(self) -> str:
+        """A cheap authenticated call; returns a short description or raises ImagineError."""
+        return "ready"
+
+
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+def extension_for(mime_type: str) -> str:
+    return EXTENSIONS.get(mime_type.lower(), "bin")
