@@ -51,9 +51,12 @@ class ProviderOutput:
 
 @dataclass(frozen=True)
 class StoredImage:
-    """An image with a URL people can open. `data` is kept when we have the bytes."""
+    """An image ready to show: a URL people can open, and the bytes when we have them.
 
-    url: str
+    `url` is None when no store was used (the Slack app then uploads `data` into Slack).
+    """
+
+    url: str | None
     mime_type: str = "image/png"
     data: bytes | None = field(default=None, repr=False)
     expires_in: float | None = None

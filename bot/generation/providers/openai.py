@@ -1,0 +1,575 @@
+"""`dalle3`: OpenAI's image models, on Azure OpenAI or on OpenAI itself.
+
+The user-facing name comes from the prototype (DALL·E 3 on Azure); the model id is
+configuration (`OPENAI_IMAGE_MODEL`), and two request shapes are spoken: DALL·E 3 (one image
+per call, URL answers, `standard|hd`, styles) and the gpt-image family (n per call, always
+base64, `low|medium|high`). Options a model cannot honour are approximated and reported in
+notes, never silently dropped. One SDK client per process serves every thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import openai
+
+from bot.config import Config, OpenAIConfig, RetryConfig
+from bot.generation.providers.base import ImageProvider
+from bot.generation.providers.oauth_token import ClientCredentialsToken
+from bot.generation.retry import retry_after_seconds
+from bot.generation.types import (
+    ASPECT_RATIOS,
+    MAX_IMAGES,
+    ConfigurationError,
+    ContentPolicyError,
+    GeneratedImage,
+    ImageRequest,
+    ImagineError,
+    InvalidRequestError,
+    ProviderOutput,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+
+T = TypeVar("T")
+
+TOKEN_SETTINGS = ("AZURE_OPENAI_TOKEN_URL", "AZURE_OPENAI_CLIENT_ID", "AZURE_OPENAI_CLIENT_SECRET")
+CONTENT_POLICY_CODES = {"content_policy_violation", "moderation_blocked", "contentfilter"}
+MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
+MAX_MESSAGE_CHARS = 200
+
+
+# --------------------------------------------------------------------------------------
+# Model families and option mapping (pure: no I/O)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What one family of OpenAI image models accepts."""
+
+    name: str
+    sizes: dict[str, str]  # aspect ratio -> size
+    qualities: tuple[str, ...]
+    quality_aliases: dict[str, str]  # other vocabularies -> ours
+    styles: tuple[str, ...]  # empty: no style option
+    images_per_call: int
+    max_prompt_chars: int
+    url_answers: bool  # takes response_format (url|b64_json)
+
+
+DALLE3 = ModelFamily(
+    name="DALL·E 3",
+    sizes={
+        "1:1": "1024x1024",
+        "16:9": "1792x1024",
+        "4:3": "1792x1024",
+        "9:16": "1024x1792",
+        "3:4": "1024x1792",
+    },
+    qualities=("standard", "hd"),
+    quality_aliases={"high": "hd", "low": "standard", "medium": "standard"},
+    styles=("vivid", "natural"),
+    images_per_call=1,
+    max_prompt_chars=4000,
+    url_answers=True,
+)
+GPT_IMAGE = ModelFamily(
+    name="gpt-image",
+    sizes={
+        "1:1": "1024x1024",
+        "16:9": "1536x1024",
+        "4:3": "1536x1024",
+        "9:16": "1024x1536",
+        "3:4": "1024x1536",
+    },
+    qualities=("low", "medium", "high"),
+    quality_aliases={"hd": "high", "standard": "medium"},
+    styles=(),
+    images_per_call=MAX_IMAGES,
+    max_prompt_chars=32000,
+    url_answers=False,
+)
+
+
+def family_for(model: str) -> ModelFamily:
+    """DALL·E 3 ids get the DALL·E 3 shape; everything else (gpt-image-*, chatgpt-image-*)."""
+    return DALLE3 if model.lower().startswith(("dall-e-3", "dalle3", "dall-e3")) else GPT_IMAGE
+
+
+@dataclass
+class CallPlan:
+    """The keyword arguments of one `images.generate` call, how many to make, and notes."""
+
+    params: dict[str, Any]
+    calls: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def _ratio(text: str, sep: str) -> float:
+    width, height = (float(part) for part in text.split(sep))
+    return width / height
+
+
+def plan_request(
+    request: ImageRequest, model: str, family: ModelFamily, *, response_format: str = "url"
+) -> CallPlan:
+    """Map an ImageRequest onto one model family; raise InvalidRequestError when impossible."""
+    if request.aspect_ratio not in ASPECT_RATIOS:
+        raise InvalidRequestError(
+            f"Aspect ratio must be one of {', '.join(ASPECT_RATIOS)}, not '{request.aspect_ratio}'."
+        )
+    if not 1 <= request.n <= MAX_IMAGES:
+        raise InvalidRequestError(f"Ask for 1 to {MAX_IMAGES} images, not {request.n}.")
+    prompt = request.prompt.strip()
+    if not prompt:
+        raise InvalidRequestError("The prompt is empty; describe the picture you want.")
+    notes: list[str] = []
+    if request.negative_prompt and request.negative_prompt.strip():
+        avoid = request.negative_prompt.strip().rstrip(".")
+        prompt = f"{prompt}{'' if prompt.endswith(('.', '!', '?')) else '.'} Avoid: {avoid}."
+        notes.append(f"{model} has no negative prompt; added “Avoid: {avoid}” to the prompt.")
+    if len(prompt) > family.max_prompt_chars:
+        raise InvalidRequestError(
+            f"The prompt is {len(prompt)} characters (with any negative prompt); {model} "
+            f"accepts at most {family.max_prompt_chars}."
+        )
+    if request.seed is not None:
+        notes.append(f"{model} does not take a seed; seed {request.seed} was ignored.")
+
+    size = family.sizes[request.aspect_ratio]
+    wanted, drawn = _ratio(request.aspect_ratio, ":"), _ratio(size, "x")
+    if abs(drawn - wanted) / wanted > 0.05:
+        notes.append(f"{model} has no {request.aspect_ratio} size; drew {size} instead.")
+    params: dict[str, Any] = {"prompt": prompt, "size": size}
+
+    if request.quality:
+        quality = request.quality.strip().lower()
+        if quality in family.qualities:
+            params["quality"] = quality
+        elif quality in family.quality_aliases:
+            params["quality"] = family.quality_aliases[quality]
+            notes.append(f"{model} has no '{quality}' quality; used '{params['quality']}'.")
+        else:
+            raise InvalidRequestError(
+                f"Quality for {model} must be one of {', '.join(family.qualities)}, "
+                f"not '{request.quality}'."
+            )
+    if request.style:
+        style = request.style.strip().lower()
+        if not family.styles:
+            notes.append(f"{model} has no style option; style '{style}' was ignored.")
+        elif style in family.styles:
+            params["style"] = style
+        else:
+            raise InvalidRequestError(
+                f"Style for {model} must be one of {', '.join(family.styles)}, "
+                f"not '{request.style}'."
+            )
+    if family.url_answers:
+        params["response_format"] = response_format
+    calls = 1
+    if request.n <= family.images_per_call:
+        params["n"] = request.n
+    else:  # DALL·E 3 draws one image per call: n calls, run concurrently
+        params["n"] = 1
+        calls = request.n
+    return CallPlan(params=params, calls=calls, notes=notes)
+
+
+# --------------------------------------------------------------------------------------
+# Reading answers and errors
+# --------------------------------------------------------------------------------------
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    dump = getattr(obj, "model_dump", None) or getattr(obj, "dict", None)
+    return dump() if dump else {}
+
+
+def filtered_categories(results: Any) -> list[str]:
+    """Azure content_filter_results -> ["violence (medium)", "jailbreak"]."""
+    names = []
+    if isinstance(results, dict):
+        for category, verdict in results.items():
+            if isinstance(verdict, dict) and verdict.get("filtered"):
+                label = str(category).replace("_", "-")
+                severity = verdict.get("severity")
+                names.append(f"{label} ({severity})" if severity else label)
+    return names
+
+
+def _trim(text: str, secrets: tuple[str, ...]) -> str:
+    text = " ".join(str(text).split())
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "in a minute"
+    if seconds < 90:
+        return f"in about {max(1, math.ceil(seconds))} seconds"
+    return f"in about {math.ceil(seconds / 60)} minutes"
+
+
+@dataclass
+class _Batch:
+    images: list[GeneratedImage]
+    revised_prompt: str | None
+    withheld: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------
+# The provider
+# --------------------------------------------------------------------------------------
+
+
+class OpenAIImageProvider(ImageProvider):
+    """OpenAI image models through one reusable SDK client (Azure OpenAI or OpenAI)."""
+
+    name = "dalle3"
+    aliases = ("dalle", "dall-e", "openai", "gpt-image")
+    label = "OpenAI"
+
+    def __init__(
+        self,
+        settings: OpenAIConfig,
+        retry: RetryConfig | None = None,
+        *,
+        response_format: str = "url",
+        max_workers: int = 32,
+    ) -> None:
+        self._settings = settings
+        self._retry = retry or RetryConfig()
+        self._azure = bool(settings.azure_endpoint)
+        self._family = family_for(settings.model)
+        self.max_prompt_chars = self._family.max_prompt_chars  # type: ignore[misc]
+        self._response_format = response_format
+        self._max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._tokens: ClientCredentialsToken | None = None
+        self._client: openai.OpenAI | None = None
+        if not self.missing_settings():
+            self._client = self._build_client()
+
+    @classmethod
+    def from_config(cls, config: Config) -> OpenAIImageProvider:
+        return cls(config.openai, config.retry)
+
+    # -- configuration ------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return self._settings.model
+
+    @property
+    def mode(self) -> str:
+        """Who serves the model: "Azure OpenAI" or "OpenAI"."""
+        return "Azure OpenAI" if self._azure else "OpenAI"
+
+    @property
+    def uses_client_credentials(self) -> bool:
+        return self._azure and not self._settings.azure_api_key
+
+    def missing_settings(self) -> list[str]:
+        s = self._settings
+        if not s.azure_endpoint:
+            return [] if s.api_key else ["AZURE_OPENAI_ENDPOINT or OPENAI_API_KEY"]
+        missing = [] if s.azure_deployment else ["AZURE_OPENAI_IMAGE_DEPLOYMENT"]
+        if not s.azure_api_key:
+            values = (s.azure_token_url, s.azure_client_id, s.azure_client_secret)
+            absent = [name for name, value in zip(TOKEN_SETTINGS, values, strict=True) if not value]
+            if len(absent) == len(TOKEN_SETTINGS):
+                missing.append("AZURE_OPENAI_API_KEY (or " + ", ".join(TOKEN_SETTINGS) + ")")
+            else:
+                missing.extend(absent)
+        return missing
+
+    def _build_client(self) -> openai.OpenAI:
+        s, retry = self._settings, self._retry
+        common: dict[str, Any] = {"max_retries": retry.max_retries, "timeout": retry.timeout}
+        if not self._azure:
+            return openai.OpenAI(api_key=s.api_key, base_url=s.base_url or None, **common)
+        if s.azure_api_key:
+            common["api_key"] = s.azure_api_key
+        else:
+            assert s.azure_token_url and s.azure_client_id and s.azure_client_secret
+            self._tokens = ClientCredentialsToken(
+                s.azure_token_url,
+                s.azure_client_id,
+                s.azure_client_secret,
+                scope=s.azure_token_scope,
+                timeout=min(retry.timeout, 30.0),
+                provider=self.name,
+            )
+            common["azure_ad_token_provider"] = self._tokens.get
+        return openai.AzureOpenAI(
+            azure_endpoint=s.azure_endpoint,
+            azure_deployment=s.azure_deployment,
+            api_version=s.api_version,
+            **common,
+        )
+
+    def _client_or_raise(self) -> openai.OpenAI:
+        if self._client is None:
+            missing = self.missing_settings()
+            raise ConfigurationError(
+                f"{self.mode} image generation is not configured; set {', '.join(missing)}.",
+                setting=missing[0] if missing else None,
+                provider=self.name,
+            )
+        return self._client
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix="openai-images"
+                )
+            return self._executor
+
+    # -- generation -----------------------------------------------------------------------
+    def validate(self, request: ImageRequest) -> None:
+        super().validate(request)
+        plan_request(request, self.model, self._family, response_format=self._response_format)
+
+    def generate(self, request: ImageRequest) -> ProviderOutput:
+        client = self._client_or_raise()
+        try:
+            plan = plan_request(
+                request, self.model, self._family, response_format=self._response_format
+            )
+        except InvalidRequestError as err:
+            err.provider = self.name
+            raise
+        params = dict(plan.params)
+        if not self._azure:
+            params["model"] = self.model  # Azure: the deployment names the model
+
+        def once() -> _Batch:
+            return self._read(self._call(lambda: client.images.generate(**params)))
+
+        started = time.monotonic()
+        if plan.calls == 1:
+            batches: list[_Batch | ImagineError] = [once()]
+        else:
+            futures = [self._pool().submit(once) for _ in range(plan.calls)]
+            batches = []
+            for future in futures:
+                try:
+                    batches.append(future.result())
+                except ImagineError as err:
+                    batches.append(err)
+        return self._combine(batches, plan, time.monotonic() - started)
+
+    def _combine(
+        self, batches: list[_Batch | ImagineError], plan: CallPlan, seconds: float
+    ) -> ProviderOutput:
+        good = [b for b in batches if isinstance(b, _Batch)]
+        errors = [b for b in batches if isinstance(b, ImagineError)]
+        images = [image for batch in good for image in batch.images]
+        reasons = sorted({r for batch in good for r in batch.reasons})
+        withheld = sum(batch.withheld for batch in good)
+        if not images:
+            if errors:
+                raise errors[0]
+            reason = ", ".join(reasons) or None
+            raise ContentPolicyError(
+                f"{self.mode}'s content filter withheld every image"
+                f"{f' ({reason})' if reason else ''}; try rephrasing the prompt.",
+                reason=reason or "content_filter",
+                provider=self.name,
+            )
+        notes = list(plan.notes)
+        total = len(images) + withheld + len(errors)
+        if withheld:
+            why = f" ({', '.join(reasons)})" if reasons else ""
+            notes.append(f"{withheld} of {total} images withheld by the content filter{why}.")
+        if errors:
+            notes.append(f"{len(errors)} of {total} images failed: {errors[0].message}")
+        revised = next((b.revised_prompt for b in good if b.revised_prompt), None)
+        return ProviderOutput(
+            images=images, model=self.model, revised_prompt=revised, notes=notes, seconds=seconds
+        )
+
+    def _read(self, response: Any) -> _Batch:
+        payload = _as_dict(response)
+        mime = MIME_TYPES.get(str(payload.get("output_format") or "png").lower(), "image/png")
+        batch = _Batch(images=[], revised_prompt=None)
+        for entry in payload.get("data") or []:
+            entry = _as_dict(entry)
+            if batch.revised_prompt is None and entry.get("revised_prompt"):
+                batch.revised_prompt = entry["revised_prompt"]
+            if entry.get("b64_json"):
+                data = base64.b64decode(entry["b64_json"])
+                batch.images.append(GeneratedImage(data=data, mime_type=mime))
+            elif entry.get("url"):
+                batch.images.append(GeneratedImage(url=entry["url"], mime_type="image/png"))
+            else:
+                batch.withheld += 1
+                batch.reasons.extend(filtered_categories(entry.get("content_filter_results")))
+        return batch
+
+    # -- calls and errors -----------------------------------------------------------------
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run one SDK call; with client credentials, refresh the token once on a 401."""
+        for attempt in range(2):
+            token = self._tokens.get() if self._tokens else None  # token errors surface here
+            try:
+                return fn()
+            except openai.AuthenticationError as err:
+                if self._tokens is None or attempt:
+                    raise self._translate(err) from err
+                self._tokens.invalidate(token)
+            except openai.APIError as err:
+                raise self._translate(err) from err
+        raise AssertionError("unreachable")
+
+    def _credential_settings(self) -> str:
+        if not self._azure:
+            return "OPENAI_API_KEY"
+        if self._tokens is not None:
+            return "AZURE_OPENAI_CLIENT_ID, AZURE_OPENAI_CLIENT_SECRET and AZURE_OPENAI_TOKEN_URL"
+        return "AZURE_OPENAI_API_KEY"
+
+    def _secrets(self) -> tuple[str, ...]:
+        s = self._settings
+        values = (s.azure_api_key, s.api_key, s.azure_client_secret)
+        return tuple(v for v in values if v)
+
+    def _translate(self, err: openai.APIError) -> ImagineError:
+        """An SDK error -> one sentence naming the setting to check (never its value)."""
+        mode, name = self.mode, self.name
+        if isinstance(err, openai.APITimeoutError):
+            return ProviderTimeoutError(
+                f"{mode} did not answer within {self._retry.timeout:g} seconds; try again "
+                "(IMAGINE_PROVIDER_TIMEOUT sets the limit).",
+                provider=name,
+            )
+        if isinstance(err, openai.APIConnectionError):
+            setting = "AZURE_OPENAI_ENDPOINT" if self._azure else "OPENAI_BASE_URL"
+            return ProviderUnavailableError(
+                f"Could not reach {mode}; check {setting} or try again later.", provider=name
+            )
+        if not isinstance(err, openai.APIStatusError):
+            return ProviderUnavailableError(
+                f"{mode} gave an answer we could not read; try again later.", provider=name
+            )
+        body = err.body if isinstance(err.body, dict) else {}
+        code = str(body.get("code") or err.code or "")
+        message = _trim(body.get("message") or "", self._secrets())
+        status = err.status_code
+        if status == 400:
+            inner = body.get("inner_error") or body.get("innererror") or {}
+            inner = inner if isinstance(inner, dict) else {}
+            inner_code = str(inner.get("code") or "")
+            if (
+                code.lower() in CONTENT_POLICY_CODES
+                or inner_code == "ResponsibleAIPolicyViolation"
+                or filtered_categories(inner.get("content_filter_results"))
+            ):
+                categories = filtered_categories(inner.get("content_filter_results"))
+                reason = ", ".join(categories) or code or inner_code
+                why = f" ({', '.join(categories)})" if categories else ""
+                return ContentPolicyError(
+                    f"{mode}'s safety system refused this prompt{why}; try rephrasing it.",
+                    reason=reason,
+                    provider=name,
+                )
+            return InvalidRequestError(
+                f"{mode} rejected the request: {message or 'HTTP 400'}", provider=name
+            )
+        if status == 401:
+            settings = self._credential_settings()
+            what = "the token from AZURE_OPENAI_TOKEN_URL" if self._tokens else "the API key"
+            return ConfigurationError(
+                f"{mode} refused {what}; check {settings}.",
+                setting=settings.split(",")[0],
+                provider=name,
+            )
+        if status == 403:
+            settings = self._credential_settings()
+            target = f"deployment '{self._settings.azure_deployment}'" if self._azure else self.model
+            return ConfigurationError(
+                f"{mode} denied access to {target}; check {settings} and its permissions.",
+                setting=settings.split(",")[0],
+                provider=name,
+            )
+        if status == 404:
+            return self._not_found(code)
+        if status == 429:
+            headers = dict(err.response.headers.items())
+            wait = retry_after_seconds(headers)
+            return RateLimitError(
+                f"{mode} is rate limiting image requests; try again {_when(wait)}.",
+                retry_after=wait,
+                provider=name,
+            )
+        if status >= 500:
+            return ProviderUnavailableError(
+                f"{mode} kept failing (HTTP {status}); try again later.", provider=name
+            )
+        return InvalidRequestError(
+            f"{mode} rejected the request: {message or f'HTTP {status}'}", provider=name
+        )
+
+    def _not_found(self, code: str) -> ConfigurationError:
+        mode, name = self.mode, self.name
+        if code == "DeploymentNotFound":
+            return ConfigurationError(
+                f"{mode} has no deployment '{self._settings.azure_deployment}'; "
+                "check AZURE_OPENAI_IMAGE_DEPLOYMENT.",
+                setting="AZURE_OPENAI_IMAGE_DEPLOYMENT",
+                provider=name,
+            )
+        if code == "model_not_found":
+            retired = (
+                " (DALL·E 3 is retired: use a gpt-image model such as gpt-image-2)"
+                if self._family is DALLE3
+                else ""
+            )
+            return ConfigurationError(
+                f"{mode} does not serve the model '{self.model}'{retired}; "
+                "check OPENAI_IMAGE_MODEL.",
+                setting="OPENAI_IMAGE_MODEL",
+                provider=name,
+            )
+        settings = (
+            "AZURE_OPENAI_ENDPOINT and OPENAI_API_VERSION" if self._azure else "OPENAI_BASE_URL"
+        )
+        return ConfigurationError(
+            f"{mode} answered 404 (not found); check {settings}.",
+            setting=settings.split(" ")[0],
+            provider=name,
+        )
+
+    # -- health ---------------------------------------------------------------------------
+    def check(self) -> str:
+        """Azure: list models at the resource (`GET {endpoint}/openai/models`); OpenAI: the model."""
+        client = self._client_or_raise()
+        s = self._settings
+        if self._azure:
+            self._call(lambda: client.models.list())
+            host = urlsplit(s.azure_endpoint or "").netloc
+            return (
+                f"Azure OpenAI at {host} accepted our credentials; deployment "
+                f"'{s.azure_deployment}' serves {self.model} (api-version {s.api_version})"
+            )
+        self._call(lambda: client.models.retrieve(self.model))
+        host = urlsplit(s.base_url or "https://api.openai.com").netloc
+        return f"OpenAI at {host} serves {self.model}"

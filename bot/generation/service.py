@@ -1,0 +1,194 @@
+"""The shared generation service: validate -> providers (concurrently) -> store -> results.
+
+It knows nothing of Slack. The Slack app, the command line and the tests all call
+`GenerationService.generate`, which is safe to call from many threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from bot.config import Config
+from bot.generation.providers import ImageProvider, build_providers, resolve_provider_name
+from bot.generation.stores.base import ImageStore
+from bot.generation.types import (
+    ASPECT_RATIOS,
+    MAX_IMAGES,
+    ConfigurationError,
+    GeneratedImage,
+    ImageRequest,
+    ImagineError,
+    InvalidRequestError,
+    ProviderResult,
+    StoredImage,
+    StoreError,
+)
+
+log = logging.getLogger("imagine.generation")
+
+
+class GenerationService:
+    """Runs providers and stores their images. Build once per process."""
+
+    def __init__(
+        self,
+        providers: dict[str, ImageProvider],
+        store: ImageStore | None = None,
+        *,
+        keep_provider_urls: bool = False,
+        download_timeout: float = 60.0,
+        max_workers: int = 64,
+    ) -> None:
+        self.providers = providers
+        self.store = store
+        self.keep_provider_urls = keep_provider_urls
+        self.download_timeout = download_timeout
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="provider")
+        self._http = requests.Session()
+        self._http.mount("https://", HTTPAdapter(pool_maxsize=max_workers))
+        self._http.mount("http://", HTTPAdapter(pool_maxsize=max_workers))
+
+    @classmethod
+    def from_config(cls, config: Config) -> GenerationService:
+        store = None
+        if config.store.gcs_bucket:
+            from bot.generation.stores.gcs import GcsImageStore
+
+            store = GcsImageStore.from_config(config)
+        return cls(
+            build_providers(config),
+            store,
+            keep_provider_urls=config.store.keep_provider_urls,
+            download_timeout=config.retry.timeout,
+        )
+
+    # -- lookup -------------------------------------------------------------------------------
+    def provider(self, word: str) -> ImageProvider:
+        """The provider for a name or alias; InvalidRequestError listing the choices otherwise."""
+        name = resolve_provider_name(word)
+        if name is None or name not in self.providers:
+            raise InvalidRequestError(
+                f"Unknown provider '{word}'. Choose one of: {', '.join(self.providers)}."
+            )
+        return self.providers[name]
+
+    def configured_providers(self) -> list[str]:
+        return [name for name, p in self.providers.items() if p.configured]
+
+    # -- validation ---------------------------------------------------------------------------
+    def validate(self, request: ImageRequest, provider_names: Sequence[str]) -> None:
+        """Raise InvalidRequestError / ConfigurationError before any network call."""
+        if not request.prompt.strip():
+            raise InvalidRequestError("The prompt is empty: describe the picture you want.")
+        if not 1 <= request.n <= MAX_IMAGES:
+            raise InvalidRequestError(f"n must be from 1 to {MAX_IMAGES}; you asked for {request.n}.")
+        if request.aspect_ratio not in ASPECT_RATIOS:
+            raise InvalidRequestError(
+                f"Aspect ratio {request.aspect_ratio} is not supported; "
+                f"use one of {', '.join(ASPECT_RATIOS)}."
+            )
+        if not provider_names:
+            raise ConfigurationError(
+                "No image provider is configured: set the Google or OpenAI variables "
+                "(see `python -m bot check`)."
+            )
+        for word in provider_names:
+            provider = self.provider(word)
+            missing = provider.missing_settings()
+            if missing:
+                raise ConfigurationError(
+                    f"{provider.name} is not configured here: set {', '.join(missing)}.",
+                    setting=missing[0],
+                    provider=provider.name,
+                )
+            provider.validate(request)
+
+    # -- generation ---------------------------------------------------------------------------
+    def generate(
+        self,
+        request: ImageRequest,
+        provider_names: Sequence[str],
+        *,
+        store: ImageStore | None | str = "default",
+    ) -> list[ProviderResult]:
+        """One result per provider, in the order asked; providers run concurrently.
+
+        Validation errors raise; a provider's failure is returned in its result so that a
+        comparison still shows the other provider's pictures. `store=None` keeps the bytes
+        without storing them (the Slack app then uploads them into Slack).
+        """
+        self.validate(request, provider_names)
+        target = self.store if store == "default" else store
+        providers = [self.provider(word) for word in provider_names]
+        futures = [self._pool.submit(self._run_one, p, request, target) for p in providers[1:]]
+        first = self._run_one(providers[0], request, target)
+        return [first, *(f.result() for f in futures)]
+
+    def _run_one(
+        self, provider: ImageProvider, request: ImageRequest, store: ImageStore | None
+    ) -> ProviderResult:
+        result = ProviderResult(provider=provider.name, model=provider.model)
+        started = time.monotonic()
+        try:
+            output = provider.generate(request)
+            result.timings["provider"] = round(time.monotonic() - started, 3)
+            result.model = output.model
+            result.revised_prompt = output.revised_prompt
+            result.notes = list(output.notes)
+            store_started = time.monotonic()
+            result.images = [self._store_image(image, store) for image in output.images]
+            result.timings["store"] = round(time.monotonic() - store_started, 3)
+        except ImagineError as err:
+            err.provider = err.provider or provider.name
+            result.error = err
+        except Exception:  # a bug must not take the other provider's pictures down with it
+            log.exception("unexpected error from provider=%s", provider.name)
+            result.error = ImagineError(
+                f"{provider.name} failed unexpectedly; the error is in the app's log.",
+                provider=provider.name,
+            )
+        result.timings["total"] = round(time.monotonic() - started, 3)
+        log.debug(
+            "generation provider=%s model=%s n=%d images=%d outcome=%s provider_s=%s "
+            "store_s=%s total_s=%s",
+            provider.name,
+            result.model,
+            request.n,
+            len(result.images),
+            result.error.kind if result.error else "ok",
+            result.timings.get("provider"),
+            result.timings.get("store"),
+            result.timings["total"],
+        )
+        return result
+
+    def _store_image(self, image: GeneratedImage, store: ImageStore | None) -> StoredImage:
+        if image.url is not None and self.keep_provider_urls:
+            return StoredImage(url=image.url, mime_type=image.mime_type)
+        data = image.data if image.data is not None else self._download(image.url or "")
+        if store is None:
+            return StoredImage(url=None, mime_type=image.mime_type, data=data)
+        return store.put(data, image.mime_type)
+
+    def _download(self, url: str) -> bytes:
+        """Copy a provider's short-lived URL (Azure: 24 h) so the picture outlives it."""
+        try:
+            response = self._http.get(url, timeout=self.download_timeout)
+            response.raise_for_status()
+        except requests.RequestException as err:
+            status = getattr(err.response, "status_code", None)
+            raise StoreError(
+                "The image was generated but could not be downloaded from the provider"
+                + (f" (HTTP {status})." if status else ".")
+            ) from None
+        return response.content
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._http.close()

@@ -1,0 +1,26 @@
+"""A store that writes files into a local directory: `python -m bot generate --out DIR`."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from bot.generation.stores.base import ImageStore, extension_for
+from bot.generation.types import StoredImage, StoreError
+
+
+class DirectoryImageStore(ImageStore):
+    name = "directory"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def put(self, data: bytes, mime_type: str) -> StoredImage:
+        path = self.directory / f"{uuid.uuid4().hex}.{extension_for(mime_type)}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with path.open("xb") as out:  # "x": never overwrite
+                out.write(data)
+        except OSError as err:
+            raise StoreError(f"Could not write {path}: {err.strerror}.") from None
+        return StoredImage(url=path.resolve().as_uri(), mime_type=mime_type, data=data)

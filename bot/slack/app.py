@@ -1,0 +1,45 @@
+"""build_app(config, service) -> slack_bolt.App with every listener registered."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+from bot.config import Config
+from bot.generation.service import GenerationService
+from bot.slack.listeners import ImagineCommand
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+def build_web_client(config: Config) -> WebClient:
+    """One WebClient per process; Slack's 429s are retried after `Retry-After`."""
+    client = WebClient(
+        token=config.slack.bot_token,
+        base_url=config.slack.api_url or DEFAULT_SLACK_API_URL,
+        timeout=30,
+    )
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+def build_app(
+    config: Config, service: GenerationService, jobs: ThreadPoolExecutor | None = None
+) -> App:
+    """The Bolt app. `jobs` runs generations; it is sized for slow provider calls."""
+    jobs = jobs or ThreadPoolExecutor(config.slack.workers, thread_name_prefix="job")
+    app = App(
+        token=config.slack.bot_token,
+        signing_secret=config.slack.signing_secret,
+        client=build_web_client(config),
+        # Bolt runs listeners here; ours only parse and ack, but 5 threads (the default)
+        # would still queue a burst of commands behind each other.
+        listener_executor=ThreadPoolExecutor(32, thread_name_prefix="listener"),
+        logger=logging.getLogger("imagine.bolt"),
+    )
+    ImagineCommand(service, jobs.submit, config.default_provider).register(app)
+    return app

@@ -1,0 +1,144 @@
+"""`/imagine ...` text -> a typed command. Pure: no I/O, table-tested.
+
+Grammar: `[provider] prompt [--option value ...]`, options last, Midjourney style. The
+first word is a provider name or alias, or `help`; otherwise the whole text is the prompt
+for the default provider.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.generation.types import ASPECT_RATIOS, MAX_IMAGES, ImageRequest
+
+QUALITIES = ("standard", "hd", "low", "medium", "high", "auto")
+STYLES = ("vivid", "natural")
+OPTION_HELP = (
+    f"`--n 1..{MAX_IMAGES}`, `--ar {'|'.join(ASPECT_RATIOS)}`, `--no <text to avoid>`, "
+    f"`--seed N`, `--quality {'|'.join(QUALITIES)}`, `--style {'|'.join(STYLES)}`"
+)
+HELP_WORDS = {"help", "-h", "--help", "?"}
+
+
+class CommandError(ValueError):
+    """The text cannot be understood; the message tells the person what is allowed."""
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    pass
+
+
+@dataclass(frozen=True)
+class GenerateCommand:
+    provider: str | None  # canonical provider name, or None for the default
+    request: ImageRequest
+    options: dict[str, str] = field(default_factory=dict)  # as typed, for the log
+
+
+Command = HelpCommand | GenerateCommand
+
+_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def unescape_slack(text: str) -> str:
+    """Turn Slack's escaped command text back into what the person typed and saw."""
+
+    def readable(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target.startswith(("@U", "@W", "@B")):
+            return f"@{label}" if label else target
+        if target.startswith("#C") or target.startswith("#G"):
+            return f"#{label}" if label else target
+        if target.startswith("!subteam^"):
+            return f"@{label}" if label else "@group"
+        if target.startswith("!"):
+            return f"@{label or target[1:].split('^')[0]}"
+        return label or target.removeprefix("mailto:")
+
+    return html.unescape(_LINK.sub(readable, text))
+
+
+def _int_option(name: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise CommandError(f"`--{name}` needs a whole number from {low} to {high}.") from None
+        if not low <= number <= high:
+            raise CommandError(f"`--{name}` must be from {low} to {high}; you gave {number}.")
+        return number
+
+    return parse
+
+
+def _choice_option(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.lower()
+        if value not in choices:
+            raise CommandError(f"`--{name}` must be one of {', '.join(choices)}.")
+        return value
+
+    return parse
+
+
+# option name (and aliases) -> (ImageRequest field, parser)
+_OPTIONS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "n": ("n", _int_option("n", 1, MAX_IMAGES)),
+    "ar": ("aspect_ratio", _choice_option("ar", ASPECT_RATIOS)),
+    "no": ("negative_prompt", str),
+    "seed": ("seed", _int_option("seed", 0, 2**32 - 1)),
+    "quality": ("quality", _choice_option("quality", QUALITIES)),
+    "style": ("style", _choice_option("style", STYLES)),
+}
+_ALIASES = {"aspect": "ar", "neg": "no", "q": "quality"}
+
+
+def split_options(text: str) -> tuple[str, dict[str, str]]:
+    """`prompt --a 1 --no x y` -> ("prompt", {"a": "1", "no": "x y"}).
+
+    Slack clients turn `--` into an em dash as people type, so `—` counts as `--`.
+    """
+    words = text.replace("\u2014", "--").split()
+    prompt: list[str] = []
+    options: dict[str, str] = {}
+    current: str | None = None
+    for word in words:
+        if word.startswith("--") and len(word) > 2:
+            name, _, inline = word[2:].partition("=")
+            current = _ALIASES.get(name.lower(), name.lower())
+            if current in options:
+                raise CommandError(f"`--{name}` is given twice.")
+            options[current] = inline
+        elif current is None:
+            prompt.append(word)
+        else:
+            options[current] = f"{options[current]} {word}".strip()
+    return " ".join(prompt), options
+
+
+def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> Command:
+    """Parse the text after `/imagine`. Raises CommandError with a message for the person."""
+    text = unescape_slack(text).strip()
+    if not text or text.split()[0].lower() in HELP_WORDS:
+        return HelpCommand()
+    first, _, rest = text.partition(" ")
+    provider = resolve_provider(first)
+    body = rest if provider else text
+    if provider and not rest.strip():
+        raise CommandError(f"Describe the picture after `{first}`, e.g. `/imagine {first} a red fox`.")
+    prompt, raw_options = split_options(body)
+    values: dict[str, object] = {}
+    for name, raw in raw_options.items():
+        if name not in _OPTIONS:
+            raise CommandError(f"Unknown option `--{name}`. Options: {OPTION_HELP}.")
+        if not raw:
+            raise CommandError(f"`--{name}` needs a value. Options: {OPTION_HELP}.")
+        field_name, parse = _OPTIONS[name]
+        values[field_name] = parse(raw)
+    if not prompt:
+        raise CommandError("Describe the picture before the options, e.g. `/imagine a red fox --ar 16:9`.")
+    return GenerateCommand(provider, ImageRequest(prompt=prompt, **values), raw_options)

@@ -1,0 +1,120 @@
+"""Results and errors -> Slack messages (Block Kit). Pure functions, table-tested.
+
+Limits honoured (WIRE.md): 50 blocks, section text 3000 chars, context 10 elements,
+image_url 3000 chars, alt_text 2000 chars; always a top-level fallback `text`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.generation.types import (
+    ContentPolicyError,
+    ImageRequest,
+    ImagineError,
+    ProviderResult,
+    RateLimitError,
+)
+from bot.slack.command import OPTION_HELP
+
+Block = dict[str, Any]
+SECTION_LIMIT = 3000
+ALT_TEXT_LIMIT = 2000
+URL_LIMIT = 3000
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut visibly: a reader must see that the text goes on."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def escape(text: str) -> str:
+    """Escape what Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}}
+
+
+def context_block(*texts: str) -> Block:
+    elements = [{"type": "mrkdwn", "text": truncate(t, SECTION_LIMIT)} for t in texts if t][:10]
+    return {"type": "context", "elements": elements}
+
+
+def help_message(providers: dict[str, tuple[str, list[str]]], default: str | None) -> dict:
+    """Usage, options, and which providers are configured here.
+
+    `providers` maps name -> (aliases joined, missing settings).
+    """
+    lines = []
+    for name, (aliases, missing) in providers.items():
+        state = "ready" if not missing else f"not configured (needs {', '.join(missing)})"
+        mark = " (default)" if name == default else ""
+        lines.append(f"• `{name}`{mark}{f' — also {aliases}' if aliases else ''}: {state}")
+    text = (
+        "*Imagine draws pictures from your words.*\n"
+        "`/imagine <provider> <prompt> [options]` or `/imagine <prompt>` for the default.\n"
+        "Example: `/imagine imagen a lighthouse in a storm, oil painting --ar 16:9`\n\n"
+        f"*Options* (at the end): {OPTION_HELP}\n\n*Providers here:*\n" + "\n".join(lines)
+    )
+    return {"text": text, "blocks": [_section(text)]}
+
+
+def working_text(provider: str, model: str, request: ImageRequest) -> str:
+    n = f"{request.n} pictures" if request.n > 1 else "a picture"
+    return f":art: Drawing {n} of “{escape(truncate(request.prompt, 200))}” with {provider} (`{model}`)…"
+
+
+def result_message(
+    result: ProviderResult, request: ImageRequest, user_id: str, seconds: float
+) -> dict:
+    """The channel message for one provider's pictures (URLs already stored)."""
+    prompt = escape(request.prompt)
+    blocks: list[Block] = [_section(f"*{truncate(prompt, SECTION_LIMIT - 10)}*")]
+    for i, image in enumerate(result.images[:4], start=1):
+        if image.url is None or len(image.url) > URL_LIMIT:
+            continue
+        blocks.append(
+            {
+                "type": "image",
+                "image_url": image.url,
+                "alt_text": truncate(f"Picture {i}: {request.prompt}", ALT_TEXT_LIMIT),
+            }
+        )
+    blocks.append(context_block(byline(result, user_id, seconds)))
+    if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
+        blocks.append(context_block(f"*Revised prompt:* {escape(result.revised_prompt)}"))
+    if result.notes:
+        blocks.append(context_block(*(f":warning: {escape(note)}" for note in result.notes)))
+    text = f"<@{user_id}>'s picture: {truncate(request.prompt, 150)} ({result.provider})"
+    return {"text": text, "blocks": blocks}
+
+
+def byline(result: ProviderResult, user_id: str, seconds: float) -> str:
+    return f"{result.provider} · `{result.model}` · asked by <@{user_id}> · {seconds:.1f} s"
+
+
+def upload_comment(result: ProviderResult, request: ImageRequest, user_id: str, seconds: float) -> str:
+    """The message that goes with images uploaded into Slack (no blocks there)."""
+    lines = [f"*{escape(truncate(request.prompt, 2500))}*", byline(result, user_id, seconds)]
+    if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
+        lines.append(f"_Revised prompt:_ {escape(truncate(result.revised_prompt, 1000))}")
+    lines.extend(f":warning: {escape(note)}" for note in result.notes)
+    return "\n".join(lines)
+
+
+def error_text(error: ImagineError) -> str:
+    """One short sentence saying what happened and what to do."""
+    who = f"{error.provider}: " if error.provider else ""
+    if isinstance(error, ContentPolicyError):
+        return f":no_entry: {who}{error.message} Try rewording the prompt."
+    if isinstance(error, RateLimitError):
+        return f":hourglass: {who}{error.message}"
+    return f":warning: {who}{error.message}"
+
+
+NOT_IN_CHANNEL = (
+    "I'm not a member of this conversation, so only you can see this. "
+    "Invite me with `/invite @Imagine` to post pictures here."
+)

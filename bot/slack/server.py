@@ -1,0 +1,75 @@
+"""`python -m bot serve`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on gunicorn."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from bot.config import Config
+from bot.logs import configure_logging
+
+
+def missing_slack_settings(config: Config) -> list[str]:
+    missing = [] if config.slack.bot_token else ["SLACK_BOT_TOKEN"]
+    if not config.slack.app_token and not config.slack.signing_secret:
+        missing.append("SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)")
+    return missing
+
+
+def main_serve() -> int:
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    config = Config.from_env()
+    missing = missing_slack_settings(config)
+    if missing:
+        print(f"error: set {', '.join(missing)} to run the Slack app", file=sys.stderr)
+        return 2
+    from slack_bolt.error import BoltError
+
+    try:
+        if config.slack.app_token:
+            return _serve_socket_mode(config)
+        return _serve_http(config)
+    except BoltError as err:
+        print(f"error: Slack refused to start the app: {_first_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _serve_socket_mode(config: Config) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.generation.service import GenerationService
+    from bot.slack.app import build_app
+
+    app = build_app(config, GenerationService.from_config(config))
+    SocketModeHandler(app, config.slack.app_token).start()
+    return 0
+
+
+def _serve_http(config: Config) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from bot.slack.web import create_wsgi_app
+
+    # Built before gunicorn forks (preload) so that a bad token stops start-up with one line.
+    application = create_wsgi_app(config)
+
+    class ImagineServer(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"0.0.0.0:{config.slack.port}")
+            self.cfg.set("workers", int(os.environ.get("WEB_CONCURRENCY", "1")))
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", int(os.environ.get("IMAGINE_HTTP_THREADS", "32")))
+            self.cfg.set("timeout", 60)
+            self.cfg.set("graceful_timeout", 25)  # Heroku sends SIGKILL 30 s after SIGTERM
+            self.cfg.set("preload_app", True)
+            self.cfg.set("backlog", 2048)
+
+        def load(self):
+            return application
+
+    ImagineServer().run()
+    return 0

@@ -1,0 +1,690 @@
+"""A fake Slack Web API for the real `slack_sdk.WebClient(base_url=fake.url + "/api/")`.
+
+It answers like Slack (HTTP 200 with `{"ok": true, ...}` or `{"ok": false, "error": ...}`,
+HTTP 429 with `Retry-After` when scripted), keeps the state the app can observe (messages,
+ephemerals, reactions, uploaded files, `response_url` posts) and records every call, so an
+end-to-end test can assert on exactly what Slack would have received.
+
+Channel behaviour follows the id: `C...` public, `G...` private, `D...` a DM; the bot is a
+member of each unless a test says otherwise with `not_member(...)`. `missing(...)` makes a
+channel not exist. Scripting: `rate_limit(method, times)` and `fail(method, error, times)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.fakes._http import FakeServer, RecordedRequest, Reply
+
+DEFAULT_TOKEN = "xoxb-fake-bot-token-0123456789"
+JSON_FIELDS = ("blocks", "attachments", "files", "metadata", "unfurl", "channels_json")
+RESPONSE_URL_LIMIT = 5  # Slack accepts five posts per response_url
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class SlackError(Exception):
+    """Raised inside a method handler to answer `{"ok": false, "error": code}`."""
+
+    def __init__(self, code: str, **extra: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.extra = extra
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    private: bool = False
+    im: bool = False
+    member: bool = True
+    exists: bool = True
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "is_channel": not self.private and not self.im,
+            "is_group": self.private,
+            "is_im": self.im,
+            "is_mpim": False,
+            "is_private": self.private or self.im,
+            "is_member": self.member,
+            "is_archived": False,
+            "is_general": self.name == "general",
+            "created": 1600000000,
+        }
+
+
+@dataclass
+class UploadedFile:
+    id: str
+    filename: str
+    length: int
+    data: bytes | None = None  # None until the bytes reach upload_url
+    content_type: str = ""
+    title: str | None = None
+    alt_txt: str | None = None
+    channel: str | None = None
+    initial_comment: str | None = None
+    thread_ts: str | None = None
+    share_ts: str | None = None
+    completed: bool = False
+
+
+@dataclass
+class ResponsePost:
+    """One post to a `response_url` (Bolt's `respond()`)."""
+
+    token: str
+    body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def text(self) -> str | None:
+        return self.body.get("text")
+
+    @property
+    def blocks(self) -> list[dict[str, Any]] | None:
+        return self.body.get("blocks")
+
+
+def parse_body(request: RecordedRequest) -> dict[str, Any]:
+    """Arguments of a Web API call: query string, then a JSON, form or multipart body.
+
+    Form bodies carry `blocks`, `attachments` and `files` as JSON strings (slack_sdk encodes
+    them that way); they are decoded here so tests see the same shape either way.
+    """
+    args: dict[str, Any] = dict(request.query)
+    ctype = request.headers.get("content-type", "")
+    if request.body:
+        if ctype.startswith("application/json"):
+            args.update(json.loads(request.body))
+        elif ctype.startswith("multipart/form-data"):
+            args.update(_multipart_fields(request))
+        else:
+            text = request.body.decode("utf-8")
+            args.update({k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()})
+    for name in JSON_FIELDS:
+        value = args.get(name)
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                args[name] = json.loads(value)
+            except ValueError:
+                pass  # leave it; the method handler reports invalid_arguments if it matters
+    return args
+
+
+def _multipart_fields(request: RecordedRequest) -> dict[str, Any]:
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + request.body)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is None:
+            fields[name] = payload.decode("utf-8")
+        else:
+            fields[name] = payload
+    return fields
+
+
+def block_errors(blocks: Any) -> list[str]:
+    """The Block Kit limits Slack enforces that an app is most likely to trip over."""
+    if not isinstance(blocks, list):
+        return ["blocks must be a list"]
+    errors = []
+    if len(blocks) > 50:
+        errors.append("no more than 50 items allowed [json-pointer:/blocks]")
+    for i, block in enumerate(blocks):
+        where = f"[json-pointer:/blocks/{i}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind is None:
+            errors.append(f"missing required field: type {where}")
+        elif kind == "section":
+            text = (block.get("text") or {}).get("text", "")
+            if not text and not block.get("fields"):
+                errors.append(f"must provide text or fields {where}")
+            if len(text) > 3000:
+                errors.append(f"must be less than 3001 characters {where}/text/text")
+        elif kind == "header":
+            if len((block.get("text") or {}).get("text", "")) > 150:
+                errors.append(f"must be less than 151 characters {where}/text/text")
+        elif kind == "image":
+            if not block.get("alt_text"):
+                errors.append(f"missing required field: alt_text {where}")
+            if not block.get("image_url") and not block.get("slack_file"):
+                errors.append(f"must provide image_url or slack_file {where}")
+            if len(block.get("image_url") or "") > 3000:
+                errors.append(f"must be less than 3001 characters {where}/image_url")
+        elif kind == "context":
+            if len(block.get("elements") or []) > 10:
+                errors.append(f"no more than 10 items allowed {where}/elements")
+        elif kind == "actions":
+            if len(block.get("elements") or []) > 25:
+                errors.append(f"no more than 25 items allowed {where}/elements")
+    return errors
+
+
+class FakeSlack(FakeServer):
+    """Slack's Web API, `response_url`s and the v2 file upload endpoint on 127.0.0.1."""
+
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        team_id: str = "T1",
+        team: str = "Imagine Test",
+    ) -> None:
+        super().__init__()
+        self.tokens = {token}
+        self.token = token
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.team_id = team_id
+        self.team = team
+        self._state = threading.RLock()
+        self._channels: dict[str, Channel] = {}
+        self._messages: dict[str, list[dict[str, Any]]] = {}
+        self._ephemerals: list[dict[str, Any]] = []
+        self._reactions: dict[tuple[str, str], dict[str, list[str]]] = {}
+        self._files: dict[str, UploadedFile] = {}
+        self._responses: list[ResponsePost] = []
+        self._clock = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._handlers: dict[str, Handler] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.delete": self._delete,
+            "reactions.add": self._reactions_add,
+            "reactions.remove": self._reactions_remove,
+            "reactions.get": self._reactions_get,
+            "conversations.join": self._join,
+            "conversations.info": self._info,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+            "files.info": self._file_info,
+        }
+
+    def __enter__(self) -> FakeSlack:
+        super().__enter__()
+        return self
+
+    # -- knobs ----------------------------------------------------------------------------
+    def channel(self, channel_id: str) -> Channel:
+        """The channel's settings (created on first use from the id's prefix)."""
+        with self._state:
+            if channel_id not in self._channels:
+                prefix = channel_id[:1]
+                self._channels[channel_id] = Channel(
+                    id=channel_id,
+                    name=channel_id.lower(),
+                    private=prefix == "G",
+                    im=prefix == "D",
+                )
+            return self._channels[channel_id]
+
+    def add_channel(self, channel_id: str, name: str | None = None, **settings: Any) -> Channel:
+        """Declare a channel: `private=`, `im=`, `member=`, `exists=`."""
+        with self._state:
+            chan = self.channel(channel_id)
+            if name:
+                chan.name = name
+            for key, value in settings.items():
+                setattr(chan, key, value)
+            return chan
+
+    def not_member(self, *channel_ids: str) -> None:
+        """The bot is not in these channels until it calls conversations.join (public ones)."""
+        for channel_id in channel_ids:
+            self.add_channel(channel_id, member=False)
+
+    def missing(self, *channel_ids: str) -> None:
+        """These channel ids answer channel_not_found everywhere."""
+        for channel_id in channel_ids:
+            self.add_channel(channel_id, exists=False)
+
+    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """The next `times` calls of `method` answer HTTP 429 with `Retry-After`, as Slack does."""
+        reply = Reply(
+            429,
+            {"ok": False, "error": "ratelimited"},
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.enqueue(*([reply] * times), path_contains=f"/api/{method}")
+
+    def fail(self, method: str, error: str, times: int = 1) -> None:
+        """The next `times` calls of `method` answer `{"ok": false, "error": error}`."""
+        reply = Reply(200, {"ok": False, "error": error})
+        self.enqueue(*([reply] * times), path_contains=f"/api/{method}")
+
+    def handle(self, method: str, handler: Handler) -> None:
+        """Answer `method` with `handler(args) -> dict` (merged into `{"ok": true}`)."""
+        self._handlers[method] = handler
+
+    def response_url(self, token: str | None = None) -> str:
+        """A fresh `response_url` that records what is posted to it."""
+        return f"{self.url}/response/{token or f'R{next(self._ids):06d}'}"
+
+    def reset(self) -> None:
+        super().reset()
+        with self._state:
+            self._channels.clear()
+            self._messages.clear()
+            self._ephemerals.clear()
+            self._reactions.clear()
+            self._files.clear()
+            self._responses.clear()
+
+    # -- what the app did -----------------------------------------------------------------
+    def calls_to(self, method: str) -> list[dict[str, Any]]:
+        """The parsed arguments of every call to `method`, including rate-limited ones."""
+        return [parse_body(r) for r in self.calls(f"/api/{method}") if r.path == f"/api/{method}"]
+
+    def methods_called(self) -> list[str]:
+        """Web API method names in call order."""
+        return [r.path[len("/api/") :] for r in self.calls("/api/") if r.path.startswith("/api/")]
+
+    def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Messages currently in `channel` (or all channels), oldest first, as Slack keeps them."""
+        with self._state:
+            if channel is not None:
+                return [dict(m) for m in self._messages.get(channel, [])]
+            found = [dict(m) for msgs in self._messages.values() for m in msgs]
+        return sorted(found, key=lambda m: float(m["ts"]))
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        with self._state:
+            found = self._find(channel, ts)
+            return dict(found) if found else None
+
+    def ephemerals(self, user: str | None = None) -> list[dict[str, Any]]:
+        with self._state:
+            return [dict(e) for e in self._ephemerals if user is None or e["user"] == user]
+
+    def reactions(self, channel: str, ts: str) -> dict[str, list[str]]:
+        """Reaction name -> users who reacted, on one message."""
+        with self._state:
+            return {k: list(v) for k, v in self._reactions.get((channel, ts), {}).items()}
+
+    def add_user_reaction(self, channel: str, ts: str, name: str, user: str) -> None:
+        """Record a person's reaction (the harness then sends the matching event)."""
+        with self._state:
+            users = self._reactions.setdefault((channel, ts), {}).setdefault(name, [])
+            if user not in users:
+                users.append(user)
+
+    @property
+    def responses(self) -> list[ResponsePost]:
+        with self._state:
+            return list(self._responses)
+
+    def responses_to(self, url_or_token: str) -> list[ResponsePost]:
+        token = url_or_token.rstrip("/").rsplit("/", 1)[-1]
+        return [r for r in self.responses if r.token == token]
+
+    @property
+    def uploaded_files(self) -> list[UploadedFile]:
+        """Files whose upload was completed, in upload order."""
+        with self._state:
+            return [f for f in self._files.values() if f.completed]
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    ) -> Any:
+        """Poll until `predicate()` is truthy and return its value; fail the test on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"condition not met within {timeout}s; Slack calls so far: "
+                    f"{self.methods_called()}"
+                )
+            time.sleep(interval)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def answer(self, request: RecordedRequest) -> Reply:
+        path = request.path
+        if path.startswith("/api/"):
+            return self._api(path[len("/api/") :], request)
+        if path.startswith("/upload/"):
+            return self._upload(path[len("/upload/") :], request)
+        if path.startswith("/response/"):
+            return self._respond(path[len("/response/") :], request)
+        return Reply(404, "not found")
+
+    def _api(self, method: str, request: RecordedRequest) -> Reply:
+        args = parse_body(request)
+        auth = request.headers.get("authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else args.pop("token", None)
+        if not token:
+            return Reply(200, {"ok": False, "error": "not_authed"})
+        if token not in self.tokens:
+            return Reply(200, {"ok": False, "error": "invalid_auth"})
+        handler = self._handlers.get(method)
+        if handler is None:
+            return Reply(404, {"ok": False, "error": "unknown_method", "req_method": method})
+        try:
+            with self._state:
+                result = handler(args)
+        except SlackError as err:
+            return Reply(200, {"ok": False, "error": err.code, **err.extra})
+        return Reply(200, {"ok": True, **result}, headers={"X-OAuth-Scopes": "chat:write"})
+
+    # -- helpers (called with self._state held) -------------------------------------------
+    def _next_ts(self) -> str:
+        tick = 1_700_000_000_000_000 + 100 * next(self._clock)
+        return f"{tick // 1_000_000}.{tick % 1_000_000:06d}"
+
+    def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return next((m for m in self._messages.get(channel, []) if m["ts"] == ts), None)
+
+    def _require(self, args: dict[str, Any], *names: str) -> None:
+        for name in names:
+            if not args.get(name):
+                raise SlackError("invalid_arguments", response_metadata={"messages": [name]})
+
+    def _writable(self, channel_id: str) -> Channel:
+        """The channel, if the bot may post there; else the error Slack gives."""
+        chan = self.channel(channel_id)
+        if not chan.exists:
+            raise SlackError("channel_not_found")
+        if not chan.member:
+            raise SlackError("channel_not_found" if chan.private or chan.im else "not_in_channel")
+        return chan
+
+    def _visible(self, channel_id: str) -> Channel:
+        chan = self.channel(channel_id)
+        if not chan.exists or (chan.private and not chan.member):
+            raise SlackError("channel_not_found")
+        return chan
+
+    def _content(self, args: dict[str, Any]) -> dict[str, Any]:
+        """text/blocks/attachments of a message, checked as Slack checks them."""
+        blocks = args.get("blocks")
+        if blocks is not None:
+            errors = block_errors(blocks)
+            if errors:
+                raise SlackError(
+                    "invalid_blocks", errors=errors, response_metadata={"messages": errors}
+                )
+        text = args.get("text")
+        if not text and not blocks and not args.get("attachments"):
+            raise SlackError("no_text")
+        if text and len(text) > 40000:
+            raise SlackError("msg_too_long")
+        content = {"text": text or ""}
+        if blocks is not None:
+            content["blocks"] = blocks
+        if args.get("attachments") is not None:
+            content["attachments"] = args["attachments"]
+        return content
+
+    # -- methods --------------------------------------------------------------------------
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://imagine-test.slack.com/",
+            "team": self.team,
+            "user": "imagine",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel")
+        chan = self._writable(args["channel"])
+        message = {
+            "type": "message",
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "ts": self._next_ts(),
+            "channel": chan.id,
+            **self._content(args),
+        }
+        if args.get("thread_ts"):
+            if not self._find(chan.id, args["thread_ts"]):
+                raise SlackError("thread_not_found")
+            message["thread_ts"] = args["thread_ts"]
+        if args.get("metadata"):
+            message["metadata"] = args["metadata"]
+        self._messages.setdefault(chan.id, []).append(message)
+        public = {k: v for k, v in message.items() if k != "channel"}
+        return {"channel": chan.id, "ts": message["ts"], "message": public}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel", "ts")
+        self._visible(args["channel"])
+        message = self._find(args["channel"], args["ts"])
+        if message is None:
+            raise SlackError("message_not_found")
+        if message.get("user") != self.bot_user_id:
+            raise SlackError("cant_update_message")
+        content = self._content(args)
+        message["text"] = content["text"]
+        for key in ("blocks", "attachments"):
+            if key in content:
+                message[key] = content[key]
+        message["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
+        public = {k: v for k, v in message.items() if k != "channel"}
+        return {"channel": args["channel"], "ts": args["ts"], "text": message["text"], "message": public}
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel", "user")
+        chan = self._writable(args["channel"])
+        ephemeral = {"channel": chan.id, "user": args["user"], "ts": self._next_ts()}
+        ephemeral.update(self._content(args))
+        if args.get("thread_ts"):
+            ephemeral["thread_ts"] = args["thread_ts"]
+        self._ephemerals.append(ephemeral)
+        return {"message_ts": ephemeral["ts"]}
+
+    def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel", "ts")
+        self._visible(args["channel"])
+        message = self._find(args["channel"], args["ts"])
+        if message is None:
+            raise SlackError("message_not_found")
+        if message.get("user") != self.bot_user_id:
+            raise SlackError("cant_delete_message")
+        self._messages[args["channel"]].remove(message)
+        self._reactions.pop((args["channel"], args["ts"]), None)
+        return {"channel": args["channel"], "ts": args["ts"]}
+
+    def _reaction_target(self, args: dict[str, Any]) -> tuple[tuple[str, str], str]:
+        self._require(args, "channel", "timestamp", "name")
+        self._visible(args["channel"])
+        if self._find(args["channel"], args["timestamp"]) is None:
+            raise SlackError("message_not_found")
+        name = str(args["name"]).strip(":")
+        if not name or " " in name:
+            raise SlackError("invalid_name")
+        return (args["channel"], args["timestamp"]), name
+
+    def _reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        key, name = self._reaction_target(args)
+        users = self._reactions.setdefault(key, {}).setdefault(name, [])
+        if self.bot_user_id in users:
+            raise SlackError("already_reacted")
+        users.append(self.bot_user_id)
+        return {}
+
+    def _reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        key, name = self._reaction_target(args)
+        users = self._reactions.get(key, {}).get(name, [])
+        if self.bot_user_id not in users:
+            raise SlackError("no_reaction")
+        users.remove(self.bot_user_id)
+        if not users:
+            del self._reactions[key][name]
+        return {}
+
+    def _reactions_get(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel", "timestamp")
+        self._visible(args["channel"])
+        message = self._find(args["channel"], args["timestamp"])
+        if message is None:
+            raise SlackError("message_not_found")
+        reactions = [
+            {"name": name, "users": list(users), "count": len(users)}
+            for name, users in self._reactions.get((args["channel"], args["timestamp"]), {}).items()
+        ]
+        body = {k: v for k, v in message.items() if k != "channel"}
+        if reactions:
+            body["reactions"] = reactions
+        return {"type": "message", "channel": args["channel"], "message": body}
+
+    def _join(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel")
+        chan = self.channel(args["channel"])
+        if not chan.exists:
+            raise SlackError("channel_not_found")
+        if chan.private or chan.im:
+            raise SlackError("method_not_supported_for_channel_type")
+        result: dict[str, Any] = {}
+        if chan.member:
+            result["warning"] = "already_in_channel"
+            result["response_metadata"] = {"warnings": ["already_in_channel"]}
+        chan.member = True
+        return {"channel": chan.info(), **result}
+
+    def _info(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel")
+        return {"channel": self._visible(args["channel"]).info()}
+
+    def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "filename", "length")
+        try:
+            length = int(args["length"])
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+        file_id = f"F{next(self._ids):08d}"
+        self._files[file_id] = UploadedFile(
+            id=file_id, filename=args["filename"], length=length, alt_txt=args.get("alt_txt")
+        )
+        return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    def _upload(self, file_id: str, request: RecordedRequest) -> Reply:
+        """Step 2 of files_upload_v2: slack_sdk POSTs the raw bytes; a form with `file` also works."""
+        ctype = request.headers.get("content-type", "")
+        data = request.body
+        if ctype.startswith("multipart/form-data"):
+            parts = _multipart_fields(request)
+            data = next((v for v in parts.values() if isinstance(v, bytes)), b"")
+        with self._state:
+            upload = self._files.get(file_id)
+            if upload is None or upload.completed:
+                return Reply(404, "Not Found")
+            upload.data = data
+            upload.content_type = ctype
+        return Reply(200, f"OK - {len(data)}")
+
+    def _file_object(self, upload: UploadedFile) -> dict[str, Any]:
+        base = f"https://files.slack.com/files-pri/{self.team_id}-{upload.id}"
+        shares: dict[str, Any] = {}
+        if upload.channel and upload.share_ts:
+            chan = self.channel(upload.channel)
+            share = {"ts": upload.share_ts, "channel_name": chan.name, "reply_count": 0}
+            if upload.thread_ts:
+                share["thread_ts"] = upload.thread_ts
+            shares["private" if chan.private or chan.im else "public"] = {chan.id: [share]}
+        return {
+            "id": upload.id,
+            "name": upload.filename,
+            "title": upload.title or upload.filename,
+            "size": len(upload.data or b""),
+            "user": self.bot_user_id,
+            "is_external": False,
+            "url_private": f"{base}/{upload.filename}",
+            "url_private_download": f"{base}/download/{upload.filename}",
+            "permalink": f"https://imagine-test.slack.com/files/{self.bot_user_id}/{upload.id}/"
+            f"{upload.filename}",
+            "channels": [upload.channel] if upload.channel else [],
+            "shares": shares,
+            "alt_txt": upload.alt_txt,
+        }
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        if not isinstance(files, list) or not files:
+            raise SlackError("invalid_arguments")
+        uploads = []
+        for item in files:
+            upload = self._files.get(item.get("id", ""))
+            if upload is None or upload.completed or upload.data is None:
+                raise SlackError("file_not_found")
+            if len(upload.data) != upload.length:
+                raise SlackError("file_upload_size_mismatch")  # (inferred name)
+            uploads.append((upload, item.get("title")))
+        channel_id = args.get("channel_id") or None
+        if args.get("channels"):
+            channel_id = str(args["channels"]).split(",")[0]
+        if channel_id:
+            self._writable(channel_id)
+        thread_ts = args.get("thread_ts") or None
+        if channel_id and thread_ts and not self._find(channel_id, thread_ts):
+            raise SlackError("thread_not_found")
+        share_ts = self._next_ts() if channel_id else None
+        for upload, title in uploads:
+            upload.title = title or upload.filename
+            upload.completed = True
+            upload.channel = channel_id
+            upload.initial_comment = args.get("initial_comment")
+            upload.thread_ts = thread_ts
+            upload.share_ts = share_ts
+        objects = [self._file_object(u) for u, _ in uploads]
+        if channel_id:
+            message = {
+                "type": "message",
+                "subtype": "file_share",
+                "user": self.bot_user_id,
+                "ts": share_ts,
+                "channel": channel_id,
+                "text": args.get("initial_comment") or "",
+                "files": objects,
+                "upload": True,
+            }
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._messages.setdefault(channel_id, []).append(message)
+        return {"files": objects}
+
+    def _file_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "file")
+        upload = self._files.get(args["file"])
+        if upload is None or not upload.completed:
+            raise SlackError("file_not_found")
+        return {"file": self._file_object(upload)}
+
+    # -- response_url ---------------------------------------------------------------------
+    def _respond(self, token: str, request: RecordedRequest) -> Reply:
+        """Bolt's `respond()` POSTs JSON here; Slack takes at most five per URL."""
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return Reply(400, {"ok": False, "error": "invalid_payload"})
+        with self._state:
+            used = sum(1 for r in self._responses if r.token == token)
+            if used >= RESPONSE_URL_LIMIT:
+                return Reply(404, {"ok": False, "error": "used_url"})  # (inferred status)
+            if body.get("blocks") is not None and block_errors(body["blocks"]):
+                return Reply(400, {"ok": False, "error": "invalid_blocks"})
+            self._responses.append(ResponsePost(token=token, body=body))
+        return Reply(200, {"ok": True})
