@@ -116,7 +116,9 @@ def event_body(
     return json.dumps(envelope).encode()
 
 
-def url_verification_body(challenge: str = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P") -> bytes:
+def url_verification_body(
+    challenge: str = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+) -> bytes:
     return json.dumps(
         {"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}
     ).encode()
@@ -233,14 +235,18 @@ class AppProcess:
         args: tuple[str, ...] = ("-m", "bot", "serve"),
         startup_timeout: float = 30.0,
         python: str = sys.executable,
+        workdir: Path | None = None,
     ) -> None:
         self.port = int(env.get("PORT") or free_port())
         self.signing_secret = env.get("SLACK_SIGNING_SECRET", SIGNING_SECRET)
-        self.workdir = Path(tempfile.mkdtemp(prefix="imagine-app-"))  # no stray .env or db
+        # Its own working directory and HOME: no stray .env, database, gunicorn control
+        # socket or the developer's cloud credentials leak into (or out of) the test.
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="imagine-app-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "app.log"
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", str(self.workdir)),
+            "HOME": str(self.workdir),
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONUNBUFFERED": "1",
             "LANG": "C.UTF-8",
@@ -396,11 +402,12 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def start_app() -> Iterator[Callable[..., AppProcess]]:
+def start_app(tmp_path: Path) -> Iterator[Callable[..., AppProcess]]:
     """`start_app(env)` starts an AppProcess; every one started is stopped after the test."""
     started: list[AppProcess] = []
 
     def start(env: Mapping[str, str], **kwargs: Any) -> AppProcess:
+        kwargs.setdefault("workdir", tmp_path / f"app{len(started)}")
         app = AppProcess(env, **kwargs)
         started.append(app)
         return app.start()

@@ -21,10 +21,24 @@ OPTION_HELP = (
     f"`--seed N`, `--quality {'|'.join(QUALITIES)}`, `--style {'|'.join(STYLES)}`"
 )
 HELP_WORDS = {"help", "-h", "--help", "?"}
+# Names people try that we do not run: answer "not a provider here" instead of drawing
+# "midjourney a cat" with the default provider.
+OTHER_MODELS = {
+    "midjourney", "mj", "sd", "sdxl", "stable-diffusion", "stablediffusion", "flux",
+    "firefly", "ideogram", "leonardo", "recraft", "grok", "aurora", "kling", "seedream",
+}
 
 
 class CommandError(ValueError):
     """The text cannot be understood; the message tells the person what is allowed."""
+
+
+class UnknownProviderError(CommandError):
+    """A model name we do not run; the listener adds the names we do."""
+
+    def __init__(self, word: str) -> None:
+        super().__init__(f"`{word}` is not a provider here.")
+        self.word = word
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,8 @@ def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> C
         return HelpCommand()
     first, _, rest = text.partition(" ")
     provider = resolve_provider(first)
+    if provider is None and first.lower() in OTHER_MODELS and rest.strip():
+        raise UnknownProviderError(first)
     body = rest if provider else text
     if provider and not rest.strip():
         raise CommandError(f"Describe the picture after `{first}`, e.g. `/imagine {first} a red fox`.")

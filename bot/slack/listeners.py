@@ -25,7 +25,13 @@ from bot.generation.stores.base import extension_for
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult
 from bot.logs import log_event
 from bot.slack import messages
-from bot.slack.command import CommandError, GenerateCommand, HelpCommand, parse_command
+from bot.slack.command import (
+    CommandError,
+    GenerateCommand,
+    HelpCommand,
+    UnknownProviderError,
+    parse_command,
+)
 
 log = logging.getLogger("imagine.slack")
 
@@ -75,6 +81,8 @@ class ImagineCommand:
             self.service.validate(parsed.request, [provider])
         except (CommandError, ImagineError) as err:
             text = str(err) if isinstance(err, CommandError) else messages.error_text(err)
+            if isinstance(err, UnknownProviderError):
+                text += f" Choose one of: {', '.join(self.service.providers)}, or leave it out."
             ack(text=text)
             log_event(log, "command", **base, outcome="rejected", reason=type(err).__name__)
             return

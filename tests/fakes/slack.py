@@ -345,16 +345,22 @@ class FakeSlack(FakeServer):
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
     ) -> Any:
-        """Poll until `predicate()` is truthy and return its value; fail the test on timeout."""
+        """Poll until `predicate()` is truthy and return its value; fail the test on timeout.
+
+        A LookupError (`messages(c)[0]` before anything arrived) counts as "not yet".
+        """
         deadline = time.monotonic() + timeout
         while True:
-            value = predicate()
+            try:
+                value = predicate()
+            except LookupError:
+                value = None
             if value:
                 return value
             if time.monotonic() >= deadline:
                 raise AssertionError(
                     f"condition not met within {timeout}s; Slack calls so far: "
-                    f"{self.methods_called()}"
+                    f"{self.methods_called()}; response_url posts: {len(self.responses)}"
                 )
             time.sleep(interval)
 
@@ -484,7 +490,12 @@ class FakeSlack(FakeServer):
                 message[key] = content[key]
         message["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
         public = {k: v for k, v in message.items() if k != "channel"}
-        return {"channel": args["channel"], "ts": args["ts"], "text": message["text"], "message": public}
+        return {
+            "channel": args["channel"],
+            "ts": args["ts"],
+            "text": message["text"],
+            "message": public,
+        }
 
     def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "channel", "user")
@@ -582,7 +593,7 @@ class FakeSlack(FakeServer):
         return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
 
     def _upload(self, file_id: str, request: RecordedRequest) -> Reply:
-        """Step 2 of files_upload_v2: slack_sdk POSTs the raw bytes; a form with `file` also works."""
+        """Step 2 of files_upload_v2: slack_sdk POSTs raw bytes; a multipart form also works."""
         ctype = request.headers.get("content-type", "")
         data = request.body
         if ctype.startswith("multipart/form-data"):

@@ -97,6 +97,18 @@ def _google_error(response: requests.Response) -> tuple[str, str, list[Any]]:
     return "", _trim(response.text or ""), []
 
 
+_BOILERPLATE = ("You will not be charged", "Try rephrasing", "If you think", "Support codes")
+
+
+def _rai_summary(reason: str) -> str:
+    """Google's filter reason without its boilerplate, keeping the support codes for feedback."""
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(reason.split()))
+    kept = [s for s in sentences if not s.startswith(_BOILERPLATE)]
+    codes = re.findall(r"Support codes?: ([\d, ]*\d)", reason)
+    summary = _trim(" ".join(kept) or reason, 200)
+    return f"{summary} (support codes: {', '.join(codes)})" if codes else summary
+
+
 def _plural(count: int, total: int, verb: str) -> str:
     return f"{count} of {total} images {'was' if count == 1 else 'were'} {verb}"
 
@@ -454,7 +466,7 @@ class GoogleImageProvider(ImageProvider):
             filtered = max(missing, len(reasons))
             notes.append(
                 f"{_plural(filtered, request.n, 'filtered')} by Google's safety filter: "
-                f"{_trim(reason, 200)}"
+                f"{_rai_summary(reason)}"
             )
         elif missing > 0:
             notes.append(f"Google returned {len(images)} of the {request.n} images asked for.")

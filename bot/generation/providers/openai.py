@@ -504,7 +504,9 @@ class OpenAIImageProvider(ImageProvider):
             )
         if status == 403:
             settings = self._credential_settings()
-            target = f"deployment '{self._settings.azure_deployment}'" if self._azure else self.model
+            target = (
+                f"deployment '{self._settings.azure_deployment}'" if self._azure else self.model
+            )
             return ConfigurationError(
                 f"{mode} denied access to {target}; check {settings} and its permissions.",
                 setting=settings.split(",")[0],
@@ -560,7 +562,7 @@ class OpenAIImageProvider(ImageProvider):
 
     # -- health ---------------------------------------------------------------------------
     def check(self) -> str:
-        """Azure: list models at the resource (`GET {endpoint}/openai/models`); OpenAI: the model."""
+        """Azure: list models at the resource (`GET {endpoint}/openai/models`); OpenAI: get one."""
         client = self._client_or_raise()
         s = self._settings
         if self._azure:

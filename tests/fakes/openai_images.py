@@ -1,0 +1,373 @@
+"""A fake Azure OpenAI / OpenAI image service, plus an OAuth2 client-credentials token URL.
+
+It answers in the real shapes (WIRE.md): Azure's deployment path with `api-version` and
+`api-key` or bearer auth, OpenAI's `/v1/images/generations` with `model` in the body, DALL·E 3
+rejecting n>1, gpt-image rejecting `response_format`/`style`, URL answers that point at real
+PNG bytes served by this same fake, Azure content-filter annotations and errors. Helpers
+script each failure a provider has to handle.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import threading
+import time
+from typing import Any
+
+from tests.fakes._http import FakeServer, RecordedRequest, Reply
+from tests.fakes.images import png_bytes
+
+GENERATIONS = "/images/generations"
+AZURE_PATH = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/images/generations$")
+DALLE3_SIZES = {"1024x1024", "1792x1024", "1024x1792"}
+GPT_IMAGE_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
+
+
+def is_dalle3(model: str) -> bool:
+    return model.lower().startswith(("dall-e-3", "dalle3", "dall-e3"))
+
+
+def error(status: int, message: str, code: str | None = None, **extra: Any) -> Reply:
+    body = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    body.update(extra)
+    return Reply(status, {"error": body})
+
+
+class FakeOpenAIImages(FakeServer):
+    """Azure OpenAI and OpenAI image generation on one loopback port."""
+
+    def __init__(
+        self,
+        *,
+        azure_api_key: str = "azure-test-key",
+        openai_api_key: str = "sk-test-openai-key",
+        deployments: dict[str, str] | None = None,
+        openai_models: set[str] | None = None,
+        client_id: str = "imagine-client",
+        client_secret: str = "client-secret-value",
+        token_lifetime: int = 3600,
+    ) -> None:
+        super().__init__()
+        self.azure_api_key = azure_api_key
+        self.openai_api_key = openai_api_key
+        self.deployments = deployments if deployments is not None else {"img": "gpt-image-1"}
+        self.openai_models = openai_models or {"gpt-image-1", "gpt-image-1.5", "gpt-image-2"}
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_lifetime = token_lifetime
+        self.token_delay = 0.0
+        self.generation_delay = 0.0  # seconds each generation call takes (overlap tests)
+        self.forever: Reply | None = None  # answer every generation call with this
+        self.issued_tokens: list[str] = []
+        self.token_scopes: list[str | None] = []
+        self.files: dict[str, bytes] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._counter = itertools.count(1)
+        self._state = threading.Lock()
+
+    def reset(self) -> None:
+        """Back to a fresh fake (scripts, records, tokens, delays), keeping keys and models."""
+        super().reset()
+        with self._state:
+            self.token_delay = 0.0
+            self.generation_delay = 0.0
+            self.forever = None
+            self.issued_tokens.clear()
+            self.token_scopes.clear()
+            self.files.clear()
+            self.max_in_flight = self.in_flight  # a straggler from a timeout test counts
+
+    # -- routing --------------------------------------------------------------------------
+    def answer(self, request: RecordedRequest) -> Reply:
+        path = request.path
+        if request.method == "POST" and path == "/oauth/token":
+            return self._token(request)
+        if request.method == "GET" and path.startswith("/files/"):
+            data = self.files.get(path.removeprefix("/files/"))
+            return Reply(200, data, {"Content-Type": "image/png"}) if data else Reply(404, b"")
+        match = AZURE_PATH.match(path)
+        if request.method == "POST" and match:
+            return self._azure_generation(request, match["deployment"])
+        if request.method == "POST" and path == "/v1/images/generations":
+            return self._openai_generation(request)
+        if request.method == "GET" and path == "/openai/models":
+            return self._azure_models(request)
+        if request.method == "GET" and path.startswith("/v1/models/"):
+            return self._openai_model(request, path.removeprefix("/v1/models/"))
+        return Reply(404, {"error": {"code": "404", "message": "Resource not found"}})
+
+    # -- OAuth2 client credentials ----------------------------------------------------------
+    def _token(self, request: RecordedRequest) -> Reply:
+        if self.token_delay:
+            time.sleep(self.token_delay)
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.headers.get("authorization") != f"Basic {expected}":
+            return Reply(401, {"error": "invalid_client"})
+        form = request.form()
+        if form.get("grant_type") != "client_credentials":
+            return Reply(400, {"error": "unsupported_grant_type"})
+        token = f"tok-{next(self._counter)}-{time.monotonic_ns()}"
+        with self._state:
+            self.issued_tokens.append(token)
+            self.token_scopes.append(form.get("scope"))
+        return Reply(
+            200,
+            {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"},
+        )
+
+    def token_calls(self) -> list[RecordedRequest]:
+        return self.calls("/oauth/token")
+
+    def revoke_tokens(self) -> None:
+        """Every token issued so far is refused from now on (a 401 on the next call)."""
+        with self._state:
+            self.issued_tokens.clear()
+
+    def _bearer(self, request: RecordedRequest) -> str | None:
+        auth = request.headers.get("authorization", "")
+        return auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+
+    # -- Azure ------------------------------------------------------------------------------
+    def _azure_auth(self, request: RecordedRequest) -> Reply | None:
+        bearer = self._bearer(request)
+        if request.headers.get("api-key") == self.azure_api_key or (
+            bearer is not None and bearer in self.issued_tokens
+        ):
+            return None
+        return Reply(
+            401,
+            {
+                "error": {
+                    "code": "401",
+                    "message": "Access denied due to invalid subscription key or wrong API "
+                    "endpoint. Make sure to provide a valid key for an active subscription "
+                    "and use a correct regional API endpoint for your resource.",
+                }
+            },
+        )
+
+    def _azure_generation(self, request: RecordedRequest, deployment: str) -> Reply:
+        if "api-version" not in request.query:
+            return Reply(404, {"error": {"code": "404", "message": "Resource not found"}})
+        denied = self._azure_auth(request)
+        if denied:
+            return denied
+        model = self.deployments.get(deployment)
+        if model is None:
+            return error(
+                404,
+                "The API deployment for this resource does not exist. If you created the "
+                "deployment within the last 5 minutes, please wait a moment and try again.",
+                "DeploymentNotFound",
+            )
+        return self._generate(request, model, azure=True)
+
+    def _azure_models(self, request: RecordedRequest) -> Reply:
+        denied = self._azure_auth(request) if "api-version" in request.query else Reply(404)
+        if denied:
+            return denied
+        data = [{"id": m, "object": "model", "created": 0} for m in self.deployments.values()]
+        return Reply(200, {"object": "list", "data": data})
+
+    # -- OpenAI -----------------------------------------------------------------------------
+    def _openai_auth(self, request: RecordedRequest) -> Reply | None:
+        if self._bearer(request) == self.openai_api_key:
+            return None
+        return error(
+            401,
+            "Incorrect API key provided: sk-***. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_api_key",
+        )
+
+    def _model_not_found(self, model: str) -> Reply:
+        return error(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "model_not_found",
+        )
+
+    def _openai_generation(self, request: RecordedRequest) -> Reply:
+        denied = self._openai_auth(request)
+        if denied:
+            return denied
+        model = (request.json() or {}).get("model") or "dall-e-2"
+        if model not in self.openai_models:
+            return self._model_not_found(model)
+        return self._generate(request, model, azure=False)
+
+    def _openai_model(self, request: RecordedRequest, model: str) -> Reply:
+        denied = self._openai_auth(request)
+        if denied:
+            return denied
+        if model not in self.openai_models:
+            return self._model_not_found(model)
+        return Reply(200, {"id": model, "object": "model", "created": 0, "owned_by": "system"})
+
+    # -- generation -------------------------------------------------------------------------
+    def _generate(self, request: RecordedRequest, model: str, *, azure: bool) -> Reply:
+        with self._state:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.generation_delay:
+                time.sleep(self.generation_delay)
+            if self.forever is not None:
+                return self.forever
+            return self._draw(request.json() or {}, model, azure=azure)
+        finally:
+            with self._state:
+                self.in_flight -= 1
+
+    def _draw(self, body: dict[str, Any], model: str, *, azure: bool) -> Reply:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            return error(400, "Missing required parameter: 'prompt'.", "missing_required_parameter")
+        n = body.get("n", 1)
+        dalle = is_dalle3(model)
+        if dalle:
+            if n != 1:
+                return error(400, "You must provide n=1 for this model.", "invalid_value")
+            if len(prompt) > 4000:
+                return error(400, "Prompt is too long; the maximum is 4000 characters.")
+            if body.get("size", "1024x1024") not in DALLE3_SIZES:
+                return error(400, f"Invalid size '{body.get('size')}'.", "invalid_size")
+            if body.get("quality", "standard") not in ("standard", "hd"):
+                return error(400, f"Invalid quality '{body.get('quality')}'.", "invalid_value")
+            if body.get("style", "vivid") not in ("vivid", "natural"):
+                return error(400, f"Invalid style '{body.get('style')}'.", "invalid_value")
+            fmt = body.get("response_format", "url")
+        else:
+            for unknown in ("response_format", "style"):
+                if unknown in body:
+                    return error(400, f"Unknown parameter: '{unknown}'.", "unknown_parameter")
+            if not isinstance(n, int) or not 1 <= n <= 10:
+                return error(400, "n must be between 1 and 10.", "invalid_value")
+            if body.get("size", "auto") not in GPT_IMAGE_SIZES:
+                return error(400, f"Invalid size '{body.get('size')}'.", "invalid_value")
+            if body.get("quality", "auto") not in ("low", "medium", "high", "auto"):
+                return error(400, f"Invalid quality '{body.get('quality')}'.", "invalid_value")
+            fmt = "b64_json"
+        data = []
+        for _ in range(n):
+            image_id = f"img{next(self._counter)}"
+            image = png_bytes(f"{image_id}:{prompt}")
+            entry: dict[str, Any] = {}
+            if fmt == "url":
+                with self._state:
+                    self.files[f"{image_id}.png"] = image
+                entry["url"] = f"{self.url}/files/{image_id}.png"
+            else:
+                entry["b64_json"] = base64.b64encode(image).decode()
+            if dalle:
+                entry["revised_prompt"] = f"A detailed illustration of {prompt}"
+            if azure:
+                entry["content_filter_results"] = {
+                    c: {"filtered": False, "severity": "safe"}
+                    for c in ("hate", "self_harm", "sexual", "violence")
+                }
+            data.append(entry)
+        answer: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if not dalle:
+            answer.update(
+                background="opaque",
+                output_format="png",
+                quality=body.get("quality", "medium"),
+                size=body.get("size", "1024x1024"),
+                usage={"input_tokens": 10, "output_tokens": 272 * n, "total_tokens": 10 + 272 * n},
+            )
+        return Reply(200, answer)
+
+    # -- scripts ----------------------------------------------------------------------------
+    def _queue(self, *replies: Any) -> None:
+        self.enqueue(*replies, path_contains=GENERATIONS)
+
+    def script_filtered(self, filtered: int, category: str = "violence", severity: str = "high"):
+        """The next generation answers 200 with its first `filtered` images withheld (Azure)."""
+
+        def reply(request: RecordedRequest) -> Reply:
+            answer = self.answer(request)
+            for entry in answer.body["data"][:filtered]:
+                entry.pop("url", None)
+                entry.pop("b64_json", None)
+                entry.pop("revised_prompt", None)
+                entry["content_filter_results"][category] = {
+                    "filtered": True,
+                    "severity": severity,
+                }
+            return answer
+
+        self._queue(reply)
+
+    def script_content_policy(self, categories: dict[str, str] | None = None) -> None:
+        """Azure's prompt refusal: content_policy_violation with inner_error details."""
+        results = {
+            c: {"filtered": c in (categories or {}), "severity": (categories or {}).get(c, "safe")}
+            for c in ("hate", "self_harm", "sexual", "violence")
+        }
+        self._queue(
+            error(
+                400,
+                "Your request was rejected as a result of our safety system. Your prompt may "
+                "contain text that is not allowed by our safety system.",
+                "content_policy_violation",
+                inner_error={
+                    "code": "ResponsibleAIPolicyViolation",
+                    "content_filter_results": results,
+                },
+            )
+        )
+
+    def script_moderation_blocked(self) -> None:
+        """OpenAI gpt-image refusal."""
+        self._queue(
+            error(
+                400,
+                "Your request was rejected by the safety system. safety_violations=[violence].",
+                "moderation_blocked",
+            )
+        )
+
+    def script_bad_request(self, message: str, code: str | None = "invalid_value") -> None:
+        self._queue(error(400, message, code))
+
+    def script_unauthorized(self) -> None:
+        self._queue(Reply(401, {"error": {"code": "401", "message": "Access denied."}}))
+
+    def script_forbidden(self) -> None:
+        self._queue(error(403, "The principal lacks the required data action.", "PermissionDenied"))
+
+    def script_deployment_not_found(self) -> None:
+        message = "The API deployment for this resource does not exist."
+        self._queue(error(404, message, "DeploymentNotFound"))
+
+    def script_model_not_found(self, model: str = "dall-e-3") -> None:
+        self._queue(self._model_not_found(model))
+
+    def rate_limit(self, retry_after_ms: int = 20, times: int = 1) -> None:
+        """`times` 429 answers with retry-after-ms (and retry-after), then normal answers."""
+        headers = {
+            "retry-after-ms": str(retry_after_ms),
+            "retry-after": str(max(1, retry_after_ms // 1000)),
+        }
+        self._queue(*[self._rate_limited(headers) for _ in range(times)])
+
+    def rate_limit_forever(self, retry_after: int = 200) -> None:
+        """Every generation answers 429 (a retry-after beyond what the SDK will wait)."""
+        self.forever = self._rate_limited({"retry-after": str(retry_after)})
+
+    def _rate_limited(self, headers: dict[str, str]) -> Reply:
+        reply = error(
+            429,
+            "Requests to the Images_Generations Operation have exceeded the call rate limit "
+            "of your current pricing tier. Please retry after 20 seconds.",
+            "429",
+        )
+        reply.headers.update(headers)
+        return reply
+
+    def server_error(self, times: int = 1) -> None:
+        self._queue(*[error(500, "The server had an error.", "server_error")] * times)

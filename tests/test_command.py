@@ -1,0 +1,142 @@
+"""`/imagine` text parsing: table-driven, no I/O."""
+
+import pytest
+
+from bot.generation.providers import resolve_provider_name
+from bot.slack.command import (
+    CommandError,
+    GenerateCommand,
+    HelpCommand,
+    parse_command,
+    UnknownProviderError,
+    split_options,
+    unescape_slack,
+)
+
+
+def parse(text: str):
+    return parse_command(text, resolve_provider_name)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "help", "HELP", "help me", "-h", "?"])
+def test_help(text):
+    assert parse(text) == HelpCommand()
+
+
+@pytest.mark.parametrize(
+    ("text", "provider", "prompt"),
+    [
+        ("imagen a red fox", "imagen", "a red fox"),
+        ("Imagen a red fox", "imagen", "a red fox"),
+        ("GOOGLE a red fox", "imagen", "a red fox"),
+        ("gemini a red fox", "imagen", "a red fox"),
+        ("dalle3 a red fox", "dalle3", "a red fox"),
+        ("dall-e a red fox", "dalle3", "a red fox"),
+        ("openai a red fox", "dalle3", "a red fox"),
+        ("gpt-image a red fox", "dalle3", "a red fox"),
+        ("a red fox", None, "a red fox"),
+        ("  a   red   fox  ", None, "a red fox"),
+    ],
+)
+def test_provider_and_prompt(text, provider, prompt):
+    command = parse(text)
+    assert isinstance(command, GenerateCommand)
+    assert command.provider == provider
+    assert command.request.prompt == prompt
+
+
+def test_all_options():
+    command = parse(
+        "dalle3 a lighthouse --n 3 --ar 16:9 --no people, boats --seed 42 --quality HD --style natural"
+    )
+    r = command.request
+    assert (r.prompt, r.n, r.aspect_ratio, r.negative_prompt, r.seed, r.quality, r.style) == (
+        "a lighthouse",
+        3,
+        "16:9",
+        "people, boats",
+        42,
+        "hd",
+        "natural",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "value"),
+    [
+        ("a cat —ar 9:16", "aspect_ratio", "9:16"),  # Slack's em dash
+        ("a cat --aspect 4:3", "aspect_ratio", "4:3"),
+        ("a cat --n=2", "n", 2),
+        ("a cat --seed 0", "seed", 0),
+    ],
+)
+def test_option_spellings(text, field, value):
+    assert getattr(parse(text).request, field) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "message_part"),
+    [
+        ("a cat --n 5", "from 1 to 4"),
+        ("a cat --n two", "whole number"),
+        ("a cat --ar 2:1", "one of 1:1, 16:9, 9:16, 4:3, 3:4"),
+        ("a cat --style weird", "vivid, natural"),
+        ("a cat --quality ultra", "standard, hd"),
+        ("a cat --bogus 1", "Unknown option `--bogus`"),
+        ("a cat --seed -1", "from 0"),
+        ("a cat --n", "needs a value"),
+        ("a cat --n 1 --n 2", "given twice"),
+        ("imagen", "Describe the picture after `imagen`"),
+        ("imagen --n 2", "Describe the picture"),
+    ],
+)
+def test_bad_input_gets_a_message(text, message_part):
+    with pytest.raises(CommandError) as err:
+        parse(text)
+    assert message_part in str(err.value)
+
+
+def test_unknown_option_lists_valid_ones():
+    with pytest.raises(CommandError) as err:
+        parse("a cat --size 10")
+    for option in ("--n", "--ar", "--no", "--seed", "--quality", "--style"):
+        assert option in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("escaped", "readable"),
+    [
+        ("cats &amp; dogs", "cats & dogs"),
+        ("a &lt;b&gt; tag", "a <b> tag"),
+        ("portrait of <@U123ABC|alice>", "portrait of @alice"),
+        ("portrait of <@U123ABC>", "portrait of @U123ABC"),
+        ("logo for <#C42|design>", "logo for #design"),
+        ("like <https://example.com/x|this site>", "like this site"),
+        ("like <https://example.com/x>", "like https://example.com/x"),
+        ("mail <mailto:a@b.c|a@b.c>", "mail a@b.c"),
+        ("hey <!here>", "hey @here"),
+        ("team <!subteam^S1|design-team>", "team @design-team"),
+    ],
+)
+def test_unescape_slack(escaped, readable):
+    assert unescape_slack(escaped) == readable
+
+
+def test_escaped_text_reaches_the_prompt_readable():
+    command = parse("imagen <@U1|bob> &amp; <#C1|general> at <https://x.io|home>")
+    assert command.request.prompt == "@bob & #general at home"
+
+
+def test_split_options_keeps_multiword_values():
+    assert split_options("a b --no c d --n 2") == ("a b", {"no": "c d", "n": "2"})
+
+
+@pytest.mark.parametrize("word", ["midjourney", "Flux", "sdxl"])
+def test_other_model_names_are_not_drawn_with_the_default(word):
+    with pytest.raises(UnknownProviderError) as err:
+        parse(f"{word} a red fox")
+    assert word in str(err.value)
+
+
+def test_a_prompt_that_is_only_a_model_name_is_still_a_prompt():
+    assert parse("flux").request.prompt == "flux"

@@ -1,0 +1,61 @@
+"""Settings: defaults, parsing, and messages that name the variable."""
+
+import pytest
+
+from bot.config import MAX_SIGNED_URL_TTL, Config, SettingError
+
+
+def test_defaults():
+    config = Config.from_env({})
+    assert config.google.model.startswith("gemini")  # every Imagen model is shut down
+    assert config.google.location == "us-central1"
+    assert config.openai.model.startswith("gpt-image")
+    assert config.store.gcs_url_mode == "signed"
+    assert config.store.gcs_signed_url_ttl == MAX_SIGNED_URL_TTL
+    assert config.store.keep_provider_urls is False
+    assert config.slack.port == 3000
+    assert config.database_url == "sqlite:///imagine.db"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("3600", 3600), ("12h", 43200), ("7d", 604800)])
+def test_ttl_units(value, seconds):
+    assert Config.from_env({"GCS_SIGNED_URL_TTL": value}).store.gcs_signed_url_ttl == seconds
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"GCS_SIGNED_URL_TTL": "8d"}, "GCS_SIGNED_URL_TTL"),
+        ({"GCS_SIGNED_URL_TTL": "soon"}, "GCS_SIGNED_URL_TTL"),
+        ({"GCS_URL_MODE": "private"}, "GCS_URL_MODE"),
+        ({"KEEP_PROVIDER_URLS": "maybe"}, "KEEP_PROVIDER_URLS"),
+        ({"PORT": "http"}, "PORT"),
+    ],
+)
+def test_bad_values_name_the_variable(env, name):
+    with pytest.raises(SettingError) as err:
+        Config.from_env(env)
+    assert name in str(err.value)
+
+
+def test_secrets_are_not_in_repr():
+    config = Config.from_env(
+        {
+            "OPENAI_API_KEY": "sk-secret-1",
+            "SLACK_BOT_TOKEN": "xoxb-secret-2",
+            "GOOGLE_SERVICE_ACCOUNT_JSON": '{"private_key": "secret-3"}',
+        }
+    )
+    text = repr(config)
+    assert "secret" not in text
+
+
+def test_dotenv_is_loaded_and_real_env_wins(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("IMAGEN_MODEL=gemini-from-dotenv\nPORT=4000\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PORT", "5000")
+    monkeypatch.delenv("IMAGEN_MODEL", raising=False)
+    config = Config.from_env()
+    assert config.google.model == "gemini-from-dotenv"
+    assert config.slack.port == 5000
+    monkeypatch.delenv("IMAGEN_MODEL", raising=False)  # load_dotenv wrote it into os.environ

@@ -1,0 +1,534 @@
+"""The fake Slack and the end-to-end harness, exercised with the real slack_sdk clients.
+
+Until the app exists, these prove the fake answers as Slack does (so app tests built on it
+mean something) and that the harness signs, encodes and runs processes correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
+
+from tests import slack_harness
+from tests.fakes.images import png_bytes
+from tests.fakes.slack import FakeSlack
+from tests.slack_harness import (
+    SIGNING_SECRET,
+    AppProcess,
+    block_actions_body,
+    event_body,
+    reaction_added,
+    sign,
+    slack_env,
+    slash_command_body,
+)
+
+start_app = slack_harness.start_app  # the harness's fixture, made visible to this module
+
+BLOCKS = [
+    {"type": "section", "text": {"type": "mrkdwn", "text": "*a red fox*"}},
+    {"type": "image", "image_url": "https://example.com/fox.png", "alt_text": "a red fox"},
+]
+
+
+@pytest.fixture(scope="module")
+def shared_slack():
+    with FakeSlack() as fake:  # one server per module: stopping one costs 0.5 s
+        yield fake
+
+
+@pytest.fixture
+def slack(shared_slack: FakeSlack) -> FakeSlack:
+    shared_slack.reset()
+    return shared_slack
+
+
+def client_for(fake: FakeSlack, token: str | None = None) -> WebClient:
+    return WebClient(token=token or fake.token, base_url=fake.url + "/api/", timeout=5)
+
+
+def slack_error(call) -> SlackApiError:
+    with pytest.raises(SlackApiError) as info:
+        call()
+    return info.value
+
+
+# -- messages -----------------------------------------------------------------------------
+def test_post_update_and_ephemeral_round_trip(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    auth = client.auth_test()
+    assert (auth["user_id"], auth["bot_id"], auth["team_id"]) == ("UBOT", "BBOT", "T1")
+
+    first = client.chat_postMessage(channel="C123", text="drawing...", blocks=BLOCKS)
+    second = client.chat_postMessage(channel="C123", text="second")
+    assert first["channel"] == "C123"
+    assert float(second["ts"]) > float(first["ts"])
+    assert first["ts"].count(".") == 1 and len(first["ts"].split(".")[1]) == 6
+
+    sent = slack.calls_to("chat.postMessage")[0]
+    assert sent["blocks"] == BLOCKS and sent["text"] == "drawing..."
+
+    updated = client.chat_update(channel="C123", ts=first["ts"], text="done", blocks=BLOCKS[:1])
+    assert updated["ts"] == first["ts"]
+    now = slack.message("C123", first["ts"])
+    assert now["text"] == "done" and now["blocks"] == BLOCKS[:1] and "edited" in now
+    assert [m["text"] for m in slack.messages("C123")] == ["done", "second"]
+
+    eph = client.chat_postEphemeral(channel="C123", user="U9", text="only you")
+    assert eph["message_ts"]
+    assert [e["text"] for e in slack.ephemerals("U9")] == ["only you"]
+    assert slack.ephemerals("U123") == []
+
+    client.chat_delete(channel="C123", ts=second["ts"])
+    assert [m["ts"] for m in slack.messages("C123")] == [first["ts"]]
+    missing = slack_error(lambda: client.chat_update(channel="C123", ts="1.000001", text="x"))
+    assert missing.response["error"] == "message_not_found"
+
+
+def test_form_encoded_blocks_are_decoded(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    client.api_call(
+        "chat.postMessage",
+        params={"channel": "C1", "text": "hi", "blocks": json.dumps(BLOCKS)},
+    )
+    assert slack.calls_to("chat.postMessage")[0]["blocks"] == BLOCKS
+    assert slack.messages("C1")[0]["blocks"] == BLOCKS
+
+
+def test_block_kit_limits_are_enforced(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    no_alt = [{"type": "image", "image_url": "https://example.com/x.png"}]
+    err = slack_error(lambda: client.chat_postMessage(channel="C1", text="x", blocks=no_alt))
+    assert err.response["error"] == "invalid_blocks"
+    too_many = [{"type": "divider"}] * 51
+    err = slack_error(lambda: client.chat_postMessage(channel="C1", text="x", blocks=too_many))
+    assert err.response["error"] == "invalid_blocks"
+    assert slack.messages("C1") == []
+
+
+def test_concurrent_posts_get_unique_increasing_ts(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    results: list[str] = []
+
+    def post(i: int) -> None:
+        results.append(client.chat_postMessage(channel="C1", text=str(i))["ts"])
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 20
+    assert [m["ts"] for m in slack.messages("C1")] == sorted(results, key=float)
+
+
+# -- channels -----------------------------------------------------------------------------
+def test_not_in_channel_until_joined(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.not_member("C777")
+    assert client.conversations_info(channel="C777")["channel"]["is_member"] is False
+    err = slack_error(lambda: client.chat_postMessage(channel="C777", text="hi"))
+    assert err.response["error"] == "not_in_channel"
+
+    joined = client.conversations_join(channel="C777")
+    assert joined["channel"]["id"] == "C777"
+    assert client.chat_postMessage(channel="C777", text="hi")["ok"]
+    info = client.conversations_info(channel="C777")["channel"]
+    assert info["is_member"] is True and info["is_private"] is False
+    assert slack.methods_called() == [
+        "conversations.info",
+        "chat.postMessage",
+        "conversations.join",
+        "chat.postMessage",
+        "conversations.info",
+    ]
+
+
+def test_private_channels_and_dms(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.not_member("G555")
+    assert (
+        slack_error(lambda: client.conversations_join(channel="G555")).response["error"]
+        == "method_not_supported_for_channel_type"
+    )
+    assert (
+        slack_error(lambda: client.chat_postMessage(channel="G555", text="x")).response["error"]
+        == "channel_not_found"
+    )
+    assert (
+        slack_error(lambda: client.conversations_info(channel="G555")).response["error"]
+        == "channel_not_found"
+    )
+    member = client.conversations_info(channel="G1")["channel"]
+    assert member["is_private"] is True and member["is_member"] is True
+    assert client.conversations_info(channel="D1")["channel"]["is_im"] is True
+    slack.missing("C404")
+    err = slack_error(lambda: client.conversations_join(channel="C404"))
+    assert err.response["error"] == "channel_not_found"
+
+
+# -- reactions ----------------------------------------------------------------------------
+def test_reactions_add_remove_and_duplicates(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    ts = client.chat_postMessage(channel="C1", text="vote")["ts"]
+    client.reactions_add(channel="C1", timestamp=ts, name="one")
+    client.reactions_add(channel="C1", timestamp=ts, name="two")
+    dup = slack_error(lambda: client.reactions_add(channel="C1", timestamp=ts, name="one"))
+    assert dup.response["error"] == "already_reacted"
+    slack.add_user_reaction("C1", ts, "one", "U5")
+    assert slack.reactions("C1", ts) == {"one": ["UBOT", "U5"], "two": ["UBOT"]}
+    got = client.reactions_get(channel="C1", timestamp=ts)["message"]["reactions"]
+    assert {r["name"]: r["count"] for r in got} == {"one": 2, "two": 1}
+
+    client.reactions_remove(channel="C1", timestamp=ts, name="two")
+    assert slack.reactions("C1", ts) == {"one": ["UBOT", "U5"]}
+    gone = slack_error(lambda: client.reactions_remove(channel="C1", timestamp=ts, name="two"))
+    assert gone.response["error"] == "no_reaction"
+    nowhere = slack_error(lambda: client.reactions_add(channel="C1", timestamp="9.9", name="one"))
+    assert nowhere.response["error"] == "message_not_found"
+
+
+# -- files --------------------------------------------------------------------------------
+def test_files_upload_v2_end_to_end(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    parent = client.chat_postMessage(channel="C123", text="here it comes")["ts"]
+    data = png_bytes("fox", size=(128, 96))
+
+    result = client.files_upload_v2(
+        channel="C123",
+        content=data,
+        filename="fox.png",
+        title="a red fox",
+        initial_comment="imagen: a red fox",
+        thread_ts=parent,
+    )
+    file_id = result["file"]["id"]
+    assert result["file"]["title"] == "a red fox"
+    assert result["file"]["permalink"]
+
+    assert slack.methods_called() == [
+        "chat.postMessage",
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
+    ]
+    step1 = slack.calls_to("files.getUploadURLExternal")[0]
+    assert step1["filename"] == "fox.png" and int(step1["length"]) == len(data)
+    upload_posts = slack.calls(f"/upload/{file_id}")
+    assert len(upload_posts) == 1 and upload_posts[0].body == data
+    step3 = slack.calls_to("files.completeUploadExternal")[0]
+    assert step3["files"] == [{"id": file_id, "title": "a red fox"}]
+    assert step3["channel_id"] == "C123" and step3["thread_ts"] == parent
+
+    (uploaded,) = slack.uploaded_files
+    assert uploaded.data == data and uploaded.filename == "fox.png"
+    shared = slack.messages("C123")[-1]
+    assert shared["files"][0]["id"] == file_id
+    assert shared["text"] == "imagen: a red fox" and shared["thread_ts"] == parent
+
+    info = client.files_info(file=file_id)["file"]
+    share = info["shares"]["public"]["C123"][0]
+    assert share["ts"] == shared["ts"]
+
+
+def test_file_upload_into_channel_bot_is_not_in(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.not_member("C777")
+    err = slack_error(
+        lambda: client.files_upload_v2(channel="C777", content=b"\x89PNG", filename="a.png")
+    )
+    assert err.response["error"] == "not_in_channel"
+    assert slack.uploaded_files == [] and slack.messages("C777") == []
+
+
+def test_complete_without_uploading_bytes_fails(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    step1 = client.files_getUploadURLExternal(filename="a.png", length=10)
+    err = slack_error(
+        lambda: client.files_completeUploadExternal(
+            files=[{"id": step1["file_id"], "title": "a"}], channel_id="C1"
+        )
+    )
+    assert err.response["error"] == "file_not_found"
+
+
+# -- errors -------------------------------------------------------------------------------
+def test_rate_limit_is_retried_after_retry_after(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=1))
+    slack.rate_limit("chat.postMessage", times=1, retry_after=1)
+    started = time.monotonic()
+    assert client.chat_postMessage(channel="C1", text="patience")["ok"]
+    assert time.monotonic() - started >= 1.0  # slack_sdk honoured Retry-After
+    assert len(slack.calls_to("chat.postMessage")) == 2
+    assert [m["text"] for m in slack.messages("C1")] == ["patience"]
+
+
+def test_rate_limit_without_retry_handler_surfaces_429(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.rate_limit("reactions.add", times=1, retry_after=7)
+    err = slack_error(lambda: client.reactions_add(channel="C1", timestamp="1.1", name="x"))
+    assert err.response.status_code == 429
+    assert err.response.headers["Retry-After"] in ("7", ["7"])
+    assert err.response["error"] == "ratelimited"
+
+
+def test_wrong_token_is_invalid_auth(slack: FakeSlack) -> None:
+    bad = client_for(slack, token="xoxb-not-the-right-token")
+    err = slack_error(lambda: bad.chat_postMessage(channel="C1", text="x"))
+    assert err.response["error"] == "invalid_auth"
+    assert slack.messages("C1") == []
+    anonymous = WebClient(base_url=slack.url + "/api/")
+    assert slack_error(anonymous.auth_test).response["error"] == "not_authed"
+
+
+def test_scripted_failure_then_default_answer(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.fail("chat.postMessage", "fatal_error")
+    assert slack_error(lambda: client.chat_postMessage(channel="C1", text="x")).response[
+        "error"
+    ] == ("fatal_error")
+    assert client.chat_postMessage(channel="C1", text="x")["ok"]
+
+
+# -- response_url -------------------------------------------------------------------------
+def test_response_url_posts_are_recorded_and_limited(slack: FakeSlack) -> None:
+    url = slack.response_url()
+    hook = WebhookClient(url)
+    resp = hook.send(text="working on it", response_type="ephemeral")
+    assert resp.status_code == 200
+    hook.send(text="done", blocks=BLOCKS, replace_original=True, response_type="in_channel")
+    (first, second) = slack.responses_to(url)
+    assert first.text == "working on it" and first.body["response_type"] == "ephemeral"
+    assert second.blocks == BLOCKS and second.body["replace_original"] is True
+    for _ in range(3):
+        assert hook.send(text="more").status_code == 200
+    assert hook.send(text="one too many").status_code == 404
+    assert len(slack.responses_to(url)) == 5
+    assert slack.responses_to(slack.response_url()) == []
+
+
+def test_wait_for_polls_and_times_out(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    timer = threading.Timer(0.2, lambda: client.chat_postMessage(channel="C1", text="late"))
+    timer.start()
+    found = slack.wait_for(lambda: slack.messages("C1"), timeout=5)
+    assert found[0]["text"] == "late"
+    with pytest.raises(AssertionError, match="chat.postMessage"):
+        slack.wait_for(lambda: slack.messages("C2"), timeout=0.1)
+    with pytest.raises(AssertionError):
+        slack.wait_for(lambda: slack.messages("C2")[0], timeout=0.1)
+
+
+# -- harness payloads ---------------------------------------------------------------------
+def test_sign_matches_slack_verification() -> None:
+    body = slash_command_body("imagen a fox & a <hen>", user_id="U42", channel_id="C9")
+    headers = sign(body, SIGNING_SECRET)
+    verifier = SignatureVerifier(SIGNING_SECRET)
+    assert verifier.is_valid_request(body, headers)
+    assert verifier.is_valid(
+        body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
+    )
+    assert not SignatureVerifier("another-secret").is_valid_request(body, headers)
+    assert not verifier.is_valid_request(body + b"x", headers)
+    stale = sign(body, SIGNING_SECRET, timestamp=int(time.time()) - 600)
+    assert not verifier.is_valid_request(body, stale)
+
+
+def test_slash_command_body_parses_back() -> None:
+    body = slash_command_body(
+        "imagen a fox & a <hen> = 100%",
+        user_id="U42",
+        channel_id="C9",
+        channel_name="art",
+        response_url="http://127.0.0.1:1/response/R1",
+    )
+    fields = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+    assert list(fields) == [
+        "token",
+        "team_id",
+        "team_domain",
+        "channel_id",
+        "channel_name",
+        "user_id",
+        "user_name",
+        "command",
+        "text",
+        "api_app_id",
+        "is_enterprise_install",
+        "response_url",
+        "trigger_id",
+    ]
+    assert fields["text"] == "imagen a fox & a <hen> = 100%"
+    assert fields["command"] == "/imagine"
+    assert (fields["user_id"], fields["channel_id"], fields["channel_name"]) == ("U42", "C9", "art")
+    assert fields["response_url"] == "http://127.0.0.1:1/response/R1"
+
+
+def test_event_and_action_bodies_have_slacks_shape() -> None:
+    event = reaction_added("U5", ":one:", "C1", "1700000000.000100")
+    envelope = json.loads(event_body(event, event_id="Ev1"))
+    assert envelope["type"] == "event_callback" and envelope["event_id"] == "Ev1"
+    assert envelope["event"]["reaction"] == "one"
+    assert envelope["event"]["item"] == {
+        "type": "message",
+        "channel": "C1",
+        "ts": event["item"]["ts"],
+    }
+    form = parse_qs(block_actions_body(action_id="regenerate", value="abc").decode())
+    payload = json.loads(form["payload"][0])
+    assert payload["type"] == "block_actions"
+    assert payload["actions"][0]["action_id"] == "regenerate"
+    assert payload["actions"][0]["value"] == "abc"
+
+
+# -- AppProcess ---------------------------------------------------------------------------
+# A stand-in for `python -m bot serve` (the app is written elsewhere): it serves /healthz after
+# a short delay and answers POST /slack/events as Bolt does: 401 on a bad signature, else 200.
+STAND_IN = r"""
+import json, os, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs
+from slack_sdk.signature import SignatureVerifier
+
+verifier = SignatureVerifier(os.environ["SLACK_SIGNING_SECRET"])
+time.sleep(0.3)
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self.reply(200 if self.path == "/healthz" else 404, {"ok": True})
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if not verifier.is_valid_request(body, dict(self.headers)):
+            print("rejected a request with a bad signature", flush=True)
+            return self.reply(401, {"error": "invalid request"})
+        fields = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        retry = self.headers.get("X-Slack-Retry-Num")
+        self.reply(200, {"text": fields.get("text"), "retry": retry})
+
+print("serving on", os.environ["PORT"], flush=True)
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+
+def test_app_process_starts_signs_and_stops(slack: FakeSlack) -> None:
+    env = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_BOT_TOKEN": slack.token}
+    with AppProcess(env, args=("-c", STAND_IN)) as app:
+        status, body, elapsed = app.post_command("imagen a fox")
+        assert status == 200 and json.loads(body)["text"] == "imagen a fox"
+        assert 0 <= elapsed < 5
+        status, _, _ = app.post_command("imagen a fox", secret="forged-secret")
+        assert status == 401
+        status, body, _ = app.post_event(reaction_added("U5", "one", "C1", "1.1"), retry_num=1)
+        assert status == 200 and json.loads(body)["retry"] == "1"
+        assert app.get("/healthz")[0] == 200
+    assert app.returncode is not None
+    logs = app.logs()
+    assert f"serving on {app.port}" in logs and "bad signature" in logs
+    assert slack.token not in logs and SIGNING_SECRET not in logs
+
+
+def test_start_app_fixture_serves_and_isolates(start_app, tmp_path) -> None:
+    app = start_app({"SLACK_SIGNING_SECRET": SIGNING_SECRET}, args=("-c", STAND_IN))
+    assert app.post_command("hi")[0] == 200
+    assert app.workdir.parent == tmp_path and app.env["HOME"] == str(app.workdir)
+    assert app.env["PYTHONPATH"] == str(Path(__file__).resolve().parent.parent)
+
+
+def test_app_process_that_exits_early_reports_its_stderr() -> None:
+    script = (
+        "import sys; print('error: SLACK_SIGNING_SECRET is not set', file=sys.stderr); sys.exit(2)"
+    )
+    app = AppProcess({}, args=("-c", script))
+    with pytest.raises(RuntimeError, match="(?s)status 2.*SLACK_SIGNING_SECRET is not set"):
+        app.start()
+
+
+# A minimal real Bolt app (not ours): proves Bolt accepts the harness's payloads as Slack's and
+# that Bolt's own Web API calls and respond() work against the fake.
+BOLT_STAND_IN = r"""
+import os
+from wsgiref.simple_server import make_server, WSGIRequestHandler
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+
+client = WebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=os.environ["SLACK_API_URL"])
+app = App(signing_secret=os.environ["SLACK_SIGNING_SECRET"], client=client,
+          token=os.environ["SLACK_BOT_TOKEN"])
+
+@app.command("/imagine")
+def command(ack, body, respond, client):
+    ack(text="on it")
+    respond(text="working: " + body["text"])
+    posted = client.chat_postMessage(channel=body["channel_id"], text=body["text"])
+    client.reactions_add(channel=body["channel_id"], timestamp=posted["ts"], name="one")
+
+@app.event("reaction_added")
+def reaction(event, client):
+    client.chat_postMessage(channel=event["item"]["channel"], text="vote " + event["reaction"],
+                            thread_ts=event["item"]["ts"])
+
+@app.action("again")
+def again(ack, body, respond):
+    ack()
+    respond(text="again " + body["actions"][0]["value"], replace_original=False)
+
+handler = SlackRequestHandler(app)
+
+def wsgi(environ, start_response):
+    if environ["PATH_INFO"] == "/healthz":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+    return handler(environ, start_response)
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *a):
+        pass
+
+make_server("127.0.0.1", int(os.environ["PORT"]), wsgi, handler_class=Quiet).serve_forever()
+"""
+
+
+def test_real_bolt_app_accepts_harness_payloads(slack: FakeSlack) -> None:
+    with AppProcess(slack_env(slack), args=("-c", BOLT_STAND_IN)) as app:
+        url = slack.response_url()
+        status, body, _ = app.post_command("a red fox", channel_id="C5", response_url=url)
+        assert status == 200 and "on it" in body
+        slack.wait_for(lambda: slack.responses_to(url))
+        assert slack.responses_to(url)[0].text == "working: a red fox"
+        (posted,) = slack.wait_for(
+            lambda: slack.reactions("C5", slack.messages("C5")[0]["ts"]) and slack.messages("C5")
+        )
+        assert posted["text"] == "a red fox"
+
+        status, _, _ = app.post_event(reaction_added("U7", "one", "C5", posted["ts"]))
+        assert status == 200
+        reply = slack.wait_for(lambda: [m for m in slack.messages("C5") if m.get("thread_ts")])
+        assert reply[0]["text"] == "vote one"
+
+        action_url = slack.response_url()
+        status, _, _ = app.post_action(action_id="again", value="42", response_url=action_url)
+        assert status == 200
+        assert slack.wait_for(lambda: slack.responses_to(action_url))[0].text == "again 42"
+
+        assert app.post_command("x", secret="forged")[0] == 401
+    assert slack.token not in app.logs()

@@ -1,0 +1,291 @@
+"""End to end: the app as a real process in HTTP mode, signed requests as Slack sends them,
+the real slack_sdk / google-auth / openai clients talking to the fakes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.fakes.images import png_bytes
+from tests.fakes.openai_images import FakeOpenAIImages
+from tests.fakes.slack import FakeSlack
+from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.slack_harness import SIGNING_SECRET, AppProcess, slack_env
+
+AZURE_KEY = "azure-key-that-must-never-be-logged"
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    with (
+        FakeSlack() as slack,
+        FakeVertexAI() as vertex,
+        FakeOpenAIImages(
+            azure_api_key=AZURE_KEY, deployments={"img": "gpt-image-2", "dalle": "dall-e-3"}
+        ) as openai,
+    ):
+        key = service_account_info(token_uri=vertex.url + "/token")
+        yield slack, vertex, openai, key
+
+
+@pytest.fixture(autouse=True)
+def clean(fakes):
+    for fake in fakes[:3]:
+        fake.reset()
+    fakes[2].generation_delay = 0.0
+    fakes[2].forever = None
+    yield
+
+
+def provider_env(fakes, deployment="img", model="gpt-image-2", **extra) -> dict[str, str]:
+    slack, vertex, openai, key = fakes
+    return slack_env(
+        slack,
+        GOOGLE_CLOUD_PROJECT="test-project",
+        GOOGLE_SERVICE_ACCOUNT_JSON=json.dumps(key),
+        VERTEX_AI_BASE_URL=vertex.url,
+        AZURE_OPENAI_ENDPOINT=openai.url,
+        AZURE_OPENAI_API_KEY=AZURE_KEY,
+        AZURE_OPENAI_IMAGE_DEPLOYMENT=deployment,
+        OPENAI_IMAGE_MODEL=model,
+        IMAGINE_RETRY_BACKOFF="0.01",
+        IMAGINE_PROVIDER_TIMEOUT="5",
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def app(fakes):
+    """One app for the tests that share the default settings (no bucket: Slack uploads)."""
+    with AppProcess(provider_env(fakes)) as process:
+        yield process
+
+
+def command(app: AppProcess, slack: FakeSlack, text: str, **fields):
+    """Send `/imagine text`; return (status, ack body, seconds, response_url)."""
+    url = slack.response_url()
+    status, body, elapsed = app.post_command(text, response_url=url, **fields)
+    return status, body, elapsed, url
+
+
+def ack_text(body: str) -> str:
+    """Bolt answers `ack(text=...)` as plain text and `ack(blocks=...)` as JSON; Slack takes both."""
+    try:
+        return json.loads(body).get("text", "")
+    except ValueError:
+        return body
+
+
+# -- acknowledgement and help ---------------------------------------------------------------
+def test_help_lists_providers_without_calling_anything(app, fakes):
+    slack, vertex, openai, _ = fakes
+    status, body, elapsed, _ = command(app, slack, "help")
+    assert status == 200
+    text = ack_text(body)
+    assert "`imagen` (default)" in text and "`dalle3`" in text and "--ar" in text
+    assert slack.methods_called() == [] and not vertex.requests and not openai.requests
+
+
+def test_empty_text_shows_help(app, fakes):
+    assert "Providers here" in ack_text(command(app, fakes[0], "")[1])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("imagen", "Describe the picture after `imagen`"),
+        ("midjourney a cat", "not a provider here. Choose one of: imagen, dalle3"),
+        ("a cat --n 9", "from 1 to 4"),
+        ("a cat --frobnicate 2", "Unknown option `--frobnicate`"),
+        ("imagen " + "very long prompt " * 200, "accepts at most"),
+    ],
+)
+def test_bad_input_is_answered_in_the_ack(app, fakes, text, expected):
+    slack, vertex, openai, _ = fakes
+    status, body, _, url = command(app, slack, text)
+    assert status == 200 and expected in ack_text(body)
+    time.sleep(0.2)
+    assert not vertex.api_calls() and not openai.requests and not slack.responses_to(url)
+
+
+# -- generation ----------------------------------------------------------------------------
+def test_imagen_picture_is_uploaded_into_the_channel(app, fakes):
+    slack, vertex, _, _ = fakes
+    status, body, elapsed, url = command(app, slack, "imagen a red fox in the snow")
+    assert status == 200 and elapsed < 1.0
+    assert "Drawing a picture" in ack_text(body) and "gemini-3.1-flash-image" in ack_text(body)
+    files = slack.wait_for(lambda: slack.uploaded_files)
+    assert (
+        files[0].data == png_bytes("a red fox in the snow")
+        or files[0].data[:8] == b"\x89PNG\r\n\x1a\n"
+    )
+    complete = slack.calls_to("files.completeUploadExternal")[0]
+    assert complete["channel_id"] == "C123"
+    comment = complete["initial_comment"]
+    assert "a red fox in the snow" in comment and "gemini-3.1-flash-image" in comment
+    assert "<@U123>" in comment
+    assert (
+        vertex.api_calls()[0].json()["contents"][0]["parts"][0]["text"] == "a red fox in the snow"
+    )
+    assert not slack.responses_to(url)  # no error was sent
+
+
+def test_dalle3_with_options_reaches_the_model_mapped(app, fakes):
+    slack, _, openai, _ = fakes
+    command(app, slack, "dalle3 a lighthouse --n 2 --ar 16:9 --quality hd --style vivid")
+    slack.wait_for(lambda: len(slack.uploaded_files) == 2)
+    sent = openai.calls("/images/generations")[0]
+    assert sent.path == "/openai/deployments/img/images/generations"
+    body = sent.json()
+    assert body["n"] == 2 and body["size"] == "1536x1024" and body["quality"] == "high"
+    comment = slack.calls_to("files.completeUploadExternal")[0]["initial_comment"]
+    assert "gpt-image-2" in comment
+    assert "style" in comment  # gpt-image has no style: the post says it was ignored
+
+
+def test_escaped_text_reaches_the_provider_readable(app, fakes):
+    slack, vertex, _, _ = fakes
+    command(app, slack, "imagen <@U42|bob> &amp; <#C9|design> at <https://x.io|home>")
+    slack.wait_for(lambda: slack.uploaded_files)
+    prompt = vertex.api_calls()[0].json()["contents"][0]["parts"][0]["text"]
+    assert prompt == "@bob & #design at home"
+
+
+@pytest.mark.parametrize(
+    ("script", "text", "expected"),
+    [
+        (lambda v, o: v.block_prompt("PROHIBITED_CONTENT"), "imagen a thing", ":no_entry: imagen"),
+        (
+            lambda v, o: o.script_content_policy({"violence": "medium"}),
+            "dalle3 a thing",
+            "violence",
+        ),
+        (lambda v, o: o.rate_limit_forever(retry_after=200), "dalle3 a thing", ":hourglass:"),
+        (lambda v, o: v.permission_denied(times=5), "imagen a thing", "Vertex AI User"),
+        (
+            lambda v, o: o.script_deployment_not_found(),
+            "dalle3 a thing",
+            "AZURE_OPENAI_IMAGE_DEPLOYMENT",
+        ),
+        (lambda v, o: v.server_error(times=10), "imagen a thing", "imagen"),
+        (lambda v, o: v.slow(8, times=5), "imagen a thing", "imagen"),
+    ],
+    ids=["policy-google", "policy-azure", "quota", "config-403", "config-404", "outage", "timeout"],
+)
+def test_each_provider_error_reaches_the_requester_ephemerally(app, fakes, script, text, expected):
+    slack, vertex, openai, _ = fakes
+    script(vertex, openai)
+    _, body, _, url = command(app, slack, text)
+    assert "Drawing" in ack_text(body)
+    [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=20)
+    assert reply.body["response_type"] == "ephemeral"
+    assert expected in reply.text
+    assert len(reply.text) < 400 and "Traceback" not in reply.text
+    assert AZURE_KEY not in reply.text
+    assert not slack.uploaded_files and not slack.calls_to("chat.postMessage")
+
+
+def test_unconfigured_provider_is_named_with_its_settings(fakes, start_app):
+    slack = fakes[0]
+    env = slack_env(
+        slack, OPENAI_API_KEY="sk-test-openai-key", OPENAI_BASE_URL=fakes[2].url + "/v1"
+    )
+    app = start_app(env)
+    _, body, _, _ = command(app, slack, "imagen a cat")
+    assert "imagen is not configured here: set GOOGLE_CLOUD_PROJECT" in ack_text(body)
+    _, body, _, _ = command(app, slack, "a cat")
+    assert "Drawing" in ack_text(body) and "gpt-image-2" in ack_text(body)  # the default
+    slack.wait_for(lambda: slack.uploaded_files)
+
+
+# -- where the bot may post ----------------------------------------------------------------
+def test_url_images_are_posted_as_blocks(fakes, start_app):
+    """KEEP_PROVIDER_URLS=1 with a DALL-E 3 deployment: the provider URL goes in an image block."""
+    slack, _, openai, _ = fakes
+    app = start_app(
+        provider_env(fakes, deployment="dalle", model="dall-e-3", KEEP_PROVIDER_URLS="1")
+    )
+    command(app, slack, "dalle3 a castle")
+    [message] = slack.wait_for(lambda: slack.messages("C123"))
+    images = [b for b in message["blocks"] if b["type"] == "image"]
+    assert len(images) == 1 and images[0]["image_url"].startswith(openai.url + "/files/")
+    assert "a castle" in images[0]["alt_text"]
+    assert "dall-e-3" in json.dumps(message["blocks"])
+    assert message["text"]  # the notification fallback
+
+
+def test_not_in_channel_joins_a_public_channel(app, fakes):
+    slack = fakes[0]
+    slack.not_member("C777")
+    command(app, slack, "imagen a bridge", channel_id="C777")
+    slack.wait_for(lambda: slack.uploaded_files)
+    assert "conversations.join" in slack.methods_called()
+    assert slack.calls_to("files.completeUploadExternal")[-1]["channel_id"] == "C777"
+
+
+def test_private_channel_without_the_bot_tells_the_requester(app, fakes):
+    slack = fakes[0]
+    slack.add_channel("G555", private=True, member=False)
+    _, _, _, url = command(app, slack, "imagen a bridge", channel_id="G555")
+    [reply] = slack.wait_for(lambda: slack.responses_to(url))
+    assert reply.body["response_type"] == "ephemeral"
+    assert "/invite @Imagine" in reply.text
+
+
+def test_slack_rate_limit_is_retried(app, fakes):
+    slack = fakes[0]
+    slack.rate_limit("files.getUploadURLExternal", times=1, retry_after=1)
+    command(app, slack, "imagen a kite")
+    slack.wait_for(lambda: slack.uploaded_files, timeout=15)
+    assert len(slack.calls_to("files.getUploadURLExternal")) == 2
+
+
+# -- security ------------------------------------------------------------------------------
+def test_bad_and_stale_signatures_get_401_and_do_no_work(app, fakes):
+    slack, vertex, _, _ = fakes
+    bad = app.post_command("imagen a cat", secret="not-the-secret")
+    stale = app.post_command("imagen a cat", timestamp=int(time.time()) - 600)
+    assert bad[0] == 401 and stale[0] == 401
+    time.sleep(0.3)
+    assert not vertex.api_calls() and slack.methods_called() == []
+
+
+def test_logs_have_one_line_per_command_and_generation_and_no_secrets(app, fakes):
+    slack = fakes[0]
+    command(app, slack, "imagen a quiet harbour")
+    slack.wait_for(lambda: slack.uploaded_files)
+    time.sleep(0.3)
+    logs = app.logs()
+    events = [
+        json.loads(line.split(" ", 4)[-1])
+        for line in logs.splitlines()
+        if line.split(" ", 4)[-1].startswith("{")
+    ]
+    mine = [e for e in events if e.get("event") == "generation" and e.get("outcome") == "ok"]
+    assert mine and {"request_id", "user", "channel", "provider", "model", "latency_s"} <= set(
+        mine[-1]
+    )
+    assert any(
+        e.get("event") == "command" and e["request_id"] == mine[-1]["request_id"] for e in events
+    )
+    for secret in (AZURE_KEY, SIGNING_SECRET, slack.token, "PRIVATE KEY"):
+        assert secret not in logs
+
+
+# -- load ----------------------------------------------------------------------------------
+def test_fifty_simultaneous_commands_do_not_queue(fakes, start_app):
+    slack, vertex, _, _ = fakes
+    vertex.latency = 2.0
+    app = start_app(provider_env(fakes))
+    started = time.monotonic()
+    with ThreadPoolExecutor(50) as pool:
+        acks = list(pool.map(lambda i: command(app, slack, f"imagen picture {i}")[:3], range(50)))
+    assert all(status == 200 for status, _, _ in acks)
+    slowest_ack = max(elapsed for _, _, elapsed in acks)
+    assert slowest_ack < 1.0, f"slowest ack {slowest_ack:.2f}s"
+    slack.wait_for(lambda: len(slack.uploaded_files) == 50, timeout=15)
+    assert time.monotonic() - started < 8.0
