@@ -121,7 +121,7 @@ class SlackConfig:
     app_token: str | None = field(default=None, repr=False)
     api_url: str | None = None
     port: int = 3000
-    workers: int = 64  # threads that run generations; provider calls are slow and I/O-bound
+    workers: int = 256  # threads that run generations; provider calls are slow and I/O-bound
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class Config:
                 app_token=_text(env, "SLACK_APP_TOKEN"),
                 api_url=_text(env, "SLACK_API_URL"),
                 port=port,
-                workers=int(_number(env, "IMAGINE_WORKERS", 64, minimum=1)),
+                workers=int(_number(env, "IMAGINE_WORKERS", 256, minimum=1)),
             ),
             retry=RetryConfig(
                 max_retries=int(_number(env, "IMAGINE_MAX_RETRIES", 2)),

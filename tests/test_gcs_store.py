@@ -501,3 +501,37 @@ def test_keyless_credentials_sign_through_iam_signblob(
     assert token not in error["message"]
     # signing comes first, so the refused image left no orphan object behind
     assert len(bucket_listing(emulator_url)) == 3
+
+
+def test_public_mode_needs_no_signing_credentials(make_store: StoreFactory) -> None:
+    image = png_bytes("anonymous")
+    store = make_store(GCS_URL_MODE="public", GOOGLE_SERVICE_ACCOUNT_JSON="")
+    assert requests.get(store.put(image, "image/png").url).content == image
+
+
+def test_user_credentials_cannot_sign_and_say_what_to_set(
+    make_store: StoreFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    emulator_url: str,
+) -> None:
+    """`gcloud auth application-default login` credentials have no service account to sign as."""
+    secret = f"refresh-{uuid.uuid4().hex}"
+    adc = tmp_path / "adc.json"
+    adc.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "imagine.apps.googleusercontent.com",
+                "client_secret": f"client-{secret}",
+                "refresh_token": secret,
+            }
+        )
+    )
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    store = make_store(GOOGLE_SERVICE_ACCOUNT_JSON="")
+    with pytest.raises(StoreError, match="GOOGLE_SERVICE_ACCOUNT_JSON") as caught:
+        store.put(png_bytes(), "image/png")
+    assert "GCS_URL_MODE=public" in str(caught.value)
+    assert secret not in str(caught.value)
+    assert bucket_listing(emulator_url) == []  # nothing uploaded without a URL to give back

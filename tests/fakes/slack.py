@@ -466,8 +466,6 @@ class FakeSlack(FakeServer):
             **self._content(args),
         }
         if args.get("thread_ts"):
-            if not self._find(chan.id, args["thread_ts"]):
-                raise SlackError("thread_not_found")
             message["thread_ts"] = args["thread_ts"]
         if args.get("metadata"):
             message["metadata"] = args["metadata"]
@@ -650,8 +648,6 @@ class FakeSlack(FakeServer):
         if channel_id:
             self._writable(channel_id)
         thread_ts = args.get("thread_ts") or None
-        if channel_id and thread_ts and not self._find(channel_id, thread_ts):
-            raise SlackError("thread_not_found")
         share_ts = self._next_ts() if channel_id else None
         for upload, title in uploads:
             upload.title = title or upload.filename

@@ -127,12 +127,13 @@ class FakeVertexAI(FakeServer):
         self._counter = itertools.count()
 
     def reset(self) -> None:
-        """Forget scripts, calls and tokens so one fake can serve a whole test module."""
+        """Forget scripts and calls so one fake can serve a whole test module.
+
+        Issued tokens stay valid, as Google's do: clients that outlive a test keep working.
+        """
         super().reset()
         self.enhance_prompts = False
         self.token_latency = 0.0
-        with self._lock:
-            self.issued_tokens.clear()
 
     # -- observations ---------------------------------------------------------------------
     @property

@@ -315,7 +315,8 @@ class GoogleImageProvider(ImageProvider):
     def _give_up(self, status: int | None, retry_after: float | None) -> ImagineError:
         if status == 429:
             return RateLimitError(
-                f"Google Vertex AI is over its quota for {self.model}; try again in about a minute.",
+                f"Google Vertex AI is over its quota for {self.model}; "
+                "try again in about a minute.",
                 retry_after=retry_after or RATE_LIMIT_RETRY_AFTER,
                 provider=self.name,
             )
@@ -470,9 +471,7 @@ class GoogleImageProvider(ImageProvider):
             )
         elif missing > 0:
             notes.append(f"Google returned {len(images)} of the {request.n} images asked for.")
-        return ProviderOutput(
-            images=images, model=self.model, revised_prompt=revised, notes=notes
-        )
+        return ProviderOutput(images=images, model=self.model, revised_prompt=revised, notes=notes)
 
     def _generate_gemini(self, request: ImageRequest, project: str) -> ProviderOutput:
         notes = self._unsupported_notes(request)

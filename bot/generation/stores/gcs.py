@@ -35,6 +35,10 @@ from bot.generation.types import ConfigurationError, ImagineError, StoredImage, 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 POOL_SIZE = 64  # connections kept per host: many worker threads upload at once
 CREDENTIALS_HINT = "GOOGLE_SERVICE_ACCOUNT_JSON (or the Application Default Credentials)"
+_NEEDS_SERVICE_ACCOUNT = (
+    "Signed GCS URLs need service-account credentials; set GOOGLE_SERVICE_ACCOUNT_JSON "
+    "or GCS_URL_MODE=public."
+)
 
 
 class GcsImageStore(ImageStore):
@@ -169,22 +173,21 @@ class GcsImageStore(ImageStore):
                 raise ConfigurationError("GCS_BUCKET is not set.", setting="GCS_BUCKET")
             key = self._key_credentials()
             project = self._google.project or (key.project_id if key else None)
+            self._signer = key  # None: resolved from ADC when a URL is first signed
             if self._emulator:
                 credentials: Credentials = AnonymousCredentials()
                 options = {"api_endpoint": self._emulator}
             else:
                 if key is None:
-                    key, adc_project = self._default_credentials()
+                    self._signer, adc_project = self._default_credentials()
                     project = project or adc_project
-                credentials, options = key, None
+                credentials, options = self._signer, None
             client = storage.Client(
                 project=project,
                 credentials=credentials,
                 client_options=options,
                 _http=_session(credentials),
             )
-            if key is not None:
-                self._signer = key
             self._bucket = client.bucket(self._settings.gcs_bucket)
             return self._bucket
 
@@ -223,6 +226,8 @@ class GcsImageStore(ImageStore):
 
     def _iam_identity(self, credentials: Credentials) -> tuple[str, str]:
         """A valid access token and the service-account email, for signing through IAM."""
+        if not hasattr(credentials, "service_account_email"):  # e.g. gcloud user credentials
+            raise ConfigurationError(_NEEDS_SERVICE_ACCOUNT, setting="GOOGLE_SERVICE_ACCOUNT_JSON")
         with self._token_lock:
             if not credentials.valid:
                 if self._auth_request is None:
@@ -237,11 +242,7 @@ class GcsImageStore(ImageStore):
             token = credentials.token
         email = getattr(credentials, "service_account_email", None)
         if not token or not email or "@" not in email:
-            raise ConfigurationError(
-                "Signed GCS URLs need a service account; set GOOGLE_SERVICE_ACCOUNT_JSON "
-                "or GCS_URL_MODE=public.",
-                setting="GOOGLE_SERVICE_ACCOUNT_JSON",
-            )
+            raise ConfigurationError(_NEEDS_SERVICE_ACCOUNT, setting="GOOGLE_SERVICE_ACCOUNT_JSON")
         return token, email
 
     # -- errors -----------------------------------------------------------------------------
