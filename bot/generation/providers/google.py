@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import google.auth
@@ -250,7 +251,7 @@ class GoogleImageProvider(ImageProvider):
         with self._token_lock:
             if not credentials.valid:
                 assert self._auth_request is not None
-                credentials.refresh(self._auth_request)
+                credentials.refresh(partial(self._auth_request, timeout=self._retry.timeout))
 
     def close(self) -> None:
         """Release the thread pool and connections (tests; the process normally keeps them)."""
