@@ -51,8 +51,7 @@ def run(commands: int, latency: float, timeout: float) -> dict[str, float]:
                 acks = list(pool.map(fire, prompts))
             slack.wait_for(lambda: len(slack.uploaded_files) >= commands, timeout=timeout)
             done = {
-                call.form().get("initial_comment", "")
-                .split("*")[1]: call.at
+                call.form().get("initial_comment", "").split("*")[1]: call.at
                 for call in slack.calls("/api/files.completeUploadExternal")
             }
     overhead = [done[p] - sent[p] - latency for p in prompts]

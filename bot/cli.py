@@ -51,7 +51,9 @@ def run_generate(
     if args.out:
         store = DirectoryImageStore(args.out)
     elif service.store is None:
-        print("error: GCS_BUCKET is not set: set it, or pass --out DIR to save the images.", file=out)
+        print(
+            "error: GCS_BUCKET is not set: set it, or pass --out DIR to save the images.", file=out
+        )
         return 2
     else:
         store = service.store

@@ -7,8 +7,8 @@ from bot.slack.command import (
     CommandError,
     GenerateCommand,
     HelpCommand,
-    parse_command,
     UnknownProviderError,
+    parse_command,
     split_options,
     unescape_slack,
 )
@@ -47,7 +47,8 @@ def test_provider_and_prompt(text, provider, prompt):
 
 def test_all_options():
     command = parse(
-        "dalle3 a lighthouse --n 3 --ar 16:9 --no people, boats --seed 42 --quality HD --style natural"
+        "dalle3 a lighthouse --n 3 --ar 16:9 --no people, boats --seed 42 --quality HD"
+        " --style natural"
     )
     r = command.request
     assert (r.prompt, r.n, r.aspect_ratio, r.negative_prompt, r.seed, r.quality, r.style) == (

@@ -27,12 +27,12 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
-from gcp_storage_emulator.server import create_server
 
 from bot.config import Config
 from bot.generation.stores.gcs import GcsImageStore
 from bot.generation.types import ConfigurationError, StoreError
-from tests.fakes._http import FakeServer, RecordedRequest, Reply
+from tests.fakes._http import FakeServer, Reply
+from tests.fakes.gcs import GcsFront, start_gcs_emulator
 from tests.fakes.iam import FakeIamCredentials, FakeMetadataServer
 from tests.fakes.images import png_bytes
 from tests.fakes.service_account import ServiceAccount
@@ -41,42 +41,11 @@ from tests.fakes.tls import InterceptingProxy, TestCA
 BUCKET = "imgs"
 TTL = 900
 NAME = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/([0-9a-f]{32})\.(png|jpg|webp)$")
-HOP_BY_HOP = {"host", "connection", "content-length", "transfer-encoding", "accept-encoding"}
-PASSED_BACK = {"content-type", "content-range", "content-disposition", "location", "x-goog-hash"}
-
-
-class GcsFront(FakeServer):
-    """Records every request, answers scripted ones, forwards the rest to the emulator.
-
-    The emulator serves one request at a time, so forwarding is serialised here and the
-    front (with its deep accept queue) absorbs the concurrency.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__()
-        self.upstream = upstream
-        self._forward_lock = threading.Lock()
-        self._session = requests.Session()
-
-    def answer(self, request: RecordedRequest) -> Reply:
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in request.query.items())
-        url = f"{self.upstream}{quote(request.path, safe='/%')}" + (f"?{query}" if query else "")
-        headers = {k: v for k, v in request.headers.items() if k not in HOP_BY_HOP}
-        with self._forward_lock:
-            answer = self._session.request(
-                request.method, url, headers=headers, data=request.body, timeout=10
-            )
-        back = {k: v for k, v in answer.headers.items() if k.lower() in PASSED_BACK}
-        return Reply(answer.status_code, answer.content, back)
-
-
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[tuple[object, str]]:
-    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=BUCKET)
-    server.start()
-    port = server._api._httpd.server_address[1]  # the emulator picks a free port for 0
+    server, url = start_gcs_emulator(BUCKET)
     try:
-        yield server, f"http://127.0.0.1:{port}"
+        yield server, url
     finally:
         server.stop()
 

@@ -73,7 +73,7 @@ def command(app: AppProcess, slack: FakeSlack, text: str, **fields):
 
 
 def ack_text(body: str) -> str:
-    """Bolt answers `ack(text=...)` as plain text and `ack(blocks=...)` as JSON; Slack takes both."""
+    """Bolt answers `ack(text=...)` as plain text, `ack(blocks=...)` as JSON; Slack takes both."""
     try:
         return json.loads(body).get("text", "")
     except ValueError:

@@ -87,7 +87,9 @@ class GenerationService:
         if not request.prompt.strip():
             raise InvalidRequestError("The prompt is empty: describe the picture you want.")
         if not 1 <= request.n <= MAX_IMAGES:
-            raise InvalidRequestError(f"n must be from 1 to {MAX_IMAGES}; you asked for {request.n}.")
+            raise InvalidRequestError(
+                f"n must be from 1 to {MAX_IMAGES}; you asked for {request.n}."
+            )
         if request.aspect_ratio not in ASPECT_RATIOS:
             raise InvalidRequestError(
                 f"Aspect ratio {request.aspect_ratio} is not supported; "

@@ -24,8 +24,21 @@ HELP_WORDS = {"help", "-h", "--help", "?"}
 # Names people try that we do not run: answer "not a provider here" instead of drawing
 # "midjourney a cat" with the default provider.
 OTHER_MODELS = {
-    "midjourney", "mj", "sd", "sdxl", "stable-diffusion", "stablediffusion", "flux",
-    "firefly", "ideogram", "leonardo", "recraft", "grok", "aurora", "kling", "seedream",
+    "midjourney",
+    "mj",
+    "sd",
+    "sdxl",
+    "stable-diffusion",
+    "stablediffusion",
+    "flux",
+    "firefly",
+    "ideogram",
+    "leonardo",
+    "recraft",
+    "grok",
+    "aurora",
+    "kling",
+    "seedream",
 }
 
 
@@ -145,7 +158,9 @@ def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> C
         raise UnknownProviderError(first)
     body = rest if provider else text
     if provider and not rest.strip():
-        raise CommandError(f"Describe the picture after `{first}`, e.g. `/imagine {first} a red fox`.")
+        raise CommandError(
+            f"Describe the picture after `{first}`, e.g. `/imagine {first} a red fox`."
+        )
     prompt, raw_options = split_options(body)
     values: dict[str, object] = {}
     for name, raw in raw_options.items():
@@ -156,5 +171,7 @@ def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> C
         field_name, parse = _OPTIONS[name]
         values[field_name] = parse(raw)
     if not prompt:
-        raise CommandError("Describe the picture before the options, e.g. `/imagine a red fox --ar 16:9`.")
+        raise CommandError(
+            "Describe the picture before the options, e.g. `/imagine a red fox --ar 16:9`."
+        )
     return GenerateCommand(provider, ImageRequest(prompt=prompt, **values), raw_options)

@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +68,11 @@ class ImagineCommand:
     def on_command(self, ack: Ack, command: dict, respond: Respond, client: WebClient) -> None:
         received = time.monotonic()
         request_id = uuid.uuid4().hex[:12]
-        base = {"request_id": request_id, "user": command.get("user_id"),
-                "channel": command.get("channel_id")}
+        base = {
+            "request_id": request_id,
+            "user": command.get("user_id"),
+            "channel": command.get("channel_id"),
+        }
         try:
             parsed = parse_command(command.get("text", ""), resolve_provider_name)
             if isinstance(parsed, HelpCommand):
@@ -88,10 +90,25 @@ class ImagineCommand:
             return
         model = self.service.providers[provider].model
         ack(text=messages.working_text(provider, model, parsed.request))
-        job = Job(request_id, command["user_id"], command["channel_id"], provider,
-                  parsed.request, respond, received)
-        log_event(log, "command", **base, provider=provider, model=model, outcome="accepted",
-                  options=parsed.options, ack_ms=round((time.monotonic() - received) * 1000, 1))
+        job = Job(
+            request_id,
+            command["user_id"],
+            command["channel_id"],
+            provider,
+            parsed.request,
+            respond,
+            received,
+        )
+        log_event(
+            log,
+            "command",
+            **base,
+            provider=provider,
+            model=model,
+            outcome="accepted",
+            options=parsed.options,
+            ack_ms=round((time.monotonic() - received) * 1000, 1),
+        )
         self.run_job(lambda: self.run(job, client))
 
     def _provider_for(self, parsed: GenerateCommand) -> str:
@@ -122,17 +139,28 @@ class ImagineCommand:
             model = result.model
             if result.error:
                 outcome = result.error.kind
-                job.respond(text=messages.error_text(result.error), response_type="ephemeral",
-                            replace_original=False)
+                job.respond(
+                    text=messages.error_text(result.error),
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
                 return
             outcome = self.post(job, result, client)
         except Exception:
             log.exception("job failed request_id=%s", job.request_id)
             self._tell(job, ":warning: Something went wrong on our side; please try again.")
         finally:
-            log_event(log, "generation", request_id=job.request_id, user=job.user_id,
-                      channel=job.channel_id, provider=job.provider, model=model,
-                      outcome=outcome, latency_s=round(time.monotonic() - job.received, 3))
+            log_event(
+                log,
+                "generation",
+                request_id=job.request_id,
+                user=job.user_id,
+                channel=job.channel_id,
+                provider=job.provider,
+                model=model,
+                outcome=outcome,
+                latency_s=round(time.monotonic() - job.received, 3),
+            )
 
     def post(self, job: Job, result: ProviderResult, client: WebClient) -> str:
         """Post the pictures in the channel; join or fall back when we are not a member."""

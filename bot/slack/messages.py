@@ -63,7 +63,8 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
 
 def working_text(provider: str, model: str, request: ImageRequest) -> str:
     n = f"{request.n} pictures" if request.n > 1 else "a picture"
-    return f":art: Drawing {n} of “{escape(truncate(request.prompt, 200))}” with {provider} (`{model}`)…"
+    prompt = escape(truncate(request.prompt, 200))
+    return f":art: Drawing {n} of “{prompt}” with {provider} (`{model}`)…"
 
 
 def result_message(
@@ -95,7 +96,9 @@ def byline(result: ProviderResult, user_id: str, seconds: float) -> str:
     return f"{result.provider} · `{result.model}` · asked by <@{user_id}> · {seconds:.1f} s"
 
 
-def upload_comment(result: ProviderResult, request: ImageRequest, user_id: str, seconds: float) -> str:
+def upload_comment(
+    result: ProviderResult, request: ImageRequest, user_id: str, seconds: float
+) -> str:
     """The message that goes with images uploaded into Slack (no blocks there)."""
     lines = [f"*{escape(truncate(request.prompt, 2500))}*", byline(result, user_id, seconds)]
     if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():

@@ -16,7 +16,9 @@ EVENTS_PATH = "/slack/events"
 def create_wsgi_app(config: Config | None = None) -> Callable[..., Iterable[bytes]]:
     """`gunicorn 'bot.slack.web:create_wsgi_app()'` also works, for custom deployments."""
     config = config or Config.from_env()
-    bolt = SlackRequestHandler(build_app(config, GenerationService.from_config(config)), EVENTS_PATH)
+    bolt = SlackRequestHandler(
+        build_app(config, GenerationService.from_config(config)), EVENTS_PATH
+    )
 
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":

@@ -1,0 +1,145 @@
+"""`python -m bot generate` and `check`, run as a new user would, against the fakes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.fakes.run import fake_cloud
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def cloud_env():
+    with fake_cloud() as env:
+        yield env
+
+
+def bot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_with_everything_configured(cloud_env, tmp_path):
+    run = bot("check", env=cloud_env, cwd=tmp_path)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert lines[0].startswith("imagen  ok: model gemini-3.1-flash-image reachable")
+    assert lines[1].startswith("dalle3  ok: Azure OpenAI")
+    assert lines[2].startswith("store   ok: bucket imagine-demo reachable")
+    assert len(lines) == 3 and not run.stderr
+
+
+def test_check_names_what_is_missing_in_one_line_each(tmp_path):
+    run = bot("check", env={}, cwd=tmp_path)
+    assert run.stdout.splitlines() == [
+        "imagen  not configured: set GOOGLE_CLOUD_PROJECT",
+        "dalle3  not configured: set AZURE_OPENAI_ENDPOINT or OPENAI_API_KEY",
+        "store   no GCS_BUCKET: Slack uploads the images itself",
+    ]
+    assert "Traceback" not in run.stderr
+
+
+def test_check_reports_a_rejected_key_without_echoing_it(cloud_env, tmp_path):
+    env = {**cloud_env, "AZURE_OPENAI_API_KEY": "wrong-key-do-not-print"}
+    run = bot("check", env=env, cwd=tmp_path)
+    assert run.returncode == 1
+    [line] = [line for line in run.stdout.splitlines() if line.startswith("dalle3")]
+    assert "check failed" in line and "AZURE_OPENAI_API_KEY" in line
+    assert "wrong-key-do-not-print" not in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_generate_prints_urls_that_download(cloud_env, tmp_path):
+    run = bot(
+        "generate",
+        "--provider",
+        "imagen",
+        "--n",
+        "2",
+        "--aspect",
+        "16:9",
+        "--no",
+        "text",
+        "--seed",
+        "7",
+        "a red fox",
+        env=cloud_env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("imagen (gemini-3.1-flash-image) provider")
+    urls = [line.strip() for line in lines if line.strip().startswith("http")]
+    assert len(urls) == 2
+    for url in urls:
+        assert requests.get(url, timeout=5).content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any("negative prompt" in line for line in lines)  # the approximation is reported
+
+
+def test_generate_both_providers_and_write_files(cloud_env, tmp_path):
+    out = tmp_path / "pictures"
+    run = bot(
+        "generate",
+        "-p",
+        "imagen",
+        "-p",
+        "dalle3",
+        "--out",
+        str(out),
+        "a red fox",
+        env=cloud_env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    files = sorted(out.iterdir())
+    assert len(files) == 2 and all(f.read_bytes()[:4] == b"\x89PNG" for f in files)
+    assert sum(line.strip().startswith("file://") for line in run.stdout.splitlines()) == 2
+
+
+def test_generate_without_a_store_or_out_says_what_to_do(cloud_env, tmp_path):
+    run = bot("generate", "a fox", env={**cloud_env, "GCS_BUCKET": ""}, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "GCS_BUCKET is not set" in run.stdout and "--out" in run.stdout
+
+
+def test_generate_reports_a_provider_error_in_one_line(cloud_env, tmp_path):
+    run = bot(
+        "generate",
+        "-p",
+        "dalle3",
+        "a fox",
+        cwd=tmp_path,
+        env={**cloud_env, "AZURE_OPENAI_IMAGE_DEPLOYMENT": "missing"},
+    )
+    assert run.returncode == 1
+    assert run.stdout.startswith("dalle3: ") and "AZURE_OPENAI_IMAGE_DEPLOYMENT" in run.stdout
+    assert "Traceback" not in run.stderr
+
+
+def test_bad_setting_is_one_line(tmp_path):
+    run = bot("check", env={"GCS_URL_MODE": "sometimes"}, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: GCS_URL_MODE must be signed or public, not 'sometimes'"
+
+
+def test_serve_without_slack_settings_names_them(tmp_path):
+    run = bot("serve", env={}, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        "error: set SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)"
+        " to run the Slack app"
+    )
