@@ -125,12 +125,35 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class VotingConfig:
+    """Blind comparisons: which reactions vote for what, and when names are revealed."""
+
+    emoji_a: str = "a"
+    emoji_b: str = "b"
+    emoji_tie: str = "handshake"
+    emoji_both_bad: str = "x"
+    reveal_after_votes: int = 3
+    leaderboard_min_votes: int = 10
+
+    @property
+    def choices(self) -> dict[str, str]:
+        """Reaction name -> choice ("A", "B", "tie", "both_bad")."""
+        return {
+            self.emoji_a: "A",
+            self.emoji_b: "B",
+            self.emoji_tie: "tie",
+            self.emoji_both_bad: "both_bad",
+        }
+
+
+@dataclass(frozen=True)
 class Config:
     google: GoogleConfig = field(default_factory=GoogleConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    voting: VotingConfig = field(default_factory=VotingConfig)
     default_provider: str | None = None
     database_url: str = "sqlite:///imagine.db"
 
@@ -193,9 +216,32 @@ class Config:
                 backoff=_number(env, "IMAGINE_RETRY_BACKOFF", 1.0),
                 timeout=_number(env, "IMAGINE_PROVIDER_TIMEOUT", 120.0, minimum=0.1),
             ),
+            voting=_voting(env),
             default_provider=_text(env, "IMAGINE_DEFAULT_PROVIDER"),
             database_url=_text(env, "DATABASE_URL", "sqlite:///imagine.db"),
         )
+
+
+def _voting(env: Mapping[str, str]) -> VotingConfig:
+    names = {
+        field_name: (_text(env, var, default) or default).strip(":").lower()
+        for field_name, var, default in (
+            ("emoji_a", "VOTE_EMOJI_A", "a"),
+            ("emoji_b", "VOTE_EMOJI_B", "b"),
+            ("emoji_tie", "VOTE_EMOJI_TIE", "handshake"),
+            ("emoji_both_bad", "VOTE_EMOJI_BOTH_BAD", "x"),
+        )
+    }
+    if len(set(names.values())) < 4 or {"+1", "-1"} & set(names.values()):
+        raise SettingError(
+            "VOTE_EMOJI_A, _B, _TIE and _BOTH_BAD must be four different emoji, "
+            "other than +1 and -1 (those rate single pictures)"
+        )
+    return VotingConfig(
+        **names,
+        reveal_after_votes=int(_number(env, "REVEAL_AFTER_VOTES", 3, minimum=1)),
+        leaderboard_min_votes=int(_number(env, "LEADERBOARD_MIN_VOTES", 10, minimum=1)),
+    )
 
 
 def load_dotenv_file(path: str | Path = ".env") -> None:

@@ -3,10 +3,13 @@
 import pytest
 
 from bot.generation.providers import resolve_provider_name
+from bot.generation.types import ImageRequest
 from bot.slack.command import (
     CommandError,
+    CompareCommand,
     GenerateCommand,
     HelpCommand,
+    LeaderboardCommand,
     UnknownProviderError,
     parse_command,
     split_options,
@@ -141,3 +144,46 @@ def test_other_model_names_are_not_drawn_with_the_default(word):
 
 def test_a_prompt_that_is_only_a_model_name_is_still_a_prompt():
     assert parse("flux").request.prompt == "flux"
+
+
+@pytest.mark.parametrize("word", ["compare", "VS", "both"])
+def test_compare(word):
+    command = parse(f"{word} a red fox --n 2 --ar 4:3")
+    assert command == CompareCommand(
+        ImageRequest("a red fox", n=2, aspect_ratio="4:3"), {"n": "2", "ar": "4:3"}
+    )
+
+
+def test_compare_needs_a_prompt():
+    with pytest.raises(CommandError, match="Describe the picture to compare"):
+        parse("compare")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("leaderboard", LeaderboardCommand()),
+        ("stats", LeaderboardCommand()),
+        ("leaderboard --blind --here", LeaderboardCommand(blind_only=True, here=True)),
+        ("leaderboard --since 30d --post", LeaderboardCommand(since_seconds=30 * 86400, post=True)),
+        ("leaderboard --since 12h", LeaderboardCommand(since_seconds=12 * 3600)),
+        ("leaderboard —since 2w", LeaderboardCommand(since_seconds=14 * 86400)),
+    ],
+)
+def test_leaderboard(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("leaderboard --since soon", "like `30d`"),
+        ("leaderboard --since 0d", "like `30d`"),
+        ("leaderboard --top 5", "Unknown option `--top`"),
+        ("leaderboard --blind yes", "takes no value"),
+        ("leaderboard please", "takes only options"),
+    ],
+)
+def test_leaderboard_bad_options(text, message):
+    with pytest.raises(CommandError, match=message):
+        parse(text)

@@ -59,3 +59,23 @@ def test_dotenv_is_loaded_and_real_env_wins(tmp_path, monkeypatch):
     assert config.google.model == "gemini-from-dotenv"
     assert config.slack.port == 5000
     monkeypatch.delenv("IMAGEN_MODEL", raising=False)  # load_dotenv wrote it into os.environ
+
+
+def test_voting_defaults_and_custom_emoji():
+    assert Config.from_env({}).voting.choices == {
+        "a": "A",
+        "b": "B",
+        "handshake": "tie",
+        "x": "both_bad",
+    }
+    custom = Config.from_env(
+        {"VOTE_EMOJI_A": ":point_left:", "VOTE_EMOJI_B": "point_right", "REVEAL_AFTER_VOTES": "5"}
+    ).voting
+    assert custom.choices["point_left"] == "A" and custom.choices["point_right"] == "B"
+    assert custom.reveal_after_votes == 5 and custom.leaderboard_min_votes == 10
+
+
+@pytest.mark.parametrize("env", [{"VOTE_EMOJI_A": "b"}, {"VOTE_EMOJI_TIE": "+1"}])
+def test_voting_emoji_must_be_distinct(env):
+    with pytest.raises(SettingError, match="four different emoji"):
+        Config.from_env(env)

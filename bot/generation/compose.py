@@ -13,6 +13,7 @@ stays legible in the message preview, while n separate pictures would be collaps
 from __future__ import annotations
 
 import io
+import struct
 from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -91,36 +92,34 @@ def compose_grid(
         raise ValueError("The format must be JPEG or PNG.")
 
     opened = [
-        [_open(data, f"{labels[c]}{r + 1}") for r, data in enumerate(column)]
+        [
+            _open(data, labels[c] if len(column) == 1 else f"{labels[c]}{r + 1}")
+            for r, data in enumerate(column)
+        ]
         for c, column in enumerate(columns)
     ]
     rows = max(len(column) for column in opened)
-    tallest = max(_size(image)[1] for column in opened for image in column)
+    tallest = max(source.size[1] for column in opened for source in column)
     cell_h = min(row_height, tallest)
-    # Each column is as wide as its widest image once scaled to the row height.
-    col_w = [
-        max((_scaled_width(_size(image), cell_h) for image in column), default=cell_h)
-        for column in opened
-    ]
     gutters_x = gutter * (len(opened) - 1)
     gutters_y = gutter * (rows - 1)
-    factor = min(
-        1.0,
-        (max_width - gutters_x) / max(sum(col_w), 1),
-        (max_height - gutters_y) / max(rows * cell_h, 1),
-    )
-    if factor < 1.0:
-        cell_h = max(1, int(cell_h * factor))
-        col_w = [max(1, int(w * factor)) for w in col_w]
+    cell_h = min(cell_h, max(1, (max_height - gutters_y) // rows))
+    col_w = _column_widths(opened, cell_h)
+    if sum(col_w) + gutters_x > max_width:  # too wide: shrink, then trim rounding overshoot
+        cell_h = max(1, int(cell_h * (max_width - gutters_x) / sum(col_w)))
+        col_w = _column_widths(opened, cell_h)
+        while cell_h > 1 and sum(col_w) + gutters_x > max_width:
+            cell_h -= 1
+            col_w = _column_widths(opened, cell_h)
 
     canvas = Image.new("RGB", (sum(col_w) + gutters_x, rows * cell_h + gutters_y), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     font = _font(cell_h)
     x = 0
-    for c, (column, width, label) in enumerate(zip(opened, col_w, labels, strict=True)):
-        for r, image in enumerate(column):
+    for column, width, label in zip(opened, col_w, labels, strict=True):
+        for r, source in enumerate(column):
             y = r * (cell_h + gutter)
-            scaled = _fit(image, width, cell_h, f"{labels[c]}{r + 1}")
+            scaled = _fit(source, width, cell_h)
             left = x + (width - scaled.width) // 2
             canvas.paste(scaled, (left, y))
             _badge(draw, font, label, left, y, cell_h)
@@ -134,46 +133,59 @@ def compose_grid(
     return Composed(out.getvalue(), "image/png")
 
 
-def _open(data: bytes, name: str) -> Image.Image:
-    """Read the header only (decoding waits until the target size is known)."""
+class _Source(NamedTuple):
+    """An opened input and its size as displayed (EXIF orientations 5-8 swap the sides)."""
+
+    image: Image.Image
+    size: tuple[int, int]
+    name: str
+
+
+def _open(data: bytes, name: str) -> _Source:
+    """Read the header (PNG may decode here to find EXIF); JPEG decoding waits for the size."""
     try:
         image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"Image {name} could not be read.") from exc
+        too_large = image.width * image.height > _MAX_PIXELS
+        orientation = 1 if too_large else image.getexif().get(_ORIENTATION, 1)
     except Image.DecompressionBombError as exc:
         raise ValueError(f"Image {name} is too large to compose.") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise ValueError(f"Image {name} could not be read.") from exc
+    if too_large:
+        raise ValueError(f"Image {name} is too large to compose.")
     if image.width < 1 or image.height < 1:
         raise ValueError(f"Image {name} is empty.")
-    if image.width * image.height > _MAX_PIXELS:
-        raise ValueError(f"Image {name} is too large to compose.")
-    return image
+    size = (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
+    return _Source(image, size, name)
 
 
-def _size(image: Image.Image) -> tuple[int, int]:
-    """The size as displayed: EXIF orientations 5-8 swap width and height."""
-    orientation = image.getexif().get(_ORIENTATION, 1)
-    return (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
+def _column_widths(opened: list[list[_Source]], cell_h: int) -> list[int]:
+    """Each column is as wide as its widest image once scaled to the row height."""
+    return [
+        max((_scaled_width(source.size, cell_h) for source in column), default=cell_h)
+        for column in opened
+    ]
 
 
 def _scaled_width(size: tuple[int, int], height: int) -> int:
     return max(1, round(size[0] * height / size[1]))
 
 
-def _fit(image: Image.Image, width: int, height: int, name: str) -> Image.Image:
+def _fit(source: _Source, width: int, height: int) -> Image.Image:
     """Decode, scale to `height` (never wider than the cell), flatten transparency onto white."""
-    shown_w, shown_h = _size(image)
-    target = (min(width, _scaled_width((shown_w, shown_h), height)), height)
-    if target[0] < _scaled_width((shown_w, shown_h), height):  # too wide: fit the width
+    image, (shown_w, shown_h) = source.image, source.size
+    target = (min(width, _scaled_width(source.size, height)), height)
+    if target[0] < _scaled_width(source.size, height):  # too wide: fit the width instead
         target = (target[0], max(1, round(shown_h * target[0] / shown_w)))
     try:
         # JPEG decodes straight at a reduced scale (at least the target size): much faster.
-        swapped = (shown_w, shown_h) != image.size
+        swapped = source.size != image.size
         image.draft(None, target[::-1] if swapped else target)
         image.load()
         image = ImageOps.exif_transpose(image)
         image = image.convert("RGBA") if _has_alpha(image) else image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"Image {name} could not be read.") from exc
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise ValueError(f"Image {source.name} could not be read.") from exc
     image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     if image.mode == "RGBA":
         flat = Image.new("RGB", image.size, BACKGROUND)

@@ -21,6 +21,9 @@ OPTION_HELP = (
     f"`--seed N`, `--quality {'|'.join(QUALITIES)}`, `--style {'|'.join(STYLES)}`"
 )
 HELP_WORDS = {"help", "-h", "--help", "?"}
+COMPARE_WORDS = {"compare", "vs", "both"}
+LEADERBOARD_WORDS = {"leaderboard", "stats"}
+LEADERBOARD_HELP = "`--blind`, `--since 30d` (or 12h, 4w), `--here`, `--post`"
 # Names people try that we do not run: answer "not a provider here" instead of drawing
 # "midjourney a cat" with the default provider.
 OTHER_MODELS = {
@@ -66,7 +69,23 @@ class GenerateCommand:
     options: dict[str, str] = field(default_factory=dict)  # as typed, for the log
 
 
-Command = HelpCommand | GenerateCommand
+@dataclass(frozen=True)
+class CompareCommand:
+    """The same request to every configured provider, posted side by side and blind."""
+
+    request: ImageRequest
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LeaderboardCommand:
+    blind_only: bool = False
+    since_seconds: int | None = None
+    here: bool = False
+    post: bool = False  # in the channel, for everyone, instead of only to the requester
+
+
+Command = HelpCommand | GenerateCommand | CompareCommand | LeaderboardCommand
 
 _LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 
@@ -153,6 +172,16 @@ def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> C
     if not text or text.split()[0].lower() in HELP_WORDS:
         return HelpCommand()
     first, _, rest = text.partition(" ")
+    word = first.lower()
+    if word in LEADERBOARD_WORDS:
+        return parse_leaderboard(rest)
+    if word in COMPARE_WORDS:
+        if not rest.strip():
+            raise CommandError(
+                f"Describe the picture to compare, e.g. `/imagine {word} a red fox`."
+            )
+        request, options = _parse_request(rest)
+        return CompareCommand(request, options)
     provider = resolve_provider(first)
     if provider is None and first.lower() in OTHER_MODELS and rest.strip():
         raise UnknownProviderError(first)
@@ -161,6 +190,11 @@ def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> C
         raise CommandError(
             f"Describe the picture after `{first}`, e.g. `/imagine {first} a red fox`."
         )
+    request, options = _parse_request(body)
+    return GenerateCommand(provider, request, options)
+
+
+def _parse_request(body: str) -> tuple[ImageRequest, dict[str, str]]:
     prompt, raw_options = split_options(body)
     values: dict[str, object] = {}
     for name, raw in raw_options.items():
@@ -174,4 +208,32 @@ def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> C
         raise CommandError(
             "Describe the picture before the options, e.g. `/imagine a red fox --ar 16:9`."
         )
-    return GenerateCommand(provider, ImageRequest(prompt=prompt, **values), raw_options)
+    return ImageRequest(prompt=prompt, **values), raw_options
+
+
+_SINCE = re.compile(r"^(\d+)\s*([hdw])$")
+
+
+def parse_leaderboard(text: str) -> LeaderboardCommand:
+    """`--blind`, `--since 30d`, `--here`, `--post`: flags, in any order."""
+    extra, options = split_options(text)
+    if extra:
+        raise CommandError(f"`leaderboard` takes only options: {LEADERBOARD_HELP}.")
+    unknown = set(options) - {"blind", "since", "here", "post"}
+    if unknown:
+        raise CommandError(f"Unknown option `--{min(unknown)}`. Options: {LEADERBOARD_HELP}.")
+    for flag in ("blind", "here", "post"):
+        if options.get(flag):
+            raise CommandError(f"`--{flag}` takes no value. Options: {LEADERBOARD_HELP}.")
+    since = None
+    if "since" in options:
+        match = _SINCE.match(options["since"].lower())
+        if not match or int(match.group(1)) == 0:
+            raise CommandError("`--since` needs a period like `30d`, `12h` or `4w`.")
+        since = int(match.group(1)) * {"h": 3600, "d": 86400, "w": 7 * 86400}[match.group(2)]
+    return LeaderboardCommand(
+        blind_only="blind" in options,
+        since_seconds=since,
+        here="here" in options,
+        post="post" in options,
+    )

@@ -121,3 +121,88 @@ NOT_IN_CHANNEL = (
     "I'm not a member of this conversation, so only you can see this. "
     "Invite me with `/invite @Imagine` to post pictures here."
 )
+
+
+# -- comparisons ----------------------------------------------------------------------------
+REVEAL_ACTION = "imagine_reveal"
+CHOICE_LABELS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
+
+
+def compare_message(
+    *,
+    prompt: str,
+    pictures: list[str],
+    originals: dict[str, list[str]],
+    models: dict[str, tuple[str, str]],
+    emoji: dict[str, str],
+    requester: str,
+    seconds: float,
+    reveal_after: int,
+    revealed: bool = False,
+    tally: dict[str, int] | None = None,
+) -> dict:
+    """The blind side-by-side post: one composed picture per pair, links to the originals,
+    how to vote, and a Reveal button; once revealed, which model drew which side.
+
+    `originals` and `models` are keyed by position ("A", "B"); `models` gives (provider,
+    model); `emoji` maps a choice ("A", "B", "tie", "both_bad") to its reaction name.
+    """
+    blocks: list[Block] = [_section(f"*Which picture is better?*\n“{escape(prompt)}”")]
+    for i, url in enumerate(pictures, start=1):
+        image: Block = {
+            "type": "image",
+            "image_url": url,
+            "alt_text": truncate(
+                f"Two pictures side by side, A on the left and B on the right: {prompt}",
+                ALT_TEXT_LIMIT,
+            ),
+        }
+        if len(pictures) > 1:
+            image["title"] = {"type": "plain_text", "text": f"Pair {i}"}
+        blocks.append(image)
+    links = [
+        f"Full size {position}: "
+        + " ".join(f"<{url}|{n}>" for n, url in enumerate(urls, start=1) if len(url) < 1400)
+        for position, urls in originals.items()
+    ]
+    blocks.append(context_block(*links))
+    if revealed:
+        blocks.append(context_block(reveal_text(models, tally or {})))
+    else:
+        how = " · ".join(f":{emoji[c]}: {label}" for c, label in CHOICE_LABELS.items())
+        blocks.append(
+            context_block(
+                f"React to vote: {how}. One vote per person; a new reaction replaces it. "
+                f"The models stay hidden until {reveal_after} votes or the requester reveals them."
+            )
+        )
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "imagine_compare",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": REVEAL_ACTION,
+                        "text": {"type": "plain_text", "text": "Reveal the models"},
+                        "value": "reveal",
+                    }
+                ],
+            }
+        )
+    blocks.append(context_block(f"blind comparison · asked by <@{requester}> · {seconds:.1f} s"))
+    text = f"<@{requester}> compares models: {truncate(prompt, 150)}. React to vote."
+    return {"text": text, "blocks": blocks}
+
+
+def reveal_text(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> str:
+    sides = " · ".join(
+        f"{position} was *{provider}* (`{model}`)" for position, (provider, model) in models.items()
+    )
+    votes = " · ".join(f"{CHOICE_LABELS[c]}: {tally.get(c, 0)}" for c in CHOICE_LABELS)
+    return f"{sides}\nVotes so far: {votes}"
+
+
+def partial_compare_text(failed: list[ImagineError]) -> str:
+    reasons = " ".join(error_text(err) for err in failed)
+    return f"The comparison is incomplete, so there is no vote. {reasons}"

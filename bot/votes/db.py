@@ -1,0 +1,770 @@
+"""The vote store: generations, comparisons, reactions and votes in SQL (SQLAlchemy Core).
+
+One `VoteStore` per process, shared by every thread. SQLite (the default) runs in WAL mode and
+every write transaction starts with BEGIN IMMEDIATE, so concurrent writers queue on the busy
+timeout instead of failing half-way; PostgreSQL serialises per (target, voter) with a
+transaction-scoped advisory lock.
+
+Votes are derived, never counted: every reaction event is stored once (Slack redelivers the same
+event_id), and a voter's vote on a target is recomputed by replaying that voter's events in
+(event_ts, event_id) order. Duplicates, retries and out-of-order delivery therefore all converge
+on the same answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+DEFAULT_URL = "sqlite:///imagine.db"
+TIE, BOTH_BAD, UP, DOWN = "tie", "both_bad", "up", "down"
+COMPARISON, RATED_POST = "comparison", "rated_post"
+_MIGRATION_LOCK = 0x1A6A_17E0  # pg advisory lock key held while migrating
+_READ = "imagine_read_only"  # execution option: a plain deferred BEGIN on SQLite
+
+
+def normalise_url(url: str) -> str:
+    """Heroku-style postgres:// and bare postgresql:// URLs -> the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Store and compare in UTC; SQLite drops offsets, so naive values mean UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def _v1_tables(metadata: MetaData) -> dict[str, Table]:
+    """The schema as migration 1 creates it. Frozen: change the schema with a new migration."""
+    now = {"nullable": False}
+    generations = Table(
+        "generations",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime(timezone=True), **now),
+        Column("user_id", String(64), **now),
+        Column("channel_id", String(64), **now),
+        Column("prompt", Text, **now),
+        Column("provider", String(64), **now),
+        Column("model", String(200), **now),
+        Column("options", Text, **now),  # JSON
+        Column("timings", Text, **now),  # JSON
+        Column("outcome", String(64), **now),
+        Column("image_urls", Text, **now),  # JSON list
+        Column("message_ts", String(32)),
+        Column("request_id", String(128), **now, index=True),
+    )
+    comparisons = Table(
+        "comparisons",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime(timezone=True), **now),
+        Column("channel_id", String(64), **now),
+        Column("message_ts", String(32), **now),
+        Column("requester_id", String(64), **now),
+        Column("prompt", Text, **now),
+        Column("positions", Text, **now),  # JSON {"A": {"provider", "model"}, ...}, sorted keys
+        Column("revealed", Boolean, nullable=False, default=False),
+        Column("revealed_at", DateTime(timezone=True)),
+        UniqueConstraint("channel_id", "message_ts", name="uq_comparisons_message"),
+    )
+    rated_posts = Table(
+        "rated_posts",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime(timezone=True), **now),
+        Column("channel_id", String(64), **now),
+        Column("message_ts", String(32), **now),
+        Column("provider", String(64), **now),
+        Column("model", String(200), **now),
+        Column("requester_id", String(64), **now),
+        UniqueConstraint("channel_id", "message_ts", name="uq_rated_posts_message"),
+    )
+    reaction_events = Table(
+        "reaction_events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(128), nullable=False, unique=True),
+        Column("comparison_id", Integer, ForeignKey("comparisons.id", ondelete="CASCADE")),
+        Column("rated_post_id", Integer, ForeignKey("rated_posts.id", ondelete="CASCADE")),
+        Column("channel_id", String(64), **now),
+        Column("message_ts", String(32), **now),
+        Column("voter_id", String(64), **now),
+        Column("choice", String(32), **now),
+        Column("added", Boolean, **now),
+        Column("event_ts", String(32), **now),  # Slack's "1700000000.000100": ordered exactly
+        Column("received_at", DateTime(timezone=True), **now),
+        Column("hidden", Boolean, **now),  # were the names hidden when this event arrived?
+    )
+    votes = Table(
+        "votes",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("comparison_id", Integer, ForeignKey("comparisons.id", ondelete="CASCADE")),
+        Column("rated_post_id", Integer, ForeignKey("rated_posts.id", ondelete="CASCADE")),
+        Column("voter_id", String(64), **now),
+        Column("choice", String(32), **now),
+        Column("cast_at", DateTime(timezone=True), **now),
+        Column("hidden", Boolean, **now),
+        UniqueConstraint("comparison_id", "voter_id", name="uq_votes_comparison_voter"),
+        UniqueConstraint("rated_post_id", "voter_id", name="uq_votes_rated_post_voter"),
+    )
+    Index("ix_reaction_events_comparison_voter", reaction_events.c.comparison_id, "voter_id")
+    Index("ix_reaction_events_rated_post_voter", reaction_events.c.rated_post_id, "voter_id")
+    return {t.name: t for t in (generations, comparisons, rated_posts, reaction_events, votes)}
+
+
+_metadata = MetaData()
+_T = _v1_tables(_metadata)  # the live tables the queries use; later migrations amend these
+GENERATIONS, COMPARISONS, RATED_POSTS = _T["generations"], _T["comparisons"], _T["rated_posts"]
+EVENTS, VOTES = _T["reaction_events"], _T["votes"]
+SCHEMA_VERSION = Table(
+    "schema_version",
+    MetaData(),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step. `apply` runs inside the migration transaction, under the lock."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_v1(conn: Connection) -> None:
+    metadata = MetaData()
+    _v1_tables(metadata)
+    metadata.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create tables", _create_v1),)
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    id: int
+    channel_id: str
+    message_ts: str
+    requester_id: str
+    prompt: str
+    positions: dict[str, ModelRef]
+    revealed: bool
+    revealed_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RatedPost:
+    id: int
+    channel_id: str
+    message_ts: str
+    provider: str
+    model: str
+    requester_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VoteChange:
+    """What one reaction event did. `choice` is the voter's vote now (None: no vote)."""
+
+    target: str  # COMPARISON or RATED_POST
+    target_id: int
+    voter_id: str
+    previous: str | None
+    choice: str | None
+    duplicate: bool  # this event_id had been stored before: nothing changed
+    vote_count: int  # votes on the target now
+    hidden: bool | None  # names hidden when the deciding "added" event arrived
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.choice
+
+
+@dataclass(frozen=True)
+class PositionsTally:
+    """Votes on comparisons that had the same position -> model map, per choice."""
+
+    positions: dict[str, ModelRef]
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ThumbTally:
+    provider: str
+    model: str
+    choice: str  # UP or DOWN
+    count: int
+
+
+def _encode_positions(positions: Mapping[str, ModelRef | Mapping[str, str]]) -> str:
+    plain = {}
+    for position, ref in positions.items():
+        if isinstance(ref, ModelRef):
+            plain[position] = {"provider": ref.provider, "model": ref.model}
+        else:
+            plain[position] = {"provider": ref["provider"], "model": ref["model"]}
+    if len(plain) < 2 or set(plain) & {TIE, BOTH_BAD}:
+        raise ValueError("a comparison needs two or more positions named like A and B")
+    return json.dumps(plain, sort_keys=True)
+
+
+def _decode_positions(raw: str) -> dict[str, ModelRef]:
+    return {k: ModelRef(v["provider"], v["model"]) for k, v in json.loads(raw).items()}
+
+
+def _event_order(event_ts: str) -> Decimal:
+    try:
+        return Decimal(event_ts)
+    except InvalidOperation:
+        raise ValueError(f"event_ts must be a Slack timestamp, not {event_ts!r}") from None
+
+
+def replay(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The deciding "added" event after replaying in (event_ts, event_id) order, or None.
+
+    "added X" makes X the vote (replacing any other); "removed X" withdraws the vote only if X
+    is the current vote, so removing an older, superseded reaction changes nothing.
+    """
+    current: Mapping[str, Any] | None = None
+    for e in sorted(events, key=lambda e: (_event_order(e["event_ts"]), e["event_id"])):
+        if e["added"]:
+            current = e
+        elif current is not None and current["choice"] == e["choice"]:
+            current = None
+    return current
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+class VoteStore:
+    """Thread-safe: build once per process and share."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        pool_size: int = 10,
+        max_overflow: int = 40,
+        busy_timeout: float = 10.0,
+    ) -> None:
+        self.url = normalise_url(url)
+        self._sqlite = self.url.startswith("sqlite")
+        if self._sqlite:
+            self._engine = create_engine(
+                self.url,
+                connect_args={"timeout": busy_timeout, "check_same_thread": False},
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+            )
+            _configure_sqlite(self._engine, busy_timeout)
+        else:
+            self._engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+            )
+        self.migrate(migrations)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(**{_READ: True})
+            with conn.begin():
+                yield conn
+
+    # --- schema versions ---
+
+    def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+        """Apply the missing migrations in one transaction; returns the versions applied."""
+        applied: list[int] = []
+        with self._write() as conn:
+            if not self._sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            SCHEMA_VERSION.create(conn, checkfirst=True)
+            done = set(conn.scalars(select(SCHEMA_VERSION.c.version)))
+            for step in sorted(migrations, key=lambda m: m.version):
+                if step.version in done:
+                    continue
+                step.apply(conn)
+                conn.execute(
+                    SCHEMA_VERSION.insert().values(
+                        version=step.version, description=step.description, applied_at=_now()
+                    )
+                )
+                applied.append(step.version)
+        return applied
+
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.scalar(select(func.max(SCHEMA_VERSION.c.version))) or 0)
+
+    # --- generations ---
+
+    def record_generation(
+        self,
+        *,
+        user_id: str,
+        channel_id: str,
+        prompt: str,
+        provider: str,
+        model: str,
+        options: Mapping[str, Any],
+        timings: Mapping[str, float],
+        outcome: str,
+        image_urls: Sequence[str],
+        request_id: str,
+        message_ts: str | None = None,
+    ) -> int:
+        """One provider's result for one request (`outcome`: "ok" or an error kind)."""
+        with self._write() as conn:
+            return conn.execute(
+                GENERATIONS.insert()
+                .values(
+                    created_at=_now(),
+                    user_id=user_id,
+                    channel_id=channel_id,
+                    prompt=prompt,
+                    provider=provider,
+                    model=model,
+                    options=json.dumps(dict(options), sort_keys=True, default=str),
+                    timings=json.dumps(dict(timings), sort_keys=True),
+                    outcome=outcome,
+                    image_urls=json.dumps(list(image_urls)),
+                    message_ts=message_ts,
+                    request_id=request_id,
+                )
+                .returning(GENERATIONS.c.id)
+            ).scalar_one()
+
+    def set_generation_message(self, generation_id: int, message_ts: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(GENERATIONS)
+                .where(GENERATIONS.c.id == generation_id)
+                .values(message_ts=message_ts)
+            )
+
+    def generations(self, request_id: str) -> list[dict[str, Any]]:
+        """The rows of one request, JSON fields decoded (history, tests)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(GENERATIONS)
+                .where(GENERATIONS.c.request_id == request_id)
+                .order_by(GENERATIONS.c.id)
+            ).mappings()
+            out = []
+            for row in rows:
+                item = dict(row, created_at=_utc(row["created_at"]))
+                for key in ("options", "timings", "image_urls"):
+                    item[key] = json.loads(item[key])
+                out.append(item)
+            return out
+
+    # --- comparisons and rated posts ---
+
+    def _insert_ignore(self, table: Table) -> Any:
+        return (sqlite_insert if self._sqlite else pg_insert)(table)
+
+    def register_comparison(
+        self,
+        channel_id: str,
+        message_ts: str,
+        requester_id: str,
+        prompt: str,
+        positions: Mapping[str, ModelRef | Mapping[str, str]],
+    ) -> int:
+        """Remember a posted comparison; registering the same message again returns its id."""
+        encoded = _encode_positions(positions)
+        with self._write() as conn:
+            conn.execute(
+                self._insert_ignore(COMPARISONS)
+                .values(
+                    created_at=_now(),
+                    channel_id=channel_id,
+                    message_ts=message_ts,
+                    requester_id=requester_id,
+                    prompt=prompt,
+                    positions=encoded,
+                    revealed=False,
+                )
+                .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
+            )
+            return conn.execute(
+                select(COMPARISONS.c.id).where(
+                    COMPARISONS.c.channel_id == channel_id,
+                    COMPARISONS.c.message_ts == message_ts,
+                )
+            ).scalar_one()
+
+    def comparison_at(self, channel_id: str, message_ts: str) -> Comparison | None:
+        with self._read() as conn:
+            return self._comparison(conn, channel_id, message_ts)
+
+    def comparison(self, comparison_id: int) -> Comparison | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(COMPARISONS).where(COMPARISONS.c.id == comparison_id)
+            ).mappings()
+            return _to_comparison(row.first())
+
+    def _comparison(self, conn: Connection, channel_id: str, message_ts: str) -> Comparison | None:
+        row = conn.execute(
+            select(COMPARISONS).where(
+                COMPARISONS.c.channel_id == channel_id, COMPARISONS.c.message_ts == message_ts
+            )
+        ).mappings()
+        return _to_comparison(row.first())
+
+    def mark_revealed(self, comparison_id: int) -> bool:
+        """Reveal the names; True only for the one call that flipped the flag."""
+        with self._write() as conn:
+            flipped = conn.execute(
+                update(COMPARISONS)
+                .where(COMPARISONS.c.id == comparison_id, COMPARISONS.c.revealed.is_(False))
+                .values(revealed=True, revealed_at=_now())
+            )
+            return flipped.rowcount == 1
+
+    def register_rated_post(
+        self, channel_id: str, message_ts: str, provider: str, model: str, requester_id: str
+    ) -> int:
+        """Remember a single-provider post that takes 👍 / 👎; idempotent per message."""
+        with self._write() as conn:
+            conn.execute(
+                self._insert_ignore(RATED_POSTS)
+                .values(
+                    created_at=_now(),
+                    channel_id=channel_id,
+                    message_ts=message_ts,
+                    provider=provider,
+                    model=model,
+                    requester_id=requester_id,
+                )
+                .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
+            )
+            return conn.execute(
+                select(RATED_POSTS.c.id).where(
+                    RATED_POSTS.c.channel_id == channel_id,
+                    RATED_POSTS.c.message_ts == message_ts,
+                )
+            ).scalar_one()
+
+    def rated_post_at(self, channel_id: str, message_ts: str) -> RatedPost | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(RATED_POSTS).where(
+                    RATED_POSTS.c.channel_id == channel_id,
+                    RATED_POSTS.c.message_ts == message_ts,
+                )
+            ).mappings()
+            found = row.first()
+            if found is None:
+                return None
+            return RatedPost(
+                id=found["id"],
+                channel_id=found["channel_id"],
+                message_ts=found["message_ts"],
+                provider=found["provider"],
+                model=found["model"],
+                requester_id=found["requester_id"],
+                created_at=_utc(found["created_at"]),
+            )
+
+    # --- votes ---
+
+    def apply_reaction(
+        self,
+        event_id: str,
+        channel_id: str,
+        message_ts: str,
+        voter_id: str,
+        choice: str,
+        added: bool,
+        event_ts: str,
+        *,
+        hidden: bool | None = None,
+        received_at: datetime | None = None,
+    ) -> VoteChange | None:
+        """Store one reaction event (once per event_id) and recompute that voter's vote.
+
+        Returns None when (channel, ts) is neither a comparison nor a rated post: register the
+        message before anyone can react to it. `choice` is a position ("A", "B", ...), "tie" or
+        "both_bad" on comparisons, "up" or "down" on rated posts. `hidden` defaults to "the
+        comparison was not yet revealed when this event was stored" (False on rated posts).
+        """
+        _event_order(event_ts)
+        received = _utc(received_at) or _now()
+        with self._write() as conn:
+            kind, target_id, revealed, choices = self._target(conn, channel_id, message_ts)
+            if kind is None:
+                return None
+            if choice not in choices:
+                raise ValueError(f"{choice!r} is not a choice on this message")
+            self._lock(conn, kind, target_id, voter_id)
+            key = EVENTS.c.comparison_id if kind == COMPARISON else EVENTS.c.rated_post_id
+            stored = conn.execute(
+                self._insert_ignore(EVENTS)
+                .values(
+                    event_id=event_id,
+                    **{key.name: target_id},
+                    channel_id=channel_id,
+                    message_ts=message_ts,
+                    voter_id=voter_id,
+                    choice=choice,
+                    added=added,
+                    event_ts=event_ts,
+                    received_at=received,
+                    hidden=(not revealed) if hidden is None else hidden,
+                )
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(EVENTS.c.id)
+            )
+            duplicate = stored.first() is None
+            previous, current = self._recompute(conn, kind, target_id, voter_id)
+            vote_key = VOTES.c.comparison_id if kind == COMPARISON else VOTES.c.rated_post_id
+            count = conn.scalar(select(func.count()).where(vote_key == target_id))
+            return VoteChange(
+                target=kind,
+                target_id=target_id,
+                voter_id=voter_id,
+                previous=previous,
+                choice=None if current is None else current["choice"],
+                duplicate=duplicate,
+                vote_count=int(count or 0),
+                hidden=None if current is None else bool(current["hidden"]),
+            )
+
+    def _target(
+        self, conn: Connection, channel_id: str, message_ts: str
+    ) -> tuple[str | None, int, bool, set[str]]:
+        comparison = self._comparison(conn, channel_id, message_ts)
+        if comparison is not None:
+            choices = set(comparison.positions) | {TIE, BOTH_BAD}
+            return COMPARISON, comparison.id, comparison.revealed, choices
+        post_id = conn.scalar(
+            select(RATED_POSTS.c.id).where(
+                RATED_POSTS.c.channel_id == channel_id, RATED_POSTS.c.message_ts == message_ts
+            )
+        )
+        if post_id is not None:
+            return RATED_POST, post_id, True, {UP, DOWN}
+        return None, 0, False, set()
+
+    def _lock(self, conn: Connection, kind: str, target_id: int, voter_id: str) -> None:
+        """Serialise one voter's events on one target (SQLite's BEGIN IMMEDIATE already does)."""
+        if self._sqlite:
+            return
+        digest = hashlib.blake2b(f"{kind}:{target_id}:{voter_id}".encode(), digest_size=8)
+        key = int.from_bytes(digest.digest(), "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    def _recompute(
+        self, conn: Connection, kind: str, target_id: int, voter_id: str
+    ) -> tuple[str | None, Mapping[str, Any] | None]:
+        """Replay the voter's events and make the votes row agree; (previous choice, decider)."""
+        event_key = EVENTS.c.comparison_id if kind == COMPARISON else EVENTS.c.rated_post_id
+        vote_key = VOTES.c.comparison_id if kind == COMPARISON else VOTES.c.rated_post_id
+        events = conn.execute(
+            select(
+                EVENTS.c.event_id,
+                EVENTS.c.event_ts,
+                EVENTS.c.choice,
+                EVENTS.c.added,
+                EVENTS.c.hidden,
+                EVENTS.c.received_at,
+            ).where(event_key == target_id, EVENTS.c.voter_id == voter_id)
+        ).mappings()
+        decider = replay(list(events))
+        mine = (vote_key == target_id) & (VOTES.c.voter_id == voter_id)
+        existing = conn.execute(select(VOTES.c.id, VOTES.c.choice).where(mine)).first()
+        previous = None if existing is None else existing.choice
+        if decider is None:
+            if existing is not None:
+                conn.execute(delete(VOTES).where(VOTES.c.id == existing.id))
+            return previous, None
+        values = {
+            "choice": decider["choice"],
+            "cast_at": _utc(decider["received_at"]),
+            "hidden": bool(decider["hidden"]),
+        }
+        if existing is None:
+            conn.execute(
+                VOTES.insert().values(**{vote_key.name: target_id}, voter_id=voter_id, **values)
+            )
+        else:
+            conn.execute(update(VOTES).where(VOTES.c.id == existing.id).values(**values))
+        return previous, decider
+
+    def vote_count(self, comparison_id: int) -> int:
+        with self._read() as conn:
+            return int(
+                conn.scalar(select(func.count()).where(VOTES.c.comparison_id == comparison_id)) or 0
+            )
+
+    def votes(self, comparison_id: int) -> dict[str, str]:
+        """voter -> current choice on one comparison."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(VOTES.c.voter_id, VOTES.c.choice).where(
+                    VOTES.c.comparison_id == comparison_id
+                )
+            )
+            return {r.voter_id: r.choice for r in rows}
+
+    # --- leaderboard queries ---
+
+    def comparison_tallies(
+        self,
+        *,
+        since: datetime | None = None,
+        channel_id: str | None = None,
+        blind_only: bool = False,
+    ) -> list[PositionsTally]:
+        """Votes counted per (position map, choice), aggregated in SQL so 100k votes stay fast."""
+        query = (
+            select(COMPARISONS.c.positions, VOTES.c.choice, func.count().label("n"))
+            .select_from(VOTES.join(COMPARISONS, VOTES.c.comparison_id == COMPARISONS.c.id))
+            .group_by(COMPARISONS.c.positions, VOTES.c.choice)
+        )
+        query = _filtered(query, since, blind_only)
+        if channel_id is not None:
+            query = query.where(COMPARISONS.c.channel_id == channel_id)
+        tallies: dict[str, dict[str, int]] = {}
+        with self._read() as conn:
+            for positions, choice, n in conn.execute(query):
+                tallies.setdefault(positions, {})[choice] = int(n)
+        return [PositionsTally(_decode_positions(p), c) for p, c in tallies.items()]
+
+    def thumb_tallies(
+        self,
+        *,
+        since: datetime | None = None,
+        channel_id: str | None = None,
+        blind_only: bool = False,
+    ) -> list[ThumbTally]:
+        """👍 / 👎 per model. Names are never hidden on single posts, so blind_only -> none."""
+        query = (
+            select(RATED_POSTS.c.provider, RATED_POSTS.c.model, VOTES.c.choice, func.count())
+            .select_from(VOTES.join(RATED_POSTS, VOTES.c.rated_post_id == RATED_POSTS.c.id))
+            .group_by(RATED_POSTS.c.provider, RATED_POSTS.c.model, VOTES.c.choice)
+        )
+        query = _filtered(query, since, blind_only)
+        if channel_id is not None:
+            query = query.where(RATED_POSTS.c.channel_id == channel_id)
+        with self._read() as conn:
+            return [ThumbTally(p, m, c, int(n)) for p, m, c, n in conn.execute(query)]
+
+
+def _filtered(query: Any, since: datetime | None, blind_only: bool) -> Any:
+    if since is not None:
+        query = query.where(VOTES.c.cast_at >= _utc(since))
+    if blind_only:
+        query = query.where(VOTES.c.hidden.is_(True))
+    return query
+
+
+def _to_comparison(row: Mapping[str, Any] | None) -> Comparison | None:
+    if row is None:
+        return None
+    return Comparison(
+        id=row["id"],
+        channel_id=row["channel_id"],
+        message_ts=row["message_ts"],
+        requester_id=row["requester_id"],
+        prompt=row["prompt"],
+        positions=_decode_positions(row["positions"]),
+        revealed=bool(row["revealed"]),
+        revealed_at=_utc(row["revealed_at"]),
+        created_at=_utc(row["created_at"]),
+    )
+
+
+def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
+    """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for writes so writers queue up front."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(_READ, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,420 @@
+"""The vote store on SQLite and on a real PostgreSQL (IMAGINE_TEST_POSTGRES_URL).
+
+Every store test runs on both backends. Each PostgreSQL test gets a fresh schema (search_path
+set through the URL) that is dropped afterwards, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, func, inspect, select, text
+
+from bot.votes.db import (
+    EVENTS,
+    MIGRATIONS,
+    VOTES,
+    Migration,
+    ModelRef,
+    VoteStore,
+    normalise_url,
+)
+
+PG_ENV = "IMAGINE_TEST_POSTGRES_URL"
+POSITIONS = {
+    "A": {"provider": "imagen", "model": "gemini-image"},
+    "B": {"provider": "dalle3", "model": "gpt-image"},
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """A database URL nobody else uses: a tmp SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'votes.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set: PostgreSQL tests did not run")
+    schema = f"imagine_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(backend_url: str) -> Iterator[VoteStore]:
+    vote_store = VoteStore(backend_url)
+    yield vote_store
+    vote_store.close()
+
+
+def ts(n: int) -> str:
+    return f"1700000000.{n:06d}"
+
+
+# --- URLs, schema, migrations -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+        ("postgresql://u@h/db?sslmode=require", "postgresql+psycopg://u@h/db?sslmode=require"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:///imagine.db", "sqlite:///imagine.db"),
+    ],
+)
+def test_normalise_url(url: str, expected: str) -> None:
+    assert normalise_url(url) == expected
+
+
+def test_schema_is_created_at_version_1(store: VoteStore) -> None:
+    names = set(inspect(store.engine).get_table_names())
+    assert {
+        "schema_version",
+        "generations",
+        "comparisons",
+        "rated_posts",
+        "reaction_events",
+        "votes",
+    } <= names
+    assert store.schema_version() == 1
+    assert store.migrate() == []  # nothing left to apply
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
+    store = VoteStore(f"sqlite:///{tmp_path / 'wal.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+    store.close()
+
+
+def test_a_new_migration_upgrades_a_version_1_database_once(backend_url: str) -> None:
+    VoteStore(backend_url).close()  # a database at version 1
+    calls: list[int] = []
+
+    def add_note(conn) -> None:
+        calls.append(2)
+        conn.execute(text("ALTER TABLE comparisons ADD COLUMN note VARCHAR(100)"))
+
+    migrations = (*MIGRATIONS, Migration(2, "comparison notes", add_note))
+    upgraded = VoteStore(backend_url, migrations=migrations)
+    assert upgraded.schema_version() == 2
+    assert calls == [2]
+    upgraded.register_comparison("C1", ts(1), "U1", "a fox", POSITIONS)
+    with upgraded.engine.begin() as conn:
+        conn.execute(text("UPDATE comparisons SET note = 'kept'"))
+        assert conn.execute(text("SELECT note FROM comparisons")).scalar() == "kept"
+    upgraded.close()
+
+    again = VoteStore(backend_url, migrations=migrations)  # second start: nothing reapplied
+    assert again.migrate(migrations) == []
+    assert calls == [2]
+    with again.engine.connect() as conn:
+        rows = conn.execute(text("SELECT version FROM schema_version ORDER BY version")).all()
+    assert [r[0] for r in rows] == [1, 2]
+    again.close()
+
+
+def test_two_stores_starting_at_once_migrate_exactly_once(backend_url: str) -> None:
+    barrier = threading.Barrier(6)
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def counted(conn) -> None:
+        with lock:
+            calls.append(1)
+        MIGRATIONS[0].apply(conn)
+
+    migrations = (Migration(1, "create tables", counted),)
+
+    def start() -> int:
+        barrier.wait()
+        store = VoteStore(backend_url, migrations=migrations)
+        version = store.schema_version()
+        store.close()
+        return version
+
+    with ThreadPoolExecutor(6) as pool:
+        versions = list(pool.map(lambda _: start(), range(6)))
+    assert versions == [1] * 6
+    assert calls == [1]
+
+
+# --- comparisons, rated posts, generations ---------------------------------------------------
+
+
+def test_register_comparison_is_idempotent_and_found_by_message(store: VoteStore) -> None:
+    first = store.register_comparison("C1", ts(1), "U1", "a red fox", POSITIONS)
+    again = store.register_comparison("C1", ts(1), "U1", "a red fox", POSITIONS)
+    assert first == again
+    found = store.comparison_at("C1", ts(1))
+    assert found is not None and found.id == first
+    assert found.positions == {
+        "A": ModelRef("imagen", "gemini-image"),
+        "B": ModelRef("dalle3", "gpt-image"),
+    }
+    assert (found.requester_id, found.prompt, found.revealed) == ("U1", "a red fox", False)
+    assert found.created_at.tzinfo is not None
+    assert store.comparison_at("C1", ts(2)) is None
+    assert store.comparison_at("C2", ts(1)) is None
+
+
+def test_comparison_needs_two_positions(store: VoteStore) -> None:
+    with pytest.raises(ValueError):
+        store.register_comparison("C1", ts(1), "U1", "p", {"A": POSITIONS["A"]})
+
+
+def test_mark_revealed_flips_once_under_concurrency(store: VoteStore) -> None:
+    cid = store.register_comparison("C1", ts(1), "U1", "p", POSITIONS)
+    barrier = threading.Barrier(16)
+
+    def reveal(_: int) -> bool:
+        barrier.wait()
+        return store.mark_revealed(cid)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(reveal, range(16)))
+    assert results.count(True) == 1
+    comparison = store.comparison(cid)
+    assert comparison is not None and comparison.revealed and comparison.revealed_at is not None
+
+
+def test_record_generation_round_trips(store: VoteStore) -> None:
+    gid = store.record_generation(
+        user_id="U1",
+        channel_id="C1",
+        prompt="a lighthouse",
+        provider="imagen",
+        model="gemini-image",
+        options={"n": 2, "size": "1024x1024"},
+        timings={"provider": 3.5, "store": 0.25},
+        outcome="ok",
+        image_urls=["https://img/1.png", "https://img/2.png"],
+        request_id="req-1",
+    )
+    store.set_generation_message(gid, ts(9))
+    (row,) = store.generations("req-1")
+    assert row["id"] == gid
+    assert row["options"] == {"n": 2, "size": "1024x1024"}
+    assert row["timings"] == {"provider": 3.5, "store": 0.25}
+    assert row["image_urls"] == ["https://img/1.png", "https://img/2.png"]
+    assert (row["outcome"], row["message_ts"], row["model"]) == ("ok", ts(9), "gemini-image")
+
+
+# --- the vote rule ----------------------------------------------------------------------------
+
+
+def test_vote_change_and_withdraw(store: VoteStore) -> None:
+    cid = store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    react = store.apply_reaction
+    change = react("Ev1", "C1", ts(0), "V1", "A", True, ts(1))
+    assert (change.choice, change.previous, change.duplicate, change.vote_count) == (
+        "A",
+        None,
+        False,
+        1,
+    )
+    assert change.target_id == cid and change.changed
+    change = react("Ev2", "C1", ts(0), "V1", "B", True, ts(2))  # a new choice replaces
+    assert (change.choice, change.previous, change.vote_count) == ("B", "A", 1)
+    change = react("Ev3", "C1", ts(0), "V1", "A", False, ts(3))  # removing the old one: no-op
+    assert (change.choice, change.changed) == ("B", False)
+    change = react("Ev4", "C1", ts(0), "V1", "B", False, ts(4))  # removing the current: gone
+    assert (change.choice, change.previous, change.vote_count) == (None, "B", 0)
+    assert store.votes(cid) == {}
+    change = react("Ev5", "C1", ts(0), "V2", "tie", True, ts(5))
+    react("Ev6", "C1", ts(0), "V3", "both_bad", True, ts(6))
+    assert store.votes(cid) == {"V2": "tie", "V3": "both_bad"}
+    assert store.vote_count(cid) == 2
+
+
+def test_duplicate_delivery_changes_nothing(store: VoteStore) -> None:
+    cid = store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    store.apply_reaction("Ev1", "C1", ts(0), "V1", "A", True, ts(1))
+    store.apply_reaction("Ev2", "C1", ts(0), "V1", "A", False, ts(2))
+    retry = store.apply_reaction("Ev1", "C1", ts(0), "V1", "A", True, ts(1))
+    assert retry.duplicate and retry.choice is None and retry.vote_count == 0
+    assert store.vote_count(cid) == 0
+    with store.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(EVENTS)) == 2
+
+
+def test_out_of_order_arrival_converges_on_event_time_order(store: VoteStore) -> None:
+    cid = store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    # Slack order: add A (t1), add B (t2), remove B (t3). They arrive reversed.
+    store.apply_reaction("Ev3", "C1", ts(0), "V1", "B", False, ts(3))
+    assert store.votes(cid) == {}
+    store.apply_reaction("Ev2", "C1", ts(0), "V1", "B", True, ts(2))
+    assert store.votes(cid) == {}  # B was removed after it was added
+    last = store.apply_reaction("Ev1", "C1", ts(0), "V1", "A", True, ts(1))
+    # Replay: A, then B replaces A, then B removed -> no vote (A was superseded, not restored).
+    assert last.choice is None and store.votes(cid) == {}
+    store.apply_reaction("Ev4", "C1", ts(0), "V1", "A", True, ts(4))
+    assert store.votes(cid) == {"V1": "A"}
+
+
+def test_event_ts_is_compared_as_a_number_not_text(store: VoteStore) -> None:
+    cid = store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    store.apply_reaction("Ev-late", "C1", ts(0), "V1", "B", True, "10.5")
+    store.apply_reaction("Ev-early", "C1", ts(0), "V1", "A", True, "9.5")  # "9.5" > "10.5" as text
+    assert store.votes(cid) == {"V1": "B"}
+
+
+def test_hidden_records_whether_names_were_hidden_when_the_deciding_add_arrived(
+    store: VoteStore,
+) -> None:
+    cid = store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    before = store.apply_reaction("Ev1", "C1", ts(0), "V1", "A", True, ts(1))
+    assert before.hidden is True
+    store.mark_revealed(cid)
+    after = store.apply_reaction("Ev2", "C1", ts(0), "V2", "B", True, ts(2))
+    assert after.hidden is False
+    # V1's later removal of a superseded reaction keeps the blind vote blind.
+    kept = store.apply_reaction("Ev3", "C1", ts(0), "V1", "B", False, ts(3))
+    assert (kept.choice, kept.hidden) == ("A", True)
+    # V1 changes the vote after the reveal: the deciding event is no longer blind.
+    changed = store.apply_reaction("Ev4", "C1", ts(0), "V1", "B", True, ts(4))
+    assert (changed.choice, changed.hidden) == ("B", False)
+    explicit = store.apply_reaction("Ev5", "C1", ts(0), "V3", "A", True, ts(5), hidden=True)
+    assert explicit.hidden is True
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(select(VOTES.c.voter_id, VOTES.c.hidden)).all())
+    assert {k: bool(v) for k, v in rows.items()} == {"V1": False, "V2": False, "V3": True}
+
+
+def test_cast_at_is_when_the_deciding_event_arrived(store: VoteStore) -> None:
+    store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store.apply_reaction("Ev1", "C1", ts(0), "V1", "A", True, ts(1), received_at=when)
+    later = when + timedelta(days=2)
+    store.apply_reaction("Ev2", "C1", ts(0), "V1", "B", False, ts(2), received_at=later)
+    with store.engine.connect() as conn:
+        cast_at = conn.scalar(select(VOTES.c.cast_at))
+    cast_at = cast_at if cast_at.tzinfo else cast_at.replace(tzinfo=UTC)
+    assert cast_at == when
+
+
+def test_thumbs_on_rated_posts(store: VoteStore) -> None:
+    pid = store.register_rated_post("C1", ts(1), "imagen", "gemini-image", "U1")
+    assert store.register_rated_post("C1", ts(1), "imagen", "gemini-image", "U1") == pid
+    post = store.rated_post_at("C1", ts(1))
+    assert post is not None and (post.id, post.model, post.provider) == (
+        pid,
+        "gemini-image",
+        "imagen",
+    )
+    up = store.apply_reaction("Ev1", "C1", ts(1), "V1", "up", True, ts(2))
+    assert (up.target, up.choice, up.vote_count, up.hidden) == ("rated_post", "up", 1, False)
+    down = store.apply_reaction("Ev2", "C1", ts(1), "V1", "down", True, ts(3))
+    assert (down.choice, down.previous, down.vote_count) == ("down", "up", 1)
+    with pytest.raises(ValueError):
+        store.apply_reaction("Ev3", "C1", ts(1), "V1", "A", True, ts(4))
+
+
+def test_reactions_on_unknown_messages_and_choices(store: VoteStore) -> None:
+    store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    assert store.apply_reaction("Ev1", "C1", ts(99), "V1", "A", True, ts(1)) is None
+    with pytest.raises(ValueError):
+        store.apply_reaction("Ev2", "C1", ts(0), "V1", "C", True, ts(2))  # no position C
+    with pytest.raises(ValueError):
+        store.apply_reaction("Ev3", "C1", ts(0), "V1", "up", True, ts(3))
+    with pytest.raises(ValueError):
+        store.apply_reaction("Ev4", "C1", ts(0), "V1", "A", True, "yesterday")
+    with store.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(EVENTS)) == 0
+
+
+# --- the burst --------------------------------------------------------------------------------
+
+
+def burst_events(seed: int, voters: int, unique: int) -> list[dict]:
+    """Realistic reaction traffic: each voter adds and removes emoji they have or lack."""
+    rng = random.Random(seed)
+    present: dict[str, set[str]] = {f"V{i}": set() for i in range(voters)}
+    events = []
+    for n in range(unique):
+        voter = rng.choice(sorted(present))
+        have = present[voter]
+        if have and rng.random() < 0.35:
+            choice, added = rng.choice(sorted(have)), False
+            have.discard(choice)
+        else:
+            choice, added = rng.choice(["A", "B", "tie", "both_bad"]), True
+            have.add(choice)
+        events.append(
+            {"event_id": f"Ev{n:04d}", "voter": voter, "choice": choice, "added": added,
+             "event_ts": ts(n + 1)}
+        )  # fmt: skip
+    return events
+
+
+def expected_votes(events: list[dict]) -> dict[str, str]:
+    """The rule, written out independently: replay each voter's events in Slack's order."""
+    current: dict[str, str | None] = {}
+    for e in sorted(events, key=lambda e: (Decimal(e["event_ts"]), e["event_id"])):
+        if e["added"]:
+            current[e["voter"]] = e["choice"]
+        elif current.get(e["voter"]) == e["choice"]:
+            current[e["voter"]] = None
+    return {voter: choice for voter, choice in current.items() if choice is not None}
+
+
+def test_burst_of_200_reactions_from_32_threads(store: VoteStore) -> None:
+    cid = store.register_comparison("C1", ts(0), "U1", "the burst", POSITIONS)
+    events = burst_events(seed=7, voters=40, unique=160)
+    rng = random.Random(11)
+    deliveries = events + rng.sample(events, 40)  # 40 Slack retries of the same event_id
+    rng.shuffle(deliveries)  # arrival order is not event order
+    assert len(deliveries) == 200
+    barrier = threading.Barrier(32)
+    chunks = [deliveries[i::32] for i in range(32)]
+
+    def deliver(chunk: list[dict]) -> list:
+        barrier.wait()
+        return [
+            store.apply_reaction(
+                e["event_id"], "C1", ts(0), e["voter"], e["choice"], e["added"], e["event_ts"]
+            )
+            for e in chunk
+        ]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(32) as pool:
+        changes = [c for chunk in pool.map(deliver, chunks) for c in chunk]
+    elapsed = time.perf_counter() - started
+    print(f"\n{store.url.split(':')[0]}: 200 reactions from 32 threads in {elapsed:.2f} s")
+
+    assert len(changes) == 200 and all(c is not None for c in changes)
+    assert sum(c.duplicate for c in changes) == 40
+    want = expected_votes(events)
+    assert store.votes(cid) == want
+    assert store.vote_count(cid) == len(want)
+    with store.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(EVENTS)) == 160
+        doubled = conn.execute(
+            select(VOTES.c.voter_id).group_by(VOTES.c.voter_id).having(func.count() > 1)
+        ).all()
+    assert doubled == []
+    tally = Counter(want.values())
+    assert sum(tally.values()) == len(want) and len(want) > 10  # the burst left real votes
+    assert elapsed < 20, "the burst should take about a second; something serialised badly"
