@@ -178,6 +178,10 @@ class GenerationService:
             return StoredImage(url=None, mime_type=image.mime_type, data=data)
         return store.put(data, image.mime_type)
 
+    def image_bytes(self, image: StoredImage) -> bytes:
+        """The picture's bytes: kept from generation, or fetched from its (provider) URL."""
+        return image.data if image.data is not None else self._download(image.url or "")
+
     def _download(self, url: str) -> bytes:
         """Copy a provider's short-lived URL (Azure: 24 h) so the picture outlives it."""
         try:

@@ -1,8 +1,8 @@
 """`/imagine` -> the generation service -> a message in the channel.
 
 The listener acknowledges at once, with no network call before `ack()`, and hands the slow
-work to the job runner. The job posts the result, or one ephemeral sentence on failure: a
-person always hears back.
+work to the job runner. Every job ends in a post or in one ephemeral sentence to the person
+who asked: nobody is left waiting in silence.
 """
 
 from __future__ import annotations
@@ -11,60 +11,78 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.generation.providers import resolve_provider_name
 from bot.generation.service import GenerationService
-from bot.generation.stores.base import extension_for
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult
 from bot.logs import log_event
 from bot.slack import messages
 from bot.slack.command import (
     CommandError,
+    CompareCommand,
     GenerateCommand,
     HelpCommand,
+    LeaderboardCommand,
     UnknownProviderError,
     parse_command,
 )
+from bot.slack.delivery import Delivery, NotInChannelError, Upload
+from bot.votes.db import VoteStore
 
 log = logging.getLogger("imagine.slack")
-
-CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
 
 @dataclass(frozen=True)
 class Job:
+    """One accepted command, carried from the ack to the job runner."""
+
     request_id: str
     user_id: str
     channel_id: str
-    provider: str
+    providers: tuple[str, ...]
     request: ImageRequest
     respond: Respond
     received: float
 
+    def tell(self, text: str) -> None:
+        """One ephemeral sentence to the requester (response_url works in any channel)."""
+        try:
+            self.respond(text=text, response_type="ephemeral", replace_original=False)
+        except Exception:
+            log.exception("could not reach the requester request_id=%s", self.request_id)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.received
+
 
 class ImagineCommand:
-    """The `/imagine` listener and the job it hands to the runner."""
+    """Parses `/imagine`, acknowledges, and routes the work to the right runner."""
 
     def __init__(
         self,
         service: GenerationService,
+        votes: VoteStore,
         run_job: Callable[[Callable[[], None]], Any],
-        default_provider: str | None = None,
+        default_provider: str | None,
+        compare: Callable[[Job, WebClient], str],
+        leaderboard: Callable[[LeaderboardCommand, dict, Respond, WebClient], None],
     ) -> None:
         self.service = service
+        self.votes = votes
         self.run_job = run_job
         self.default_provider = default_provider
+        self.compare = compare
+        self.leaderboard = leaderboard
 
     def register(self, app: App) -> None:
         app.command("/imagine")(self.on_command)
 
-    # -- the acknowledgement path: pure work only -------------------------------------------
+    # -- the acknowledgement path: parsing and validation only, no network ------------------
     def on_command(self, ack: Ack, command: dict, respond: Respond, client: WebClient) -> None:
         received = time.monotonic()
         request_id = uuid.uuid4().hex[:12]
@@ -79,8 +97,13 @@ class ImagineCommand:
                 ack(**self.help())
                 log_event(log, "command", **base, kind="help", outcome="help")
                 return
-            provider = self._provider_for(parsed)
-            self.service.validate(parsed.request, [provider])
+            if isinstance(parsed, LeaderboardCommand):
+                ack()
+                log_event(log, "command", **base, kind="leaderboard", outcome="accepted")
+                self.run_job(lambda: self.leaderboard(parsed, command, respond, client))
+                return
+            providers = self._providers_for(parsed)
+            self.service.validate(parsed.request, providers)
         except (CommandError, ImagineError) as err:
             text = str(err) if isinstance(err, CommandError) else messages.error_text(err)
             if isinstance(err, UnknownProviderError):
@@ -88,13 +111,13 @@ class ImagineCommand:
             ack(text=text)
             log_event(log, "command", **base, outcome="rejected", reason=type(err).__name__)
             return
-        model = self.service.providers[provider].model
-        ack(text=messages.working_text(provider, model, parsed.request))
+        models = {p: self.service.providers[p].model for p in providers}
+        ack(text=messages.working_text(models, parsed.request))
         job = Job(
             request_id,
             command["user_id"],
             command["channel_id"],
-            provider,
+            tuple(providers),
             parsed.request,
             respond,
             received,
@@ -103,52 +126,66 @@ class ImagineCommand:
             log,
             "command",
             **base,
-            provider=provider,
-            model=model,
+            kind="compare" if len(providers) > 1 else "generate",
+            provider=",".join(providers),
+            model=",".join(models.values()),
             outcome="accepted",
-            options=parsed.options,
+            options=dict(getattr(parsed, "options", {})),
             ack_ms=round((time.monotonic() - received) * 1000, 1),
         )
         self.run_job(lambda: self.run(job, client))
 
-    def _provider_for(self, parsed: GenerateCommand) -> str:
-        if parsed.provider:
-            return parsed.provider
-        if self.default_provider:
-            return self.service.provider(self.default_provider).name
+    def _providers_for(self, parsed: GenerateCommand | CompareCommand) -> list[str]:
         configured = self.service.configured_providers()
+        if isinstance(parsed, CompareCommand) or (
+            parsed.provider is None and not self.default_provider and len(configured) > 1
+        ):
+            if len(configured) < 2:
+                raise ImagineError(
+                    "Comparing needs two configured providers; only "
+                    f"{', '.join(configured) or 'none'} is set up here (see `/imagine help`)."
+                )
+            return configured
+        if parsed.provider:
+            return [parsed.provider]
+        if self.default_provider:
+            return [self.service.provider(self.default_provider).name]
         if not configured:
             raise ImagineError(
                 "No image provider is configured yet: an admin can run `python -m bot check`."
             )
-        return configured[0]
+        return configured[:1]
 
     def help(self) -> dict:
         providers = {
             name: (", ".join(p.aliases), p.missing_settings())
             for name, p in self.service.providers.items()
         }
-        default = self.default_provider or next(iter(self.service.configured_providers()), None)
-        return messages.help_message(providers, default and resolve_provider_name(default))
+        configured = self.service.configured_providers()
+        if self.default_provider:
+            default = resolve_provider_name(self.default_provider)
+        else:
+            default = "compare" if len(configured) > 1 else next(iter(configured), None)
+        return messages.help_message(providers, default)
 
     # -- the job: slow work off the request thread ------------------------------------------
     def run(self, job: Job, client: WebClient) -> None:
         outcome, model = "error", None
         try:
-            [result] = self.service.generate(job.request, [job.provider])
+            if len(job.providers) > 1:
+                outcome = self.compare(job, client)
+                return
+            [result] = self.service.generate(job.request, job.providers)
             model = result.model
             if result.error:
                 outcome = result.error.kind
-                job.respond(
-                    text=messages.error_text(result.error),
-                    response_type="ephemeral",
-                    replace_original=False,
-                )
+                self.record(job, result, outcome)
+                job.tell(messages.error_text(result.error))
                 return
-            outcome = self.post(job, result, client)
+            outcome = self.post_single(job, result, client)
         except Exception:
             log.exception("job failed request_id=%s", job.request_id)
-            self._tell(job, ":warning: Something went wrong on our side; please try again.")
+            job.tell(":warning: Something went wrong on our side; please try again.")
         finally:
             log_event(
                 log,
@@ -156,64 +193,64 @@ class ImagineCommand:
                 request_id=job.request_id,
                 user=job.user_id,
                 channel=job.channel_id,
-                provider=job.provider,
+                provider=",".join(job.providers),
                 model=model,
                 outcome=outcome,
-                latency_s=round(time.monotonic() - job.received, 3),
+                latency_s=round(job.elapsed(), 3),
             )
 
-    def post(self, job: Job, result: ProviderResult, client: WebClient) -> str:
-        """Post the pictures in the channel; join or fall back when we are not a member."""
-        seconds = time.monotonic() - job.received
+    def post_single(self, job: Job, result: ProviderResult, client: WebClient) -> str:
+        """Post one provider's pictures; 👍 / 👎 on the post then rate the model."""
+        delivery = Delivery(client)
+        seconds = job.elapsed()
         try:
-            self._post_once(job, result, client, seconds)
-            return "ok"
-        except SlackApiError as err:
-            error = err.response.get("error")
-            if error not in CANNOT_POST:
-                raise
-        if error == "not_in_channel" and self._join(client, job.channel_id):
-            self._post_once(job, result, client, seconds)
-            return "ok"
-        if all(image.url for image in result.images):
-            message = messages.result_message(result, job.request, job.user_id, seconds)
-            message["blocks"].append(messages.context_block(messages.NOT_IN_CHANNEL))
-            job.respond(**message, response_type="ephemeral", replace_original=False)
-        else:
-            self._tell(job, f":warning: {messages.NOT_IN_CHANNEL}")
-        return "not_in_channel"
+            if all(image.url for image in result.images):
+                message = messages.result_message(result, job.request, job.user_id, seconds)
+                ts: str | None = delivery.post_message(job.channel_id, message)
+            else:
+                comment = messages.upload_comment(result, job.request, job.user_id, seconds)
+                ts = delivery.upload(job.channel_id, uploads(result, job.request), comment)
+        except NotInChannelError:
+            self.record(job, result, "not_in_channel")
+            if all(image.url for image in result.images):
+                message = messages.result_message(result, job.request, job.user_id, seconds)
+                message["blocks"].append(messages.context_block(messages.NOT_IN_CHANNEL))
+                job.respond(**message, response_type="ephemeral", replace_original=False)
+            else:
+                job.tell(f":warning: {messages.NOT_IN_CHANNEL}")
+            return "not_in_channel"
+        self.record(job, result, "ok", ts)
+        if ts:
+            self.votes.register_rated_post(
+                job.channel_id, ts, result.provider, result.model or "", job.user_id
+            )
+        return "ok"
 
-    def _post_once(self, job: Job, result: ProviderResult, client: WebClient, seconds: float):
-        if all(image.url for image in result.images):
-            message = messages.result_message(result, job.request, job.user_id, seconds)
-            client.chat_postMessage(channel=job.channel_id, unfurl_links=False, **message)
-            return
-        uploads = [
-            {
-                "content": image.data,
-                "filename": f"imagine-{i}.{extension_for(image.mime_type)}",
-                "title": messages.truncate(job.request.prompt, 200),
-                "alt_text": messages.truncate(job.request.prompt, messages.ALT_TEXT_LIMIT),
-            }
-            for i, image in enumerate(result.images, start=1)
-        ]
-        client.files_upload_v2(
-            channel=job.channel_id,
-            file_uploads=uploads,
-            initial_comment=messages.upload_comment(result, job.request, job.user_id, seconds),
-        )
-
-    @staticmethod
-    def _join(client: WebClient, channel_id: str) -> bool:
+    def record(
+        self, job: Job, result: ProviderResult, outcome: str, ts: str | None = None
+    ) -> None:
+        """Keep the history (who, what, which model, how long); never fail the post for it."""
         try:
-            client.conversations_join(channel=channel_id)
-            return True
-        except SlackApiError:
-            return False  # private channel or DM: only an invitation lets us in
-
-    @staticmethod
-    def _tell(job: Job, text: str) -> None:
-        try:
-            job.respond(text=text, response_type="ephemeral", replace_original=False)
+            options = {k: v for k, v in asdict(job.request).items() if k != "prompt" and v}
+            self.votes.record_generation(
+                user_id=job.user_id,
+                channel_id=job.channel_id,
+                prompt=job.request.prompt,
+                provider=result.provider,
+                model=result.model or "",
+                options=options,
+                timings=result.timings,
+                outcome=outcome,
+                # without the query string: a signed URL's signature is a secret
+                image_urls=[i.url.split("?")[0] for i in result.images if i.url],
+                request_id=job.request_id,
+                message_ts=ts,
+            )
         except Exception:
-            log.exception("could not reach the requester request_id=%s", job.request_id)
+            log.exception("could not record the generation request_id=%s", job.request_id)
+
+
+def uploads(result: ProviderResult, request: ImageRequest) -> list[Upload]:
+    title = messages.truncate(request.prompt, 200)
+    alt = messages.truncate(request.prompt, messages.ALT_TEXT_LIMIT)
+    return [Upload(i.data or b"", i.mime_type, title, alt) for i in result.images]

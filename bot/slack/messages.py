@@ -15,7 +15,7 @@ from bot.generation.types import (
     ProviderResult,
     RateLimitError,
 )
-from bot.slack.command import OPTION_HELP
+from bot.slack.command import LEADERBOARD_HELP, OPTION_HELP
 
 Block = dict[str, Any]
 SECTION_LIMIT = 3000
@@ -48,6 +48,8 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
     `providers` maps name -> (aliases joined, missing settings).
     """
     lines = []
+    if default == "compare":
+        lines.append("• `/imagine <prompt>` compares every configured provider, blind (default)")
     for name, (aliases, missing) in providers.items():
         state = "ready" if not missing else f"not configured (needs {', '.join(missing)})"
         mark = " (default)" if name == default else ""
@@ -55,15 +57,25 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
     text = (
         "*Imagine draws pictures from your words.*\n"
         "`/imagine <provider> <prompt> [options]` or `/imagine <prompt>` for the default.\n"
-        "Example: `/imagine imagen a lighthouse in a storm, oil painting --ar 16:9`\n\n"
+        "Example: `/imagine imagen a lighthouse in a storm, oil painting --ar 16:9`\n"
+        "`/imagine compare <prompt>` draws it with every provider, side by side and blind: "
+        "react to vote. `/imagine leaderboard` shows which model the team prefers "
+        f"({LEADERBOARD_HELP}).\n\n"
         f"*Options* (at the end): {OPTION_HELP}\n\n*Providers here:*\n" + "\n".join(lines)
     )
     return {"text": text, "blocks": [_section(text)]}
 
 
-def working_text(provider: str, model: str, request: ImageRequest) -> str:
-    n = f"{request.n} pictures" if request.n > 1 else "a picture"
+def working_text(models: dict[str, str], request: ImageRequest) -> str:
+    """The ephemeral ack: what is being drawn, by whom (or, for a comparison, by how many)."""
     prompt = escape(truncate(request.prompt, 200))
+    if len(models) > 1:
+        return (
+            f":art: Comparing {len(models)} models on “{prompt}”. The pictures will appear "
+            "side by side, blind: react to vote for the one you prefer."
+        )
+    [(provider, model)] = models.items()
+    n = f"{request.n} pictures" if request.n > 1 else "a picture"
     return f":art: Drawing {n} of “{prompt}” with {provider} (`{model}`)…"
 
 
@@ -83,13 +95,16 @@ def result_message(
                 "alt_text": truncate(f"Picture {i}: {request.prompt}", ALT_TEXT_LIMIT),
             }
         )
-    blocks.append(context_block(byline(result, user_id, seconds)))
+    blocks.append(context_block(byline(result, user_id, seconds), RATE_HINT))
     if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
         blocks.append(context_block(f"*Revised prompt:* {escape(result.revised_prompt)}"))
     if result.notes:
         blocks.append(context_block(*(f":warning: {escape(note)}" for note in result.notes)))
     text = f"<@{user_id}>'s picture: {truncate(request.prompt, 150)} ({result.provider})"
     return {"text": text, "blocks": blocks}
+
+
+RATE_HINT = "React :+1: or :-1: to rate this model."
 
 
 def byline(result: ProviderResult, user_id: str, seconds: float) -> str:
@@ -100,7 +115,10 @@ def upload_comment(
     result: ProviderResult, request: ImageRequest, user_id: str, seconds: float
 ) -> str:
     """The message that goes with images uploaded into Slack (no blocks there)."""
-    lines = [f"*{escape(truncate(request.prompt, 2500))}*", byline(result, user_id, seconds)]
+    lines = [
+        f"*{escape(truncate(request.prompt, 2500))}*",
+        f"{byline(result, user_id, seconds)} · {RATE_HINT}",
+    ]
     if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
         lines.append(f"_Revised prompt:_ {escape(truncate(result.revised_prompt, 1000))}")
     lines.extend(f":warning: {escape(note)}" for note in result.notes)
@@ -206,3 +224,47 @@ def reveal_text(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> st
 def partial_compare_text(failed: list[ImagineError]) -> str:
     reasons = " ".join(error_text(err) for err in failed)
     return f"The comparison is incomplete, so there is no vote. {reasons}"
+
+
+def compare_comment(
+    *,
+    prompt: str,
+    pictures: list[str],
+    originals: dict[str, list[str]],
+    models: dict[str, tuple[str, str]],
+    emoji: dict[str, str],
+    requester: str,
+    seconds: float,
+    reveal_after: int,
+) -> str:
+    """The comparison as a file comment, when the pictures are uploaded into Slack."""
+    how = " · ".join(f":{emoji[c]}: {label}" for c, label in CHOICE_LABELS.items())
+    return (
+        f"*Which picture is better?* “{escape(truncate(prompt, 2000))}”\n"
+        f"React to vote: {how}. One vote per person. The models stay hidden until "
+        f"{reveal_after} votes or <@{requester}> reveals them.\n"
+        f"blind comparison · asked by <@{requester}> · {seconds:.1f} s"
+    )
+
+
+def reveal_prompt(channel: str, ts: str) -> dict:
+    """The requester's private Reveal button, for comparisons posted as file uploads."""
+    text = "Only you can see this: reveal which model drew which picture whenever you like."
+    return {
+        "text": text,
+        "blocks": [
+            _section(text),
+            {
+                "type": "actions",
+                "block_id": "imagine_compare",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": REVEAL_ACTION,
+                        "text": {"type": "plain_text", "text": "Reveal the models"},
+                        "value": f"{channel}|{ts}",
+                    }
+                ],
+            },
+        ],
+    }

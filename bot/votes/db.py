@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -305,23 +306,33 @@ class VoteStore:
         url: str = DEFAULT_URL,
         *,
         migrations: Sequence[Migration] = MIGRATIONS,
-        pool_size: int = 10,
-        max_overflow: int = 40,
+        pool_size: int = 4,
+        max_overflow: int = 4,
+        pool_timeout: float = 30.0,
         busy_timeout: float = 10.0,
     ) -> None:
+        """Connections are few on purpose: threads beyond `pool_size + max_overflow` wait (up to
+        `pool_timeout`) for one, and each holds it for a few milliseconds. Measured on 2 cores,
+        32 threads bursting through 4 connections beat 32 connections (less contention)."""
         self.url = normalise_url(url)
         self._sqlite = self.url.startswith("sqlite")
+        self._sqlite_writer = threading.Lock()
         if self._sqlite:
             self._engine = create_engine(
                 self.url,
                 connect_args={"timeout": busy_timeout, "check_same_thread": False},
                 pool_size=pool_size,
                 max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
             )
             _configure_sqlite(self._engine, busy_timeout)
         else:
             self._engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+                self.url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                pool_pre_ping=True,
             )
         self.migrate(migrations)
 
@@ -334,7 +345,13 @@ class VoteStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
+        """A write transaction. On SQLite, threads of this process queue on a lock first:
+        SQLite's busy handler sleeps in growing steps, which turns a burst into a crawl."""
+        if not self._sqlite:
+            with self._engine.begin() as conn:
+                yield conn
+            return
+        with self._sqlite_writer, self._engine.begin() as conn:  # BEGIN IMMEDIATE
             yield conn
 
     @contextmanager

@@ -1,0 +1,100 @@
+"""Putting messages and files in a channel, whatever the bot's membership.
+
+`chat:write.public` lets the bot post in public channels it has not joined; elsewhere Slack
+answers `not_in_channel` (we join public channels and retry) or `channel_not_found` (private
+channels and DMs the bot is not in: only an invitation helps, so the caller tells the person).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.generation.stores.base import extension_for
+
+CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+
+
+class NotInChannelError(Exception):
+    """The bot cannot post in this conversation until someone invites it."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    mime_type: str
+    title: str
+    alt_text: str
+
+
+class Delivery:
+    def __init__(self, client: WebClient, share_wait: float = 5.0) -> None:
+        self.client = client
+        self.share_wait = share_wait
+
+    def post_message(self, channel: str, message: dict[str, Any], **extra: Any) -> str:
+        """chat.postMessage; returns the message ts."""
+        response = self._with_join(
+            channel,
+            lambda: self.client.chat_postMessage(
+                channel=channel, unfurl_links=False, unfurl_media=False, **message, **extra
+            ),
+        )
+        return response["ts"]
+
+    def upload(self, channel: str, files: list[Upload], comment: str) -> str | None:
+        """Upload images into the channel with `comment`; returns the message ts if Slack
+        tells us within `share_wait` seconds (it shares files asynchronously)."""
+        uploads = [
+            {
+                "content": f.data,
+                "filename": f"imagine-{i}.{extension_for(f.mime_type)}",
+                "title": f.title,
+                "alt_txt": f.alt_text,
+            }
+            for i, f in enumerate(files, start=1)
+        ]
+        response = self._with_join(
+            channel,
+            lambda: self.client.files_upload_v2(
+                channel=channel, file_uploads=uploads, initial_comment=comment
+            ),
+        )
+        file_ids = [f["id"] for f in response.get("files") or []]
+        return self._share_ts(file_ids[0], channel) if file_ids else None
+
+    def _share_ts(self, file_id: str, channel: str) -> str | None:
+        deadline = time.monotonic() + self.share_wait
+        delay = 0.1
+        while True:
+            info = self.client.files_info(file=file_id).get("file") or {}
+            for scope in ("public", "private"):
+                shares = (info.get("shares") or {}).get(scope, {}).get(channel)
+                if shares:
+                    return shares[0]["ts"]
+            if time.monotonic() + delay > deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _with_join(self, channel: str, call):
+        try:
+            return call()
+        except SlackApiError as err:
+            error = err.response.get("error")
+            if error not in CANNOT_POST:
+                raise
+        if error == "not_in_channel" and self._join(channel):
+            return call()
+        raise NotInChannelError(channel)
+
+    def _join(self, channel: str) -> bool:
+        try:
+            self.client.conversations_join(channel=channel)
+            return True
+        except SlackApiError:
+            return False  # private channel or DM: only an invitation lets us in
