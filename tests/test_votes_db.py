@@ -85,7 +85,7 @@ def test_normalise_url(url: str, expected: str) -> None:
     assert normalise_url(url) == expected
 
 
-def test_schema_is_created_at_version_1(store: VoteStore) -> None:
+def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
     names = set(inspect(store.engine).get_table_names())
     assert {
         "schema_version",
@@ -95,7 +95,7 @@ def test_schema_is_created_at_version_1(store: VoteStore) -> None:
         "reaction_events",
         "votes",
     } <= names
-    assert store.schema_version() == 1
+    assert store.schema_version() == len(MIGRATIONS) == 2
     assert store.migrate() == []  # nothing left to apply
 
 
@@ -108,19 +108,20 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
     store.close()
 
 
-def test_a_new_migration_upgrades_a_version_1_database_once(backend_url: str) -> None:
-    VoteStore(backend_url).close()  # a database at version 1
+def test_a_version_1_database_is_upgraded_once(backend_url: str) -> None:
+    VoteStore(backend_url, migrations=MIGRATIONS[:1]).close()  # a database at version 1
     calls: list[int] = []
 
     def add_note(conn) -> None:
-        calls.append(2)
+        calls.append(3)
         conn.execute(text("ALTER TABLE comparisons ADD COLUMN note VARCHAR(100)"))
 
-    migrations = (*MIGRATIONS, Migration(2, "comparison notes", add_note))
+    migrations = (*MIGRATIONS, Migration(3, "comparison notes", add_note))
     upgraded = VoteStore(backend_url, migrations=migrations)
-    assert upgraded.schema_version() == 2
-    assert calls == [2]
-    upgraded.register_comparison("C1", ts(1), "U1", "a fox", POSITIONS)
+    assert upgraded.schema_version() == 3
+    assert calls == [3]
+    cid = upgraded.register_comparison("C1", ts(1), "U1", "a fox", POSITIONS, {"mode": "x"})
+    assert upgraded.comparison(cid).details == {"mode": "x"}  # migration 2's column
     with upgraded.engine.begin() as conn:
         conn.execute(text("UPDATE comparisons SET note = 'kept'"))
         assert conn.execute(text("SELECT note FROM comparisons")).scalar() == "kept"
@@ -128,10 +129,10 @@ def test_a_new_migration_upgrades_a_version_1_database_once(backend_url: str) ->
 
     again = VoteStore(backend_url, migrations=migrations)  # second start: nothing reapplied
     assert again.migrate(migrations) == []
-    assert calls == [2]
+    assert calls == [3]
     with again.engine.connect() as conn:
         rows = conn.execute(text("SELECT version FROM schema_version ORDER BY version")).all()
-    assert [r[0] for r in rows] == [1, 2]
+    assert [r[0] for r in rows] == [1, 2, 3]
     again.close()
 
 

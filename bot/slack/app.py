@@ -11,7 +11,12 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Config
 from bot.generation.service import GenerationService
+from bot.slack.compare import CompareRunner
+from bot.slack.leaderboard import LeaderboardRunner
 from bot.slack.listeners import ImagineCommand
+from bot.slack.publish import Publisher
+from bot.slack.reactions import Voting
+from bot.votes.db import VoteStore
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
@@ -28,10 +33,14 @@ def build_web_client(config: Config) -> WebClient:
 
 
 def build_app(
-    config: Config, service: GenerationService, jobs: ThreadPoolExecutor | None = None
+    config: Config,
+    service: GenerationService,
+    votes: VoteStore | None = None,
+    jobs: ThreadPoolExecutor | None = None,
 ) -> App:
     """The Bolt app. `jobs` runs generations; it is sized for slow provider calls."""
     jobs = jobs or ThreadPoolExecutor(config.slack.workers, thread_name_prefix="job")
+    votes = votes or VoteStore(config.database_url)
     app = App(
         token=config.slack.bot_token,
         signing_secret=config.slack.signing_secret,
@@ -41,5 +50,14 @@ def build_app(
         listener_executor=ThreadPoolExecutor(32, thread_name_prefix="listener"),
         logger=logging.getLogger("imagine.bolt"),
     )
-    ImagineCommand(service, jobs.submit, config.default_provider).register(app)
+    publisher = Publisher(votes)
+    ImagineCommand(
+        service,
+        jobs.submit,
+        config.default_provider,
+        publisher=publisher,
+        compare=CompareRunner(service, votes, config.voting, publisher),
+        leaderboard=LeaderboardRunner(votes, service.store, config.voting),
+    ).register(app)
+    Voting(votes, config.voting).register(app)
     return app

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import random
 import string
-from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -21,7 +20,7 @@ from bot.generation.service import GenerationService
 from bot.generation.types import ProviderResult
 from bot.slack import messages
 from bot.slack.delivery import Delivery, NotInChannelError, Upload
-from bot.slack.listeners import Job
+from bot.slack.publish import Job, Publisher
 from bot.votes.db import VoteStore
 
 log = logging.getLogger("imagine.slack")
@@ -35,15 +34,14 @@ class CompareRunner:
         service: GenerationService,
         votes: VoteStore,
         voting: VotingConfig,
-        post_single: Callable[[Job, ProviderResult, WebClient], str],
-        record: Callable[..., None],
+        publisher: Publisher,
         rng: random.Random | None = None,
     ) -> None:
         self.service = service
         self.votes = votes
         self.voting = voting
-        self.post_single = post_single
-        self.record = record
+        self.post_single = publisher.post_single
+        self.record = publisher.record
         self.rng = rng or random.SystemRandom()
 
     def __call__(self, job: Job, client: WebClient) -> str:

@@ -268,3 +268,45 @@ def reveal_prompt(channel: str, ts: str) -> dict:
             },
         ],
     }
+
+
+# -- leaderboard ----------------------------------------------------------------------------
+def leaderboard_message(result, chart_url: str | None, min_votes: int, filters: str) -> dict:
+    """Ratings as a monospace table (and the chart when it has a URL), thumbs apart."""
+    title = f"Imagine leaderboard{f' · {filters}' if filters else ''}"
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(title, 150)}}
+    ]
+    if result.rows:
+        width = max(len(r.model) for r in result.rows)
+        lines = [f"{'model':<{width}}  rating  95% interval   W-L-T-bad   votes  win rate"]
+        for r in result.rows:
+            rate = f"{r.win_rate:.0%}" if r.win_rate is not None else "–"
+            mark = " *" if r.provisional else ""
+            wlt = f"{r.wins}-{r.losses}-{r.ties}-{r.both_bad}"
+            lines.append(
+                f"{r.model:<{width}}  {r.rating:6.0f}  [{r.ci_low:4.0f}, {r.ci_high:4.0f}]"
+                f"  {wlt:>10}  {r.votes:6d}  {rate:>8}{mark}"
+            )
+        blocks.append(_section("```" + truncate("\n".join(lines), SECTION_LIMIT - 6) + "```"))
+        if chart_url:
+            blocks.append(
+                {"type": "image", "image_url": chart_url, "alt_text": "Ratings with 95% intervals"}
+            )
+    else:
+        blocks.append(_section("No head-to-head votes yet: `/imagine compare <prompt>` and react."))
+    if result.thumbs:
+        thumbs = " · ".join(f"`{t.model}` :+1: {t.up} :-1: {t.down}" for t in result.thumbs)
+        blocks.append(context_block(f"*Single pictures:* {thumbs}"))
+    blocks.append(
+        context_block(
+            "Bradley-Terry ratings (400-point scale, mean 1000) with 95% bootstrap intervals; "
+            f"ties and both-bad count half a win. * provisional: fewer than {min_votes} votes. "
+            f"{result.head_to_head_votes} head-to-head votes, {result.thumb_votes} ratings; "
+            f"computed in {result.seconds:.2f} s."
+        )
+    )
+    text = f"{title}: " + (
+        ", ".join(f"{r.model} {r.rating:.0f}" for r in result.rows) or "no votes yet"
+    )
+    return {"text": text, "blocks": blocks}

@@ -18,7 +18,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -163,6 +163,8 @@ _metadata = MetaData()
 _T = _v1_tables(_metadata)  # the live tables the queries use; later migrations amend these
 GENERATIONS, COMPARISONS, RATED_POSTS = _T["generations"], _T["comparisons"], _T["rated_posts"]
 EVENTS, VOTES = _T["reaction_events"], _T["votes"]
+# Migration 2: what the Slack app needs to redraw a comparison when it reveals the models.
+COMPARISONS.append_column(Column("details", Text))  # JSON
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -187,7 +189,14 @@ def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create tables", _create_v1),)
+def _add_comparison_details(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE comparisons ADD COLUMN details TEXT"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create tables", _create_v1),
+    Migration(2, "comparisons.details", _add_comparison_details),
+)
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -210,6 +219,7 @@ class Comparison:
     revealed: bool
     revealed_at: datetime | None
     created_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -461,8 +471,12 @@ class VoteStore:
         requester_id: str,
         prompt: str,
         positions: Mapping[str, ModelRef | Mapping[str, str]],
+        details: Mapping[str, Any] | None = None,
     ) -> int:
-        """Remember a posted comparison; registering the same message again returns its id."""
+        """Remember a posted comparison; registering the same message again returns its id.
+
+        `details` is the caller's own JSON-able state (what it needs to redraw the message).
+        """
         encoded = _encode_positions(positions)
         with self._write() as conn:
             conn.execute(
@@ -475,6 +489,7 @@ class VoteStore:
                     prompt=prompt,
                     positions=encoded,
                     revealed=False,
+                    details=json.dumps(details or {}),
                 )
                 .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
             )
@@ -765,6 +780,7 @@ def _to_comparison(row: Mapping[str, Any] | None) -> Comparison | None:
         revealed=bool(row["revealed"]),
         revealed_at=_utc(row["revealed_at"]),
         created_at=_utc(row["created_at"]),
+        details=json.loads(row["details"] or "{}"),
     )
 
 
