@@ -41,6 +41,8 @@ from tests.fakes.tls import InterceptingProxy, TestCA
 BUCKET = "imgs"
 TTL = 900
 NAME = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/([0-9a-f]{32})\.(png|jpg|webp)$")
+
+
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[tuple[object, str]]:
     server, url = start_gcs_emulator(BUCKET)

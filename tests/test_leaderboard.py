@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.votes.db import COMPARISONS, VOTES, ModelRef, PositionsTally, VoteStore
+from bot.votes.db import ModelRef, PositionsTally, VoteStore
 from bot.votes.leaderboard import Leaderboard, outcomes_from_tallies
 from bot.votes.ratings import Outcome
+from tests.fakes.votes import seed_votes
 from tests.test_votes_db import backend_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
 
 G = {"provider": "imagen", "model": "gemini-image"}
@@ -141,30 +141,7 @@ def test_three_way_comparisons_become_pairwise_outcomes() -> None:
 
 
 def test_100k_votes_answer_in_under_2_seconds(store: VoteStore) -> None:
-    rng = random.Random(0)
-    models = [G, O, {"provider": "imagen", "model": "imagen-4"}]
-    skill = {"gemini-image": 0.6, "gpt-image": 0.5, "imagen-4": 0.35}
-    comparisons, votes = [], []
-    for cid in range(1, 20_001):
-        a, b = rng.sample(models, 2)
-        comparisons.append(
-            {"id": cid, "created_at": NOW, "channel_id": f"C{cid % 7}", "message_ts": f"{cid}.0",
-             "requester_id": "U1", "prompt": "p", "positions": _positions(a, b),
-             "revealed": cid % 2 == 0}
-        )  # fmt: skip
-        p_a = skill[a["model"]] / (skill[a["model"]] + skill[b["model"]])
-        for voter in range(5):
-            roll = rng.random()
-            choice = "tie" if roll < 0.08 else "both_bad" if roll < 0.12 else None
-            choice = choice or ("A" if rng.random() < p_a else "B")
-            votes.append(
-                {"comparison_id": cid, "voter_id": f"V{voter}", "choice": choice,
-                 "cast_at": NOW - timedelta(minutes=cid), "hidden": cid % 2 == 1}
-            )  # fmt: skip
-    with store.engine.begin() as conn:  # bulk-load the rows apply_reaction would have written
-        conn.execute(COMPARISONS.insert(), comparisons)
-        conn.execute(VOTES.insert(), votes)
-
+    assert seed_votes(store, NOW) == 100_000
     result = Leaderboard(store).compute()
     print(
         f"\n{store.url.split(':')[0]}: leaderboard of {result.head_to_head_votes} votes "

@@ -204,6 +204,19 @@ def test_unconfigured_provider_is_named_with_its_settings(fakes, start_app):
     slack.wait_for(lambda: slack.uploaded_files)
 
 
+def test_a_refused_bot_token_stops_start_up_with_one_line(fakes):
+    slack = fakes[0]
+    app = AppProcess({**slack_env(slack), "SLACK_BOT_TOKEN": "xoxb-revoked-token"})
+    with pytest.raises(RuntimeError) as failed:
+        app.start()
+    assert app.returncode == 2
+    lines = [line for line in app.logs().splitlines() if line.strip()]
+    assert lines == [
+        "error: Slack refused SLACK_BOT_TOKEN (invalid_auth): check the Bot User OAuth Token"
+    ]
+    assert "xoxb-revoked-token" not in str(failed.value)
+
+
 # -- where the bot may post ----------------------------------------------------------------
 def test_url_images_are_posted_as_blocks(fakes, start_app):
     """KEEP_PROVIDER_URLS=1 with a DALL-E 3 deployment: the provider URL goes in an image block."""

@@ -41,14 +41,17 @@ def build_app(
     """The Bolt app. `jobs` runs generations; it is sized for slow provider calls."""
     jobs = jobs or ThreadPoolExecutor(config.slack.workers, thread_name_prefix="job")
     votes = votes or VoteStore(config.database_url)
+    bolt_log = logging.getLogger("imagine.bolt")
+    # Bolt also reads SLACK_BOT_TOKEN itself and warns that our client's token wins: it is the
+    # same token, so that warning is noise.
+    bolt_log.addFilter(lambda record: "`token` will be unused" not in record.getMessage())
     app = App(
-        token=config.slack.bot_token,
         signing_secret=config.slack.signing_secret,
         client=build_web_client(config),
         # Bolt runs listeners here; ours only parse and ack, but 5 threads (the default)
         # would still queue a burst of commands behind each other.
         listener_executor=ThreadPoolExecutor(32, thread_name_prefix="listener"),
-        logger=logging.getLogger("imagine.bolt"),
+        logger=bolt_log,
     )
     publisher = Publisher(votes)
     ImagineCommand(

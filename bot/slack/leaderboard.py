@@ -54,10 +54,11 @@ class LeaderboardRunner:
             min_votes=self.voting.leaderboard_min_votes,
         )
         filters = describe_filters(command)
-        chart = ratings_chart(result.rows, title=f"Leaderboard · {filters or 'all votes'}")
-        chart_url = None
-        if result.rows and self.store is not None:
-            chart_url = self.store.put(chart, "image/png").url
+        chart, chart_url = b"", None
+        if result.rows and (self.store is not None or command.post):
+            chart = ratings_chart(result.rows, title=f"Leaderboard · {filters or 'all votes'}")
+            if self.store is not None:
+                chart_url = self.store.put(chart, "image/png").url
         message = messages.leaderboard_message(
             result, chart_url, self.voting.leaderboard_min_votes, filters
         )

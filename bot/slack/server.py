@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from bot.config import Config
@@ -30,11 +31,15 @@ def main_serve() -> int:
             return _serve_socket_mode(config)
         return _serve_http(config)
     except BoltError as err:
-        print(f"error: Slack refused to start the app: {_first_line(err)}", file=sys.stderr)
+        print(f"error: {startup_error(err)}", file=sys.stderr)
         return 2
 
 
-def _first_line(err: Exception) -> str:
+def startup_error(err: Exception) -> str:
+    """Bolt's start-up failure as one line: a refused token names the variable to check."""
+    code = re.search(r"'error': '(\w+)'", str(err))
+    if code:
+        return f"Slack refused SLACK_BOT_TOKEN ({code.group(1)}): check the Bot User OAuth Token"
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 

@@ -1,0 +1,400 @@
+"""Compare, vote and leaderboard end to end: the app as a real process, signed commands and
+events exactly as Slack sends them, the fakes on 127.0.0.1, the vote store read back from
+the same SQLite file the app writes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from PIL import Image
+
+from bot.votes.db import ModelRef, VoteStore
+from tests.fakes.gcs import GcsFront, start_gcs_emulator
+from tests.fakes.openai_images import FakeOpenAIImages
+from tests.fakes.slack import FakeSlack
+from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.slack_harness import AppProcess, reaction_added, reaction_removed, slack_env
+
+MODELS = {"gemini-3.1-flash-image", "gpt-image-2"}
+CHOICES = {"a": "A", "b": "B", "handshake": "tie", "x": "both_bad"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    server, emulator_url = start_gcs_emulator("imgs")
+    db = f"sqlite:///{tmp_path_factory.mktemp('votes') / 'imagine.db'}"
+    try:
+        with (
+            FakeSlack() as slack,
+            FakeVertexAI() as vertex,
+            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
+            GcsFront(emulator_url) as gcs,
+        ):
+            key = service_account_info(token_uri=vertex.url + "/token")
+            env = slack_env(
+                slack,
+                GOOGLE_CLOUD_PROJECT="test-project",
+                GOOGLE_SERVICE_ACCOUNT_JSON=json.dumps(key),
+                VERTEX_AI_BASE_URL=vertex.url,
+                AZURE_OPENAI_ENDPOINT=openai.url,
+                AZURE_OPENAI_API_KEY=openai.azure_api_key,
+                AZURE_OPENAI_IMAGE_DEPLOYMENT="img",
+                OPENAI_IMAGE_MODEL="gpt-image-2",
+                GCS_BUCKET="imgs",
+                STORAGE_EMULATOR_HOST=gcs.url,
+                DATABASE_URL=db,
+                REVEAL_AFTER_VOTES="3",
+                IMAGINE_RETRY_BACKOFF="0.01",
+            )
+            with AppProcess(env) as app:
+                app.env_for_tests = env
+                yield slack, vertex, openai, app, VoteStore(db)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean(world):
+    slack, vertex, openai, _, _ = world
+    for fake in (slack, vertex, openai):
+        fake.reset()
+
+
+def compare(world, text="compare a red fox", channel="C123", user="U123"):
+    """Run a comparison; return its message in the fake Slack and the stored comparison."""
+    slack, _, _, app, store = world
+    before = len(slack.messages(channel))
+    status, body, _ = app.post_command(
+        text, channel_id=channel, user_id=user, response_url=slack.response_url()
+    )
+    assert status == 200 and "Comparing 2 models" in body
+    message = slack.wait_for(lambda: slack.messages(channel)[before:])[0]
+    comparison = slack.wait_for(lambda: store.comparison_at(channel, message["ts"]))
+    slack.wait_for(lambda: len(slack.reactions(channel, message["ts"])) == 4)
+    return message, comparison
+
+
+def react(app, user, name, channel, ts, added=True, event_id=None, event_ts=None, retry=None):
+    event = (reaction_added if added else reaction_removed)(user, name, channel, ts)
+    if event_ts:
+        event["event_ts"] = event_ts
+    status, _, _ = app.post_event(event, event_id=event_id, retry_num=retry)
+    assert status == 200
+
+
+def settle(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.02)
+
+
+# -- the post ---------------------------------------------------------------------------
+def test_comparison_is_posted_blind_with_voting_reactions(world):
+    slack, _, _, _, _ = world
+    message, comparison = compare(world)
+    text = json.dumps(message["blocks"]) + message["text"]
+    for name in ("imagen", "dalle3", "gemini", "gpt-image", "Google", "OpenAI"):
+        assert name not in text  # blind
+    [picture] = [b for b in message["blocks"] if b["type"] == "image"]
+    image = Image.open(io.BytesIO(requests.get(picture["image_url"], timeout=5).content))
+    assert image.width > 1.8 * image.height  # two square pictures side by side
+    assert "React to vote" in text and ":a: A is better" in text and ":x: both bad" in text
+    [actions] = [b for b in message["blocks"] if b["type"] == "actions"]
+    assert actions["elements"][0]["action_id"] == "imagine_reveal"
+    assert slack.reactions("C123", message["ts"]) == {n: ["UBOT"] for n in CHOICES}
+    assert {ref.model for ref in comparison.positions.values()} == MODELS
+    assert not comparison.revealed
+
+
+def test_left_right_order_is_random(world):
+    slack, _, _, app, store = world
+    first = set()
+    for i in range(12):
+        _, comparison = compare(world, f"compare picture {i}")
+        first.add(comparison.positions["A"].provider)
+        if len(first) == 2:
+            break
+    assert first == {"imagen", "dalle3"}
+
+
+def test_a_prompt_without_provider_compares_when_both_are_configured(world):
+    message, comparison = compare(world, "a lighthouse at dusk")
+    assert comparison.prompt == "a lighthouse at dusk"
+
+
+# -- votes -------------------------------------------------------------------------------
+def test_vote_change_and_withdraw(world):
+    _, _, _, app, store = world
+    message, comparison = compare(world)
+    ts = message["ts"]
+    react(app, "U1", "a", "C123", ts)
+    settle(lambda: store.votes(comparison.id) == {"U1": "A"})
+    react(app, "U1", "b", "C123", ts)  # a new choice replaces the old one
+    settle(lambda: store.votes(comparison.id) == {"U1": "B"})
+    react(app, "U1", "a", "C123", ts, added=False)  # removing the replaced reaction: no change
+    react(app, "U1", "b", "C123", ts, added=False)  # removing the vote's reaction withdraws it
+    settle(lambda: store.votes(comparison.id) == {})
+    react(app, "U2", "handshake", "C123", ts)
+    react(app, "U3", "x::skin-tone-2", "C123", ts)
+    settle(lambda: store.votes(comparison.id) == {"U2": "tie", "U3": "both_bad"})
+
+
+def test_bot_reactions_other_emoji_and_other_messages_are_ignored(world):
+    slack, _, _, app, store = world
+    message, comparison = compare(world)
+    react(app, "UBOT", "a", "C123", message["ts"])  # the bot's own
+    react(app, "U1", "tada", "C123", message["ts"])  # not a voting emoji
+    react(app, "U1", "+1", "C123", message["ts"])  # thumbs are for single posts
+    react(app, "U1", "a", "C123", "1699999999.000001")  # someone else's message
+    react(app, "U9", "b", "C123", message["ts"])  # a real vote, to know the others were seen
+    settle(lambda: store.votes(comparison.id) == {"U9": "B"})
+    time.sleep(0.3)
+    assert store.votes(comparison.id) == {"U9": "B"}
+    assert store.comparison_at("C123", "1699999999.000001") is None
+
+
+def test_retried_deliveries_never_count_twice(world):
+    _, _, _, app, store = world
+    message, comparison = compare(world)
+    ts = message["ts"]
+    react(app, "U1", "a", "C123", ts, event_id="EvADD1", event_ts="1700000100.000001")
+    react(app, "U1", "a", "C123", ts, event_id="EvADD1", event_ts="1700000100.000001", retry=1)
+    react(app, "U2", "b", "C123", ts, event_id="EvADD2", event_ts="1700000100.000002")
+    settle(lambda: store.votes(comparison.id) == {"U1": "A", "U2": "B"})
+    react(app, "U1", "a", "C123", ts, added=False, event_id="EvDEL1", event_ts="1700000101.000001")
+    settle(lambda: store.votes(comparison.id) == {"U2": "B"})
+    # a late retry of the original add must not bring the withdrawn vote back
+    react(app, "U1", "a", "C123", ts, event_id="EvADD1", event_ts="1700000100.000001", retry=2)
+    time.sleep(0.3)
+    assert store.votes(comparison.id) == {"U2": "B"}
+
+
+# -- reveal ------------------------------------------------------------------------------
+def test_reveal_by_button_only_for_the_requester(world):
+    slack, _, _, app, store = world
+    message, comparison = compare(world, user="U123")
+    url = slack.response_url()
+    app.post_action(
+        action_id="imagine_reveal",
+        value="reveal",
+        user_id="U777",
+        message_ts=message["ts"],
+        response_url=url,
+    )
+    [reply] = slack.wait_for(lambda: slack.responses_to(url))
+    assert "Only <@U123> can reveal" in reply.text
+    assert not store.comparison(comparison.id).revealed
+    react(app, "U5", "a", "C123", message["ts"])
+    settle(lambda: store.votes(comparison.id) == {"U5": "A"})
+    app.post_action(
+        action_id="imagine_reveal",
+        value="reveal",
+        user_id="U123",
+        message_ts=message["ts"],
+        response_url=slack.response_url(),
+    )
+    [update] = slack.wait_for(lambda: slack.calls_to("chat.update"))
+    revealed = json.dumps(update["blocks"])
+    a, b = comparison.positions["A"], comparison.positions["B"]
+    assert f"A was *{a.provider}* (`{a.model}`)" in revealed
+    assert f"B was *{b.provider}* (`{b.model}`)" in revealed
+    assert "A is better: 1" in revealed and "imagine_reveal" not in revealed
+    assert store.comparison(comparison.id).revealed
+
+
+def test_reveal_after_three_votes_and_hidden_flag(world):
+    slack, _, _, app, store = world
+    message, comparison = compare(world)
+    for user, emoji in (("U1", "a"), ("U2", "a"), ("U3", "b")):
+        react(app, user, emoji, "C123", message["ts"])
+    [update] = slack.wait_for(lambda: slack.calls_to("chat.update"))
+    assert "A is better: 2" in json.dumps(update["blocks"])
+    react(app, "U4", "b", "C123", message["ts"])  # cast after the reveal
+    settle(lambda: len(store.votes(comparison.id)) == 4)
+    with store.engine.connect() as conn:
+        from sqlalchemy import text
+
+        hidden = dict(
+            conn.execute(
+                text("SELECT voter_id, hidden FROM votes WHERE comparison_id = :c"),
+                {"c": comparison.id},
+            ).all()
+        )
+    assert {k: bool(v) for k, v in hidden.items()} == {
+        "U1": True,
+        "U2": True,
+        "U3": True,
+        "U4": False,
+    }
+    time.sleep(0.3)
+    assert len(slack.calls_to("chat.update")) == 1  # revealed once
+
+
+def test_one_provider_failing_posts_the_other_without_voting(world):
+    slack, vertex, _, app, store = world
+    vertex.block_prompt("PROHIBITED_CONTENT")
+    app.post_command("compare a thing", response_url=slack.response_url())
+    [message] = slack.wait_for(lambda: slack.messages("C123")[-1:])
+    text = json.dumps(message["blocks"])
+    assert "gpt-image-2" in text and "incomplete, so there is no vote" in text
+    assert "imagen" in text  # the failure is named
+    time.sleep(0.3)
+    assert store.comparison_at("C123", message["ts"]) is None
+    assert not slack.calls_to("reactions.add")
+
+
+def test_without_a_bucket_the_comparison_is_uploaded_and_revealed_in_a_thread(world, start_app):
+    slack, _, _, shared_app, store = world
+    env = {**shared_app.env_for_tests, "GCS_BUCKET": "", "STORAGE_EMULATOR_HOST": ""}
+    app = start_app(env)
+    url = slack.response_url()
+    app.post_command("compare a paper boat", channel_id="CUP", response_url=url)
+    [upload] = slack.wait_for(lambda: slack.calls_to("files.completeUploadExternal"))
+    comment = upload["initial_comment"]
+    assert "Which picture is better?" in comment and "React to vote" in comment
+    assert "imagen" not in comment and "gpt-image" not in comment
+    files = slack.uploaded_files
+    assert [f.title for f in files] == ["A and B side by side", "A, full size", "B, full size"]
+    [message] = slack.wait_for(lambda: slack.messages("CUP"))
+    comparison = slack.wait_for(lambda: store.comparison_at("CUP", message["ts"]))
+    slack.wait_for(lambda: len(slack.reactions("CUP", message["ts"])) == 4)
+    [private] = slack.wait_for(lambda: slack.responses_to(url))  # the requester's button
+    [button] = private.body["blocks"][1]["elements"]
+    assert button["value"] == f"CUP|{message['ts']}"
+    app.post_action(
+        action_id="imagine_reveal",
+        value=button["value"],
+        user_id="U123",
+        channel_id="CUP",
+        message_ts="1700000999.000001",
+        is_ephemeral=True,
+        response_url=slack.response_url(),
+    )
+    [reply] = slack.wait_for(lambda: [m for m in slack.messages("CUP") if m.get("thread_ts")])
+    a = comparison.positions["A"]
+    assert reply["thread_ts"] == message["ts"] and f"A was *{a.provider}*" in reply["text"]
+
+
+# -- single posts and the leaderboard -----------------------------------------------------
+def test_thumbs_rate_single_posts(world):
+    slack, _, _, app, store = world
+    app.post_command("imagen a quiet harbour", response_url=slack.response_url())
+    [message] = slack.wait_for(lambda: slack.messages("C123")[-1:])
+    assert ":+1:" in json.dumps(message["blocks"])
+    settle(lambda: store.rated_post_at("C123", message["ts"]))
+    for user, emoji in (("U1", "+1"), ("U2", "-1"), ("U3", "thumbsup::skin-tone-3"), ("U1", "a")):
+        react(app, user, emoji, "C123", message["ts"])
+    rated = store.rated_post_at("C123", message["ts"])
+    with store.engine.connect() as conn:
+        from sqlalchemy import text
+
+        settle(
+            lambda: (
+                conn.execute(
+                    text("SELECT count(*) FROM votes WHERE rated_post_id = :r"), {"r": rated.id}
+                ).scalar()
+                == 3
+            )
+        )
+    url = slack.response_url()
+    app.post_command("leaderboard", response_url=url)
+    [reply] = slack.wait_for(lambda: slack.responses_to(url))
+    assert "`gemini-3.1-flash-image` :+1: 2 :-1: 1" in json.dumps(reply.body["blocks"])
+
+
+def seed_votes(store: VoteStore, channel: str, votes: list[str], *, revealed: bool) -> None:
+    """Comparisons with known outcomes, straight into the store the app reads."""
+    positions = {
+        "A": ModelRef("imagen", "gemini-3.1-flash-image"),
+        "B": ModelRef("dalle3", "gpt-image-2"),
+    }
+    ts = f"{random.randint(10**9, 2 * 10**9)}.{random.randint(0, 999999):06d}"
+    cid = store.register_comparison(channel, ts, "U123", "seeded", positions)
+    if revealed:
+        store.mark_revealed(cid)
+    for i, choice in enumerate(votes):
+        store.apply_reaction(f"Ev{ts}{i}", channel, ts, f"V{i}", choice, True, f"{ts}{i}")
+
+
+def leaderboard(world, text, channel="C123"):
+    slack, _, _, app, _ = world
+    url = slack.response_url()
+    app.post_command(text, channel_id=channel, response_url=url)
+    [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=15)
+    return reply
+
+
+def test_leaderboard_figures_and_filters(world):
+    slack, _, _, _, store = world
+    seed_votes(store, "CLB", ["A"] * 9 + ["B"] * 3, revealed=False)  # gemini wins, blind
+    seed_votes(store, "CLB", ["B"] * 12, revealed=True)  # gpt-image wins, names shown
+    here = leaderboard(world, "leaderboard --here --blind", channel="CLB")
+    assert here.body["response_type"] == "ephemeral"
+    table = here.body["blocks"][1]["text"]["text"]
+    rows = [line for line in table.splitlines() if line.startswith(("gemini", "gpt-image"))]
+    assert rows[0].startswith("gemini-3.1-flash-image") and "9-3-0-0" in rows[0]
+    assert "75%" in rows[0] and "12" in rows[0]
+    assert any(b["type"] == "image" for b in here.body["blocks"])  # the chart
+    chart_url = next(b["image_url"] for b in here.body["blocks"] if b["type"] == "image")
+    assert requests.get(chart_url, timeout=5).content[:4] == b"\x89PNG"
+    everything = leaderboard(world, "leaderboard --here", channel="CLB")
+    table = everything.body["blocks"][1]["text"]["text"]
+    first = [line for line in table.splitlines() if line.startswith(("gemini", "gpt-image"))][0]
+    assert first.startswith("gpt-image-2") and "15-9-0-0" in first  # 3 + 12 wins
+    elsewhere = leaderboard(world, "leaderboard --here", channel="CEMPTY")
+    assert "No head-to-head votes yet" in json.dumps(elsewhere.body["blocks"])
+    # --post puts it in the channel, for everyone
+    world[3].post_command(
+        "leaderboard --post --since 30d", channel_id="CLB", response_url=slack.response_url()
+    )
+    [posted] = slack.wait_for(lambda: slack.messages("CLB"))
+    assert "last 30 days" in posted["text"] and "gpt-image-2" in posted["text"]
+
+
+def test_bad_leaderboard_option_is_answered_in_the_ack(world):
+    slack, _, _, app, _ = world
+    status, body, _ = app.post_command("leaderboard --since soon")
+    assert status == 200 and "like `30d`" in body
+
+
+# -- load ----------------------------------------------------------------------------------
+def test_a_burst_of_200_reactions_loses_nothing_and_counts_nothing_twice(world):
+    _, _, _, app, store = world
+    message, comparison = compare(world)
+    ts = message["ts"]
+    rng = random.Random(7)
+    events = []
+    for i in range(160):  # many voters, changes and withdrawals, in a known order
+        voter = f"W{rng.randrange(60)}"
+        name = rng.choice(list(CHOICES))
+        added = rng.random() < 0.75
+        events.append((f"EvB{i:04d}", voter, name, added, f"1700001000.{i:06d}"))
+    deliveries = events + rng.sample(events, 40)  # Slack's retried deliveries
+    rng.shuffle(deliveries)
+    expected: dict[str, str] = {}
+    for _, voter, name, added, _ in events:  # the tally computed from the event sequence
+        if added:
+            expected[voter] = CHOICES[name]
+        elif expected.get(voter) == CHOICES[name]:
+            del expected[voter]
+
+    def deliver(item):
+        event_id, voter, name, added, event_ts = item
+        react(app, voter, name, "C123", ts, added, event_id=event_id, event_ts=event_ts)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(deliver, deliveries))
+    sent_in = time.monotonic() - started
+    settle(lambda: store.votes(comparison.id) == expected, timeout=20)
+    assert sent_in < 5.0
+    assert Counter(store.votes(comparison.id).values()) == Counter(expected.values())
