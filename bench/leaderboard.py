@@ -38,7 +38,7 @@ def run(votes: int, database_url: str | None, repeats: int) -> None:
             response_url = slack.response_url()
             started = time.monotonic()
             app.post_command("leaderboard", response_url=response_url)
-            [reply] = slack.wait_for(lambda: slack.responses_to(response_url), timeout=60)
+            [reply] = slack.wait_for(lambda u=response_url: slack.responses_to(u), timeout=60)
             waits.append(time.monotonic() - started)
             computes.append(float(re.search(r"computed in ([\d.]+) s", str(reply.body))[1]))
     backend = url.split(":")[0]
