@@ -276,10 +276,11 @@ def test_logs_have_one_line_per_command_and_generation_and_no_secrets(app, fakes
     time.sleep(0.3)
     logs = app.logs()
     events = [
-        json.loads(line.split(" ", 4)[-1])
+        json.loads(line.split(" imagine.slack ", 1)[1])
         for line in logs.splitlines()
-        if line.split(" ", 4)[-1].startswith("{")
+        if " INFO imagine.slack {" in line
     ]
+    assert "Traceback" not in logs, logs
     mine = [e for e in events if e.get("event") == "generation" and e.get("outcome") == "ok"]
     assert mine and {"request_id", "user", "channel", "provider", "model", "latency_s"} <= set(
         mine[-1]
