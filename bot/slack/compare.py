@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import string
+from dataclasses import asdict
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -20,6 +21,7 @@ from bot.generation.service import GenerationService
 from bot.generation.types import ProviderResult
 from bot.slack import messages
 from bot.slack.delivery import Delivery, NotInChannelError, Upload
+from bot.slack.messages import ComparisonView
 from bot.slack.publish import Job, Publisher
 from bot.votes.db import VoteStore
 
@@ -60,24 +62,27 @@ class CompareRunner:
             log.warning("compose failed request_id=%s: %s", job.request_id, err)
             job.tell(":warning: The pictures were drawn but could not be put side by side.")
             return "compose_failed"
+        view = self._view(job, positions, picture[2])
         try:
-            ts, mode = self._post(job, positions, picture, client)
+            ts, mode = self._post(view, job, positions, picture, client)
         except NotInChannelError:
             job.tell(f":warning: {messages.NOT_IN_CHANNEL}")
             return "not_in_channel"
-        for result in ready:
-            self.record(job, result, "ok", ts)
         if ts is None:
+            for result in ready:
+                self.record(job, result, "ok")
             job.tell("The comparison is posted, but Slack did not say where, so voting is off.")
             return "ok_unregistered"
-        self.votes.register_comparison(
+        self.votes.register_comparison(  # before anyone can react to it
             job.channel_id,
             ts,
             job.user_id,
             job.request.prompt,
             {p: {"provider": r.provider, "model": r.model or ""} for p, r in positions.items()},
-            details=self._details(job, positions, picture, mode),
+            details={"mode": mode, "view": asdict(view)},
         )
+        for result in ready:
+            self.record(job, result, "ok", ts)
         self._add_voting_reactions(client, job.channel_id, ts)
         if mode == "file":
             job.respond(
@@ -109,40 +114,33 @@ class CompareRunner:
         url = self.service.store.put(data, mime).url if self.service.store else None
         return data, mime, url
 
-    def _post(self, job: Job, positions, picture, client: WebClient) -> tuple[str | None, str]:
+    def _post(
+        self, view: ComparisonView, job: Job, positions, picture, client: WebClient
+    ) -> tuple[str | None, str]:
         data, mime, url = picture
         delivery = Delivery(client)
         if url:
-            message = messages.compare_message(**self._render(job, positions, [url]))
-            return delivery.post_message(job.channel_id, message), "blocks"
+            return delivery.post_message(job.channel_id, messages.compare_message(view)), "blocks"
         files = [Upload(data, mime, "A and B side by side", job.request.prompt)]
         for position, result in positions.items():
             files += [
                 Upload(self.service.image_bytes(i), i.mime_type, f"{position}, full size", "")
                 for i in result.images
             ]
-        comment = messages.compare_comment(**self._render(job, positions, []))
+        comment = messages.compare_comment(view)
         return delivery.upload(job.channel_id, files, comment), "file"
 
-    def _render(self, job: Job, positions: dict[str, ProviderResult], pictures: list[str]):
-        return {
-            "prompt": job.request.prompt,
-            "pictures": pictures,
-            "originals": {p: [i.url for i in r.images if i.url] for p, r in positions.items()},
-            "models": {p: (r.provider, r.model or "") for p, r in positions.items()},
-            "emoji": self._emoji(),
-            "requester": job.user_id,
-            "seconds": round(job.elapsed(), 1),
-            "reveal_after": self.voting.reveal_after_votes,
-        }
-
-    def _details(self, job: Job, positions, picture, mode: str) -> dict:
-        """What the reveal needs to redraw the message; no secrets (URLs were posted anyway)."""
-        pictures = [picture[2]] if picture[2] else []
-        return {"mode": mode, **self._render(job, positions, pictures)}
-
-    def _emoji(self) -> dict[str, str]:
-        return {choice: name for name, choice in self.voting.choices.items()}
+    def _view(self, job: Job, positions: dict[str, ProviderResult], url: str | None):
+        return ComparisonView(
+            prompt=job.request.prompt,
+            pictures=[url] if url else [],
+            originals={p: [i.url for i in r.images if i.url] for p, r in positions.items()},
+            models={p: (r.provider, r.model or "") for p, r in positions.items()},
+            emoji={choice: name for name, choice in self.voting.choices.items()},
+            requester=job.user_id,
+            seconds=round(job.elapsed(), 1),
+            reveal_after=self.voting.reveal_after_votes,
+        )
 
     def _add_voting_reactions(self, client: WebClient, channel: str, ts: str) -> None:
         for name in self.voting.choices:

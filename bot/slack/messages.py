@@ -6,6 +6,7 @@ image_url 3000 chars, alt_text 2000 chars; always a top-level fallback `text`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from bot.generation.types import (
@@ -146,70 +147,83 @@ REVEAL_ACTION = "imagine_reveal"
 CHOICE_LABELS = {"A": "A is better", "B": "B is better", "tie": "a tie", "both_bad": "both bad"}
 
 
-def compare_message(
-    *,
-    prompt: str,
-    pictures: list[str],
-    originals: dict[str, list[str]],
-    models: dict[str, tuple[str, str]],
-    emoji: dict[str, str],
-    requester: str,
-    seconds: float,
-    reveal_after: int,
-    revealed: bool = False,
-    tally: dict[str, int] | None = None,
-) -> dict:
-    """The blind side-by-side post: one composed picture per pair, links to the originals,
-    how to vote, and a Reveal button; once revealed, which model drew which side.
+@dataclass(frozen=True)
+class ComparisonView:
+    """What a comparison post shows; kept with the comparison so the reveal can redraw it.
 
     `originals` and `models` are keyed by position ("A", "B"); `models` gives (provider,
-    model); `emoji` maps a choice ("A", "B", "tie", "both_bad") to its reaction name.
+    model); `emoji` maps a choice ("A", "B", "tie", "both_bad") to its reaction name;
+    `pictures` are the composed pictures' URLs (empty when uploaded into Slack).
     """
-    blocks: list[Block] = [_section(f"*Which picture is better?*\n“{escape(prompt)}”")]
-    for i, url in enumerate(pictures, start=1):
+
+    prompt: str
+    pictures: list[str]
+    originals: dict[str, list[str]]
+    models: dict[str, tuple[str, str]]
+    emoji: dict[str, str]
+    requester: str
+    seconds: float
+    reveal_after: int
+
+    def how_to_vote(self) -> str:
+        how = " · ".join(f":{self.emoji[c]}: {label}" for c, label in CHOICE_LABELS.items())
+        return f"React to vote: {how}. One vote per person; a new reaction replaces it."
+
+    def byline(self) -> str:
+        return f"blind comparison · asked by <@{self.requester}> · {self.seconds:.1f} s"
+
+
+def reveal_button(value: str) -> Block:
+    return {
+        "type": "actions",
+        "block_id": "imagine_compare",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": REVEAL_ACTION,
+                "text": {"type": "plain_text", "text": "Reveal the models"},
+                "value": value,
+            }
+        ],
+    }
+
+
+def compare_message(
+    view: ComparisonView, revealed: bool = False, tally: dict[str, int] | None = None
+) -> dict:
+    """The blind side-by-side post: the composed picture, links to the originals, how to
+    vote and a Reveal button; once revealed, which model drew which side."""
+    blocks: list[Block] = [_section(f"*Which picture is better?*\n“{escape(view.prompt)}”")]
+    for i, url in enumerate(view.pictures, start=1):
         image: Block = {
             "type": "image",
             "image_url": url,
             "alt_text": truncate(
-                f"Two pictures side by side, A on the left and B on the right: {prompt}",
+                f"Pictures side by side, A on the left and B on the right: {view.prompt}",
                 ALT_TEXT_LIMIT,
             ),
         }
-        if len(pictures) > 1:
+        if len(view.pictures) > 1:
             image["title"] = {"type": "plain_text", "text": f"Pair {i}"}
         blocks.append(image)
     links = [
         f"Full size {position}: "
         + " ".join(f"<{url}|{n}>" for n, url in enumerate(urls, start=1) if len(url) < 1400)
-        for position, urls in originals.items()
+        for position, urls in view.originals.items()
     ]
     blocks.append(context_block(*links))
     if revealed:
-        blocks.append(context_block(reveal_text(models, tally or {})))
+        blocks.append(context_block(reveal_text(view.models, tally or {})))
     else:
-        how = " · ".join(f":{emoji[c]}: {label}" for c, label in CHOICE_LABELS.items())
         blocks.append(
             context_block(
-                f"React to vote: {how}. One vote per person; a new reaction replaces it. "
-                f"The models stay hidden until {reveal_after} votes or the requester reveals them."
+                f"{view.how_to_vote()} The models stay hidden until {view.reveal_after} votes "
+                "or the requester reveals them."
             )
         )
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": "imagine_compare",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": REVEAL_ACTION,
-                        "text": {"type": "plain_text", "text": "Reveal the models"},
-                        "value": "reveal",
-                    }
-                ],
-            }
-        )
-    blocks.append(context_block(f"blind comparison · asked by <@{requester}> · {seconds:.1f} s"))
-    text = f"<@{requester}> compares models: {truncate(prompt, 150)}. React to vote."
+        blocks.append(reveal_button("reveal"))
+    blocks.append(context_block(view.byline()))
+    text = f"<@{view.requester}> compares models: {truncate(view.prompt, 150)}. React to vote."
     return {"text": text, "blocks": blocks}
 
 
@@ -226,48 +240,19 @@ def partial_compare_text(failed: list[ImagineError]) -> str:
     return f"The comparison is incomplete, so there is no vote. {reasons}"
 
 
-def compare_comment(
-    *,
-    prompt: str,
-    pictures: list[str],
-    originals: dict[str, list[str]],
-    models: dict[str, tuple[str, str]],
-    emoji: dict[str, str],
-    requester: str,
-    seconds: float,
-    reveal_after: int,
-) -> str:
+def compare_comment(view: ComparisonView) -> str:
     """The comparison as a file comment, when the pictures are uploaded into Slack."""
-    how = " · ".join(f":{emoji[c]}: {label}" for c, label in CHOICE_LABELS.items())
     return (
-        f"*Which picture is better?* “{escape(truncate(prompt, 2000))}”\n"
-        f"React to vote: {how}. One vote per person. The models stay hidden until "
-        f"{reveal_after} votes or <@{requester}> reveals them.\n"
-        f"blind comparison · asked by <@{requester}> · {seconds:.1f} s"
+        f"*Which picture is better?* “{escape(truncate(view.prompt, 2000))}”\n"
+        f"{view.how_to_vote()} The models stay hidden until {view.reveal_after} votes or "
+        f"<@{view.requester}> reveals them.\n{view.byline()}"
     )
 
 
 def reveal_prompt(channel: str, ts: str) -> dict:
     """The requester's private Reveal button, for comparisons posted as file uploads."""
     text = "Only you can see this: reveal which model drew which picture whenever you like."
-    return {
-        "text": text,
-        "blocks": [
-            _section(text),
-            {
-                "type": "actions",
-                "block_id": "imagine_compare",
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": REVEAL_ACTION,
-                        "text": {"type": "plain_text", "text": "Reveal the models"},
-                        "value": f"{channel}|{ts}",
-                    }
-                ],
-            },
-        ],
-    }
+    return {"text": text, "blocks": [_section(text), reveal_button(f"{channel}|{ts}")]}
 
 
 # -- leaderboard ----------------------------------------------------------------------------

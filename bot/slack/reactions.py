@@ -116,9 +116,8 @@ class Voting:
         details = comparison.details
         models = comparison_models(comparison)
         if details.get("mode") == "blocks":
-            render = {k: v for k, v in details.items() if k != "mode"}
-            render["models"] = models
-            message = messages.compare_message(**render, revealed=True, tally=dict(tally))
+            view = messages.ComparisonView(**{**details["view"], "models": models})
+            message = messages.compare_message(view, revealed=True, tally=dict(tally))
             client.chat_update(channel=comparison.channel_id, ts=comparison.message_ts, **message)
         else:
             client.chat_postMessage(
