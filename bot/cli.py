@@ -48,6 +48,11 @@ def run_generate(
         style=args.style,
     )
     providers = args.provider or default_providers(config, service)
+    try:
+        service.validate(request, providers)  # what to draw, and with what, comes first
+    except ImagineError as err:
+        print(f"error: {err.message}", file=out)
+        return 2
     if args.out:
         store = DirectoryImageStore(args.out)
     elif service.store is None:
@@ -87,8 +92,11 @@ def default_providers(config: Config, service: GenerationService) -> list[str]:
 
 
 def run_check(config: Config, service: GenerationService, out: TextIO = sys.stdout) -> int:
-    """One line per provider and for the store: configured or not, and a live call."""
-    status = 0
+    """One line per provider and for the store: configured or not, and a live call.
+
+    Exits 1 when no provider is configured or a live call fails, so scripts can rely on it.
+    """
+    status = 0 if service.configured_providers() else 1
     width = max(len(name) for name in [*service.providers, "store"])
     for name, provider in service.providers.items():
         missing = provider.missing_settings()

@@ -45,6 +45,7 @@ def test_check_with_everything_configured(cloud_env, tmp_path):
 
 def test_check_names_what_is_missing_in_one_line_each(tmp_path):
     run = bot("check", env={}, cwd=tmp_path)
+    assert run.returncode == 1  # nothing to draw with
     assert run.stdout.splitlines() == [
         "imagen  not configured: set GOOGLE_CLOUD_PROJECT",
         "dalle3  not configured: set AZURE_OPENAI_ENDPOINT or OPENAI_API_KEY",
@@ -108,6 +109,12 @@ def test_generate_both_providers_and_write_files(cloud_env, tmp_path):
     files = sorted(out.iterdir())
     assert len(files) == 2 and all(f.read_bytes()[:4] == b"\x89PNG" for f in files)
     assert sum(line.strip().startswith("file://") for line in run.stdout.splitlines()) == 2
+
+
+def test_generate_with_nothing_configured_says_so_first(tmp_path):
+    run = bot("generate", "a fox", env={}, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stdout.startswith("error: No image provider is configured")
 
 
 def test_generate_without_a_store_or_out_says_what_to_do(cloud_env, tmp_path):
