@@ -20,15 +20,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
-from bot.votes.db import (
-    EVENTS,
-    MIGRATIONS,
-    VOTES,
-    Migration,
-    ModelRef,
-    VoteStore,
-    normalise_url,
-)
+from bot.votes.db import ModelRef, VoteStore, normalise_url
+from bot.votes.schema import EVENTS, MIGRATIONS, VOTES, Migration
 
 PG_ENV = "IMAGINE_TEST_POSTGRES_URL"
 POSITIONS = {

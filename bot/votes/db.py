@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,18 +24,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    DateTime,
     Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     create_engine,
     delete,
     event,
@@ -47,6 +37,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+
+from bot.votes.schema import (
+    COMPARISONS,
+    EVENTS,
+    GENERATIONS,
+    MIGRATIONS,
+    RATED_POSTS,
+    SCHEMA_VERSION,
+    VOTES,
+    Migration,
+)
 
 DEFAULT_URL = "sqlite:///imagine.db"
 TIE, BOTH_BAD, UP, DOWN = "tie", "both_bad", "up", "down"
@@ -74,129 +75,6 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
-
-
-# --- schema -----------------------------------------------------------------------------------
-
-
-def _v1_tables(metadata: MetaData) -> dict[str, Table]:
-    """The schema as migration 1 creates it. Frozen: change the schema with a new migration."""
-    now = {"nullable": False}
-    generations = Table(
-        "generations",
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("created_at", DateTime(timezone=True), **now),
-        Column("user_id", String(64), **now),
-        Column("channel_id", String(64), **now),
-        Column("prompt", Text, **now),
-        Column("provider", String(64), **now),
-        Column("model", String(200), **now),
-        Column("options", Text, **now),  # JSON
-        Column("timings", Text, **now),  # JSON
-        Column("outcome", String(64), **now),
-        Column("image_urls", Text, **now),  # JSON list
-        Column("message_ts", String(32)),
-        Column("request_id", String(128), **now, index=True),
-    )
-    comparisons = Table(
-        "comparisons",
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("created_at", DateTime(timezone=True), **now),
-        Column("channel_id", String(64), **now),
-        Column("message_ts", String(32), **now),
-        Column("requester_id", String(64), **now),
-        Column("prompt", Text, **now),
-        Column("positions", Text, **now),  # JSON {"A": {"provider", "model"}, ...}, sorted keys
-        Column("revealed", Boolean, nullable=False, default=False),
-        Column("revealed_at", DateTime(timezone=True)),
-        UniqueConstraint("channel_id", "message_ts", name="uq_comparisons_message"),
-    )
-    rated_posts = Table(
-        "rated_posts",
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("created_at", DateTime(timezone=True), **now),
-        Column("channel_id", String(64), **now),
-        Column("message_ts", String(32), **now),
-        Column("provider", String(64), **now),
-        Column("model", String(200), **now),
-        Column("requester_id", String(64), **now),
-        UniqueConstraint("channel_id", "message_ts", name="uq_rated_posts_message"),
-    )
-    reaction_events = Table(
-        "reaction_events",
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("event_id", String(128), nullable=False, unique=True),
-        Column("comparison_id", Integer, ForeignKey("comparisons.id", ondelete="CASCADE")),
-        Column("rated_post_id", Integer, ForeignKey("rated_posts.id", ondelete="CASCADE")),
-        Column("channel_id", String(64), **now),
-        Column("message_ts", String(32), **now),
-        Column("voter_id", String(64), **now),
-        Column("choice", String(32), **now),
-        Column("added", Boolean, **now),
-        Column("event_ts", String(32), **now),  # Slack's "1700000000.000100": ordered exactly
-        Column("received_at", DateTime(timezone=True), **now),
-        Column("hidden", Boolean, **now),  # were the names hidden when this event arrived?
-    )
-    votes = Table(
-        "votes",
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("comparison_id", Integer, ForeignKey("comparisons.id", ondelete="CASCADE")),
-        Column("rated_post_id", Integer, ForeignKey("rated_posts.id", ondelete="CASCADE")),
-        Column("voter_id", String(64), **now),
-        Column("choice", String(32), **now),
-        Column("cast_at", DateTime(timezone=True), **now),
-        Column("hidden", Boolean, **now),
-        UniqueConstraint("comparison_id", "voter_id", name="uq_votes_comparison_voter"),
-        UniqueConstraint("rated_post_id", "voter_id", name="uq_votes_rated_post_voter"),
-    )
-    Index("ix_reaction_events_comparison_voter", reaction_events.c.comparison_id, "voter_id")
-    Index("ix_reaction_events_rated_post_voter", reaction_events.c.rated_post_id, "voter_id")
-    return {t.name: t for t in (generations, comparisons, rated_posts, reaction_events, votes)}
-
-
-_metadata = MetaData()
-_T = _v1_tables(_metadata)  # the live tables the queries use; later migrations amend these
-GENERATIONS, COMPARISONS, RATED_POSTS = _T["generations"], _T["comparisons"], _T["rated_posts"]
-EVENTS, VOTES = _T["reaction_events"], _T["votes"]
-# Migration 2: what the Slack app needs to redraw a comparison when it reveals the models.
-COMPARISONS.append_column(Column("details", Text))  # JSON
-SCHEMA_VERSION = Table(
-    "schema_version",
-    MetaData(),
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("description", String(200), nullable=False),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
-)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step. `apply` runs inside the migration transaction, under the lock."""
-
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
-
-
-def _create_v1(conn: Connection) -> None:
-    metadata = MetaData()
-    _v1_tables(metadata)
-    metadata.create_all(conn)
-
-
-def _add_comparison_details(conn: Connection) -> None:
-    conn.execute(text("ALTER TABLE comparisons ADD COLUMN details TEXT"))
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "create tables", _create_v1),
-    Migration(2, "comparisons.details", _add_comparison_details),
-)
 
 
 # --- values -----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import json
 import random
 from datetime import datetime, timedelta
 
-from bot.votes.db import COMPARISONS, VOTES, VoteStore
+from bot.votes.db import VoteStore
+from bot.votes.schema import COMPARISONS, VOTES
 
 MODELS = (
     {"provider": "imagen", "model": "gemini-image"},
