@@ -1,15 +1,43 @@
 """One JSON line per event, so logs can be searched by request id, user or outcome.
 
-Callers pass only safe fields: ids, names, timings, outcomes — never tokens, keys or image
-URLs (signed URLs carry signatures).
+Callers pass only safe fields: ids, names, timings, outcomes; never tokens, keys or image
+URLs. As a second line of defence every record passes through `redact`, because libraries
+log more than we do at DEBUG (slack_sdk logs request headers, urllib3 logs signed URLs).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any
+
+_SECRETS = (
+    re.compile(r"\b(xox[abposr]|xapp)-[\w-]+"),  # Slack tokens
+    re.compile(r"\bsk-[\w-]{8,}"),  # OpenAI keys
+    re.compile(r"(?i)\b(bearer|basic)\s+[\w.~+/=-]{8,}"),  # Authorization headers
+    re.compile(
+        r"(?i)(['\"]?(?:api-key|x-goog-api-key|authorization)['\"]?\s*[:=]\s*['\"]?)[^'\",\s}]+"
+    ),
+    re.compile(r"(?i)([?&](?:x-goog-signature|signature|sig|token|key|access_token)=)[^&\s'\"]+"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+)
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like a credential or a URL signature with `***`."""
+    for pattern in _SECRETS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: (m.group(1) if m.group(1) else "") + "***", text)
+        else:
+            text = pattern.sub("***", text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def log_event(logger: logging.Logger, event: str, **fields: Any) -> None:
@@ -17,8 +45,6 @@ def log_event(logger: logging.Logger, event: str, **fields: Any) -> None:
 
 
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -292,6 +292,17 @@ def test_logs_have_one_line_per_command_and_generation_and_no_secrets(app, fakes
         assert secret not in logs
 
 
+def test_debug_logs_of_a_whole_command_hold_no_secret(fakes, start_app):
+    slack, _, openai, key = fakes
+    app = start_app(provider_env(fakes, LOG_LEVEL="DEBUG"))
+    command(app, slack, "dalle3 a quiet harbour")
+    slack.wait_for(lambda: slack.uploaded_files)
+    logs = app.logs()
+    assert "Sending a request" in logs  # slack_sdk's DEBUG lines, with their headers, are there
+    for secret in (AZURE_KEY, SIGNING_SECRET, slack.token, key["private_key_id"], "PRIVATE KEY"):
+        assert secret not in logs
+
+
 # -- load ----------------------------------------------------------------------------------
 def test_fifty_simultaneous_commands_do_not_queue(fakes, start_app):
     slack, vertex, _, _ = fakes

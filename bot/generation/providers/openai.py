@@ -569,8 +569,9 @@ class OpenAIImageProvider(ImageProvider):
             self._call(lambda: client.models.list())
             host = urlsplit(s.azure_endpoint or "").netloc
             return (
-                f"Azure OpenAI at {host} accepted our credentials; deployment "
-                f"'{s.azure_deployment}' serves {self.model} (api-version {s.api_version})"
+                f"Azure OpenAI at {host} accepted our credentials (api-version "
+                f"{s.api_version}); pictures go to deployment '{s.azure_deployment}' "
+                f"({self.model})"
             )
         self._call(lambda: client.models.retrieve(self.model))
         host = urlsplit(s.base_url or "https://api.openai.com").netloc

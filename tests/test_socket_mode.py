@@ -1,0 +1,157 @@
+"""End to end in Socket Mode: `python -m bot serve` with SLACK_APP_TOKEN as a real process.
+
+The real slack_sdk Socket Mode client (the one Bolt's SocketModeHandler uses) opens its
+connection with `apps.connections.open` at SLACK_API_URL, then talks over a real websocket
+on 127.0.0.1 to tests/fakes/socket_mode.py; pictures go to FakeSlack as in HTTP mode.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from tests.fakes.images import png_bytes
+from tests.fakes.slack import FakeSlack
+from tests.fakes.socket_mode import FakeSocketMode
+from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.slack_harness import AppProcess, reaction_added
+
+
+class SocketModeApp(AppProcess):
+    """AppProcess without HTTP: started once its websocket reaches the fake."""
+
+    def __init__(self, env: Mapping[str, str], socket_mode: FakeSocketMode, **kwargs) -> None:
+        super().__init__(env, **kwargs)
+        self.env.pop("PORT")  # Socket Mode listens on nothing
+        self.socket_mode = socket_mode
+
+    def start(self) -> SocketModeApp:
+        known = len(self.socket_mode.sessions)  # another app may be connected already
+        log = self.log_path.open("wb")
+        try:
+            self.process = subprocess.Popen(
+                [self.python, *self.args],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.returncode = self.process.returncode
+                raise RuntimeError(f"the app exited with {self.returncode}:\n{self.logs()}")
+            try:
+                self.session = self.socket_mode.wait_for_session(timeout=0.1, after=known)
+                return self
+            except AssertionError:
+                pass
+        self.stop()
+        raise RuntimeError(f"the app did not connect within {self.startup_timeout}s:\n{self.logs()}")
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeSlack, FakeVertexAI, FakeSocketMode]]:
+    with FakeSlack() as slack, FakeVertexAI() as vertex, FakeSocketMode(slack) as socket_mode:
+        yield slack, vertex, socket_mode
+
+
+def socket_env(slack: FakeSlack, vertex: FakeVertexAI, socket_mode: FakeSocketMode) -> dict:
+    """Socket Mode settings: an app-level token and no signing secret."""
+    key = service_account_info(token_uri=vertex.url + "/token")
+    return {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_APP_TOKEN": socket_mode.app_token,
+        "SLACK_API_URL": slack.url + "/api/",
+        "GOOGLE_CLOUD_PROJECT": "test-project",
+        "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
+        "VERTEX_AI_BASE_URL": vertex.url,
+        "IMAGINE_RETRY_BACKOFF": "0.01",
+        "IMAGINE_PROVIDER_TIMEOUT": "5",
+    }
+
+
+@pytest.fixture(scope="module")
+def app(fakes, tmp_path_factory) -> Iterator[SocketModeApp]:
+    slack, vertex, socket_mode = fakes
+    process = SocketModeApp(
+        socket_env(*fakes), socket_mode, workdir=tmp_path_factory.mktemp("socket-app")
+    )
+    with process:
+        yield process
+
+
+@pytest.fixture(autouse=True)
+def clean(fakes):
+    for fake in fakes:
+        fake.reset()
+
+
+def test_connects_with_the_app_token_through_slack_api_url(app, fakes):
+    slack, _, socket_mode = fakes
+    session = app.session
+    assert session.ticket in socket_mode.tickets  # the URL apps.connections.open gave
+    assert not session.closed.is_set()
+    assert socket_mode.app_token not in app.logs() and slack.token not in app.logs()
+
+
+def test_help_is_acknowledged_over_the_websocket(app, fakes):
+    slack, vertex, socket_mode = fakes
+    ack = socket_mode.slash_command("help", session=app.session)
+    assert "*Providers here:*" in ack.text and "--ar" in ack.text
+    assert "`imagen` (default) — also google, gemini: ready" in ack.text  # the one configured
+    assert "`dalle3` — also dalle, dall-e, openai, gpt-image: not configured" in ack.text
+    assert ack.payload["blocks"][0]["text"]["text"] == ack.text  # Block Kit, as in HTTP mode
+    sent = [m for m in app.session.received if m.get("envelope_id") == ack.envelope_id]
+    assert sent == [{"envelope_id": ack.envelope_id, "payload": ack.payload}]
+    time.sleep(0.2)
+    assert slack.methods_called() == [] and not vertex.requests
+
+
+def test_imagen_is_acknowledged_at_once_then_uploaded(app, fakes):
+    slack, vertex, socket_mode = fakes
+    url = slack.response_url()
+    ack = socket_mode.slash_command("imagen a red fox", session=app.session, response_url=url)
+    assert ack.seconds < 1.0, f"ack took {ack.seconds:.2f}s"
+    assert "Drawing" in ack.text and "gemini-3.1-flash-image" in ack.text
+    files = slack.wait_for(lambda: slack.uploaded_files)
+    assert files[0].data == png_bytes("a red fox") or files[0].data[:8] == b"\x89PNG\r\n\x1a\n"
+    complete = slack.calls_to("files.completeUploadExternal")[0]
+    assert complete["channel_id"] == "C123"
+    assert "a red fox" in complete["initial_comment"] and "<@U123>" in complete["initial_comment"]
+    assert vertex.api_calls()[0].json()["contents"][0]["parts"][0]["text"] == "a red fox"
+    assert not slack.responses_to(url)
+    # Every Web API call of the bot used the bot token, never the app-level one.
+    auths = {r.headers.get("authorization") for r in slack.calls("/api/")}
+    assert auths == {f"Bearer {slack.token}"}
+
+
+def test_events_arrive_and_are_acknowledged(app, fakes):
+    slack, _, socket_mode = fakes
+    reaction = reaction_added("U9", "thumbsup", "C123", "1700000000.000100")
+    ack = socket_mode.event(reaction, session=app.session)
+    assert ack.payload is None and ack.seconds < 1.0  # an empty ack: {"envelope_id": ...}
+    time.sleep(0.2)
+    assert slack.methods_called() == []  # not one of our posts: no vote, no call
+
+
+def test_sigterm_ends_the_process_cleanly(fakes, tmp_path):
+    slack, _, socket_mode = fakes
+    app = SocketModeApp(socket_env(*fakes), socket_mode, workdir=tmp_path).start()
+    session = app.session
+    assert "Drawing" in socket_mode.slash_command("imagen a lighthouse", session=session).text
+    slack.wait_for(lambda: slack.uploaded_files)
+    started = time.monotonic()
+    code = app.stop(timeout=10)
+    assert time.monotonic() - started < 5
+    assert session.closed.wait(5), "the websocket stayed open after the app stopped"
+    logs = app.logs()
+    assert "Traceback" not in logs, logs
+    assert code == 0, f"exit status {code} after SIGTERM:\n{logs}"
