@@ -303,6 +303,18 @@ def test_debug_logs_of_a_whole_command_hold_no_secret(fakes, start_app):
         assert secret not in logs
 
 
+def test_sigterm_in_http_mode_finishes_the_pictures_in_flight(fakes, start_app):
+    """Heroku restarts dynos with SIGTERM: an acknowledged picture must still arrive."""
+    slack, vertex, _, _ = fakes
+    app = start_app(provider_env(fakes))
+    vertex.latency = 1.0
+    _, body, _, _ = command(app, slack, "imagen a lighthouse")
+    assert "Drawing" in ack_text(body)
+    code = app.stop(timeout=20)
+    assert slack.uploaded_files, f"the acknowledged picture was lost:\n{app.logs()}"
+    assert code == 0 and "Traceback" not in app.logs(), app.logs()
+
+
 # -- load ----------------------------------------------------------------------------------
 def test_fifty_simultaneous_commands_do_not_queue(fakes, start_app):
     slack, vertex, _, _ = fakes

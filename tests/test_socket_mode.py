@@ -54,7 +54,9 @@ class SocketModeApp(AppProcess):
             except AssertionError:
                 pass
         self.stop()
-        raise RuntimeError(f"the app did not connect within {self.startup_timeout}s:\n{self.logs()}")
+        raise RuntimeError(
+            f"the app did not connect within {self.startup_timeout}s:\n{self.logs()}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -142,16 +144,45 @@ def test_events_arrive_and_are_acknowledged(app, fakes):
     assert slack.methods_called() == []  # not one of our posts: no vote, no call
 
 
-def test_sigterm_ends_the_process_cleanly(fakes, tmp_path):
-    slack, _, socket_mode = fakes
+def test_sigterm_finishes_the_pictures_in_flight_then_exits_0(fakes, tmp_path):
+    """Heroku restarts dynos daily with SIGTERM (then SIGKILL 30 s later): a picture whose
+    "Drawing…" was already acknowledged must still be delivered, then the process exits 0."""
+    slack, vertex, socket_mode = fakes
     app = SocketModeApp(socket_env(*fakes), socket_mode, workdir=tmp_path).start()
     session = app.session
-    assert "Drawing" in socket_mode.slash_command("imagen a lighthouse", session=session).text
-    slack.wait_for(lambda: slack.uploaded_files)
+    vertex.latency = 1.0  # the picture is still being drawn when SIGTERM arrives
+    ack = socket_mode.slash_command("imagen a lighthouse", session=session)
+    assert "Drawing" in ack.text
     started = time.monotonic()
     code = app.stop(timeout=10)
-    assert time.monotonic() - started < 5
+    stopped_in = time.monotonic() - started
     assert session.closed.wait(5), "the websocket stayed open after the app stopped"
     logs = app.logs()
     assert "Traceback" not in logs, logs
+    assert slack.uploaded_files, f"the acknowledged picture was lost (exit status {code}):\n{logs}"
+    assert "a lighthouse" in slack.calls_to("files.completeUploadExternal")[0]["initial_comment"]
     assert code == 0, f"exit status {code} after SIGTERM:\n{logs}"
+    assert stopped_in < 8
+
+
+@pytest.mark.parametrize(
+    ("app_token", "error"),
+    [
+        ("xapp-1-A0IMAGINE-1-revoked-token-secret", "invalid_auth"),
+        (None, "not_allowed_token_type"),  # the bot token pasted into SLACK_APP_TOKEN
+    ],
+    ids=["revoked", "bot-token"],
+)
+def test_a_refused_app_token_stops_start_up_with_one_line(fakes, tmp_path, app_token, error):
+    slack, _, socket_mode = fakes
+    token = app_token or slack.token
+    app = SocketModeApp(
+        {**socket_env(*fakes), "SLACK_APP_TOKEN": token}, socket_mode, workdir=tmp_path
+    )
+    with pytest.raises(RuntimeError):
+        app.start()
+    assert app.returncode == 2, app.logs()
+    logs = app.logs()
+    assert "Traceback" not in logs and token not in logs, logs
+    last = [line for line in logs.splitlines() if line.strip()][-1]
+    assert last.startswith(f"error: Slack refused SLACK_APP_TOKEN ({error}): "), logs

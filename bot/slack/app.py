@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -32,14 +33,37 @@ def build_web_client(config: Config) -> WebClient:
     return client
 
 
+@dataclass
+class Executors:
+    """Bolt's listener threads and our job threads, so that a stop can drain both in order."""
+
+    listeners: ThreadPoolExecutor
+    jobs: ThreadPoolExecutor
+
+    @classmethod
+    def from_config(cls, config: Config) -> Executors:
+        return cls(
+            # Bolt runs listeners here; ours only parse and ack, but 5 threads (Bolt's
+            # default) would still queue a burst of commands behind each other.
+            ThreadPoolExecutor(32, thread_name_prefix="listener"),
+            # generations: slow provider calls that mostly wait
+            ThreadPoolExecutor(config.slack.workers, thread_name_prefix="job"),
+        )
+
+    def drain(self) -> None:
+        """Finish what was accepted: listeners may still be handing jobs over, then the jobs."""
+        self.listeners.shutdown(wait=True)
+        self.jobs.shutdown(wait=True)
+
+
 def build_app(
     config: Config,
     service: GenerationService,
     votes: VoteStore | None = None,
-    jobs: ThreadPoolExecutor | None = None,
+    executors: Executors | None = None,
 ) -> App:
-    """The Bolt app. `jobs` runs generations; it is sized for slow provider calls."""
-    jobs = jobs or ThreadPoolExecutor(config.slack.workers, thread_name_prefix="job")
+    """The Bolt app with every listener registered."""
+    executors = executors or Executors.from_config(config)
     votes = votes or VoteStore(config.database_url)
     bolt_log = logging.getLogger("imagine.bolt")
     # Bolt also reads SLACK_BOT_TOKEN itself and warns that our client's token wins: it is the
@@ -48,15 +72,13 @@ def build_app(
     app = App(
         signing_secret=config.slack.signing_secret,
         client=build_web_client(config),
-        # Bolt runs listeners here; ours only parse and ack, but 5 threads (the default)
-        # would still queue a burst of commands behind each other.
-        listener_executor=ThreadPoolExecutor(32, thread_name_prefix="listener"),
+        listener_executor=executors.listeners,
         logger=bolt_log,
     )
     publisher = Publisher(votes)
     ImagineCommand(
         service,
-        jobs.submit,
+        executors.jobs.submit,
         config.default_provider,
         publisher=publisher,
         compare=CompareRunner(service, votes, config.voting, publisher),

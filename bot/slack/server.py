@@ -43,14 +43,44 @@ def startup_error(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
+class _Stopping(Exception):
+    """Raised in the main thread by SIGTERM, as KeyboardInterrupt is by SIGINT."""
+
+
+def _stopping(signum: int, frame: object) -> None:
+    raise _Stopping
+
+
 def _serve_socket_mode(config: Config) -> int:
+    """Until SIGTERM or Ctrl+C; then take no more envelopes and finish the pictures promised."""
+    import signal
+
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     from bot.generation.service import GenerationService
-    from bot.slack.app import build_app
+    from bot.slack.app import Executors, build_app
 
-    app = build_app(config, GenerationService.from_config(config))
-    SocketModeHandler(app, config.slack.app_token).start()
+    executors = Executors.from_config(config)
+    app = build_app(config, GenerationService.from_config(config), executors=executors)
+    handler = SocketModeHandler(app, config.slack.app_token)
+    signal.signal(signal.SIGTERM, _stopping)
+    try:
+        handler.start()
+    except SlackApiError as err:  # apps.connections.open refused the app-level token
+        code = err.response.get("error", "unknown")
+        print(
+            f"error: Slack refused SLACK_APP_TOKEN ({code}): check the App-Level Token "
+            "(xapp-..., scope connections:write)",
+            file=sys.stderr,
+        )
+        return 2
+    except (_Stopping, KeyboardInterrupt):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        handler.close()
+        executors.drain()
     return 0
 
 
@@ -72,6 +102,8 @@ def _serve_http(config: Config) -> int:
             self.cfg.set("graceful_timeout", 25)  # Heroku sends SIGKILL 30 s after SIGTERM
             self.cfg.set("preload_app", True)
             self.cfg.set("backlog", 2048)
+            # finish the pictures already promised before the worker process ends
+            self.cfg.set("worker_exit", lambda server, worker: application.drain())
 
         def load(self):
             return application
