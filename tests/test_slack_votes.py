@@ -90,7 +90,14 @@ def react(app, user, name, channel, ts, added=True, event_id=None, event_ts=None
     assert status == 200
 
 
-def settle(condition, timeout=10.0):
+def posted(slack: FakeSlack, channel: str, needle: str) -> dict:
+    """The message in `channel` whose text mentions `needle` (another test's may be there)."""
+    return slack.wait_for(
+        lambda: [m for m in slack.messages(channel) if needle in json.dumps(m)], timeout=20
+    )[0]
+
+
+def settle(condition, timeout=20.0):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met"
@@ -243,7 +250,7 @@ def test_one_provider_failing_posts_the_other_without_voting(world):
     slack, vertex, _, app, store = world
     vertex.block_prompt("PROHIBITED_CONTENT")
     app.post_command("compare a thing", response_url=slack.response_url())
-    [message] = slack.wait_for(lambda: slack.messages("C123")[-1:])
+    message = posted(slack, "C123", "a thing")
     text = json.dumps(message["blocks"])
     assert "gpt-image-2" in text and "incomplete, so there is no vote" in text
     assert "imagen" in text  # the failure is named
@@ -288,7 +295,7 @@ def test_without_a_bucket_the_comparison_is_uploaded_and_revealed_in_a_thread(wo
 def test_thumbs_rate_single_posts(world):
     slack, _, _, app, store = world
     app.post_command("imagen a quiet harbour", response_url=slack.response_url())
-    [message] = slack.wait_for(lambda: slack.messages("C123")[-1:])
+    message = posted(slack, "C123", "a quiet harbour")
     assert ":+1:" in json.dumps(message["blocks"])
     settle(lambda: store.rated_post_at("C123", message["ts"]))
     for user, emoji in (("U1", "+1"), ("U2", "-1"), ("U3", "thumbsup::skin-tone-3"), ("U1", "a")):
