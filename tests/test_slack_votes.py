@@ -76,7 +76,15 @@ def compare(world, text="compare a red fox", channel="C123", user="U123"):
         text, channel_id=channel, user_id=user, response_url=slack.response_url()
     )
     assert status == 200 and "Comparing 2 models" in body
-    message = slack.wait_for(lambda: slack.messages(channel)[before:])[0]
+    prompt = text.removeprefix("compare ")
+    message = slack.wait_for(
+        lambda: [
+            m
+            for m in slack.messages(channel)[before:]
+            if f"“{prompt}”" in json.dumps(m, ensure_ascii=False)
+        ],
+        timeout=20,
+    )[0]
     comparison = slack.wait_for(lambda: store.comparison_at(channel, message["ts"]))
     slack.wait_for(lambda: len(slack.reactions(channel, message["ts"])) == 4)
     return message, comparison
