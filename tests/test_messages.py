@@ -64,8 +64,12 @@ def test_mrkdwn_control_characters_are_escaped():
 
 
 def test_error_texts_name_provider_and_what_to_do():
-    assert "imagen" in messages.error_text(ContentPolicyError("Refused.", provider="imagen"))
-    assert "reword" in messages.error_text(ContentPolicyError("Refused.", provider="imagen"))
+    policy = ContentPolicyError(
+        "Refused; try rewording it.", reason="violence (medium)", provider="imagen"
+    )
+    assert messages.error_text(policy) == (
+        ":no_entry: imagen: Refused; try rewording it. Reason: violence (medium)"
+    )
     quota = messages.error_text(RateLimitError("Busy; try again in 1 minute.", provider="dalle3"))
     assert "try again in 1 minute" in quota
     config = messages.error_text(

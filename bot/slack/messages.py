@@ -130,7 +130,9 @@ def error_text(error: ImagineError) -> str:
     """One short sentence saying what happened and what to do."""
     who = f"{error.provider}: " if error.provider else ""
     if isinstance(error, ContentPolicyError):
-        return f":no_entry: {who}{error.message} Try rewording the prompt."
+        reason = error.reason or ""
+        why = f" Reason: {truncate(reason, 300)}" if reason and reason not in error.message else ""
+        return f":no_entry: {who}{error.message}{why}"
     if isinstance(error, RateLimitError):
         return f":hourglass: {who}{error.message}"
     return f":warning: {who}{error.message}"
