@@ -264,6 +264,7 @@ class AppProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> AppProcess:
+        """Launch the app and wait until `ready()` says it serves."""
         log = self.log_path.open("wb")
         try:
             self.process = subprocess.Popen(
@@ -281,20 +282,23 @@ class AppProcess:
             if self.process.poll() is not None:
                 self.returncode = self.process.returncode
                 raise RuntimeError(
-                    f"the app exited with status {self.returncode} before serving "
-                    f"/healthz; its output:\n{self.logs()}"
+                    f"the app exited with status {self.returncode} before it was ready; "
+                    f"its output:\n{self.logs()}"
                 )
-            try:
-                if self.get("/healthz", timeout=1)[0] == 200:
-                    return self
-            except OSError:
-                pass
+            if self.ready():
+                return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(
-            f"the app did not answer GET /healthz within {self.startup_timeout}s; "
-            f"its output:\n{self.logs()}"
+            f"the app was not ready within {self.startup_timeout}s; its output:\n{self.logs()}"
         )
+
+    def ready(self) -> bool:
+        """HTTP mode is ready when GET /healthz answers 200."""
+        try:
+            return self.get("/healthz", timeout=1)[0] == 200
+        except OSError:
+            return False
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (as Heroku and Cloud Run send), then SIGKILL if it lingers."""

@@ -35,6 +35,7 @@ def fakes():
 @pytest.fixture(autouse=True)
 def clean(fakes):
     for fake in fakes[:3]:
+        fake.quiesce()
         fake.reset()
     fakes[2].generation_delay = 0.0
     fakes[2].forever = None
@@ -249,6 +250,17 @@ def test_private_channel_without_the_bot_tells_the_requester(app, fakes):
     [reply] = slack.wait_for(lambda: slack.responses_to(url))
     assert reply.body["response_type"] == "ephemeral"
     assert "/invite @Imagine" in reply.text
+
+
+def test_an_install_without_files_read_still_posts_the_picture(app, fakes):
+    """files.info (to find the upload's message for 👍/👎) may be refused: the post stands."""
+    slack = fakes[0]
+    slack.fail("files.info", "missing_scope", times=20)
+    _, _, _, url = command(app, slack, "imagen a windmill")
+    slack.wait_for(lambda: slack.calls_to("files.info"))
+    slack.quiesce()
+    assert len(slack.uploaded_files) == 1
+    assert not slack.responses_to(url)  # no "something went wrong" for a posted picture
 
 
 def test_slack_rate_limit_is_retried(app, fakes):

@@ -65,6 +65,7 @@ def world(tmp_path_factory):
 def clean(world):
     slack, vertex, openai, _, _ = world
     for fake in (slack, vertex, openai):
+        fake.quiesce()  # the previous test's jobs may still be finishing
         fake.reset()
 
 

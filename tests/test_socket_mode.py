@@ -8,7 +8,6 @@ on 127.0.0.1 to tests/fakes/socket_mode.py; pictures go to FakeSlack as in HTTP 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 
@@ -30,33 +29,17 @@ class SocketModeApp(AppProcess):
         self.socket_mode = socket_mode
 
     def start(self) -> SocketModeApp:
-        known = len(self.socket_mode.sessions)  # another app may be connected already
-        log = self.log_path.open("wb")
+        self._known = len(self.socket_mode.sessions)  # another app may be connected already
+        super().start()
+        return self
+
+    def ready(self) -> bool:
+        """Socket Mode is ready when the app's websocket reaches the fake."""
         try:
-            self.process = subprocess.Popen(
-                [self.python, *self.args],
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.returncode = self.process.returncode
-                raise RuntimeError(f"the app exited with {self.returncode}:\n{self.logs()}")
-            try:
-                self.session = self.socket_mode.wait_for_session(timeout=0.1, after=known)
-                return self
-            except AssertionError:
-                pass
-        self.stop()
-        raise RuntimeError(
-            f"the app did not connect within {self.startup_timeout}s:\n{self.logs()}"
-        )
+            self.session = self.socket_mode.wait_for_session(timeout=0.1, after=self._known)
+            return True
+        except AssertionError:
+            return False
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +75,8 @@ def app(fakes, tmp_path_factory) -> Iterator[SocketModeApp]:
 
 @pytest.fixture(autouse=True)
 def clean(fakes):
+    slack, vertex, _ = fakes
+    slack.quiesce()  # the previous test's job may still be finishing its upload
     for fake in fakes:
         fake.reset()
 

@@ -48,7 +48,8 @@ class Delivery:
 
     def upload(self, channel: str, files: list[Upload], comment: str) -> str | None:
         """Upload images into the channel with `comment`; returns the message ts if Slack
-        tells us within `share_wait` seconds (it shares files asynchronously)."""
+        tells us within `share_wait` seconds (it shares files asynchronously), else None:
+        the pictures are posted either way, only voting on them needs the ts."""
         uploads = [
             {
                 "content": f.data,
@@ -71,7 +72,10 @@ class Delivery:
         deadline = time.monotonic() + self.share_wait
         delay = 0.1
         while True:
-            info = self.client.files_info(file=file_id).get("file") or {}
+            try:
+                info = self.client.files_info(file=file_id).get("file") or {}
+            except SlackApiError:  # e.g. missing_scope on an old install: the post stands
+                return None
             for scope in ("public", "private"):
                 shares = (info.get("shares") or {}).get(scope, {}).get(channel)
                 if shares:

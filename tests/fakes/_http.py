@@ -148,6 +148,17 @@ class FakeServer:
             self.requests.clear()
         self.latency = 0.0
 
+    def quiesce(self, idle: float = 0.3, timeout: float = 10.0) -> None:
+        """Wait until no request has arrived for `idle` seconds: the app under test has
+        finished what an earlier test started (so it cannot leak into the next one)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                last = self.requests[-1].at if self.requests else 0.0
+            if time.monotonic() - last >= idle:
+                return
+            time.sleep(0.05)
+
     def calls(self, path_contains: str = "") -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if path_contains in r.path]
