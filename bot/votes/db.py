@@ -342,6 +342,20 @@ class VoteStore:
     def _insert_ignore(self, table: Table) -> Any:
         return (sqlite_insert if self._sqlite else pg_insert)(table)
 
+    def _message_row_id(self, table: Table, channel_id: str, message_ts: str, **values: Any) -> int:
+        """Insert the row for a message unless it exists; the row's id either way."""
+        with self._write() as conn:
+            conn.execute(
+                self._insert_ignore(table)
+                .values(created_at=_now(), channel_id=channel_id, message_ts=message_ts, **values)
+                .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
+            )
+            return conn.execute(
+                select(table.c.id).where(
+                    table.c.channel_id == channel_id, table.c.message_ts == message_ts
+                )
+            ).scalar_one()
+
     def register_comparison(
         self,
         channel_id: str,
@@ -355,28 +369,16 @@ class VoteStore:
 
         `details` is the caller's own JSON-able state (what it needs to redraw the message).
         """
-        encoded = _encode_positions(positions)
-        with self._write() as conn:
-            conn.execute(
-                self._insert_ignore(COMPARISONS)
-                .values(
-                    created_at=_now(),
-                    channel_id=channel_id,
-                    message_ts=message_ts,
-                    requester_id=requester_id,
-                    prompt=prompt,
-                    positions=encoded,
-                    revealed=False,
-                    details=json.dumps(details or {}),
-                )
-                .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
-            )
-            return conn.execute(
-                select(COMPARISONS.c.id).where(
-                    COMPARISONS.c.channel_id == channel_id,
-                    COMPARISONS.c.message_ts == message_ts,
-                )
-            ).scalar_one()
+        return self._message_row_id(
+            COMPARISONS,
+            channel_id,
+            message_ts,
+            requester_id=requester_id,
+            prompt=prompt,
+            positions=_encode_positions(positions),
+            revealed=False,
+            details=json.dumps(details or {}),
+        )
 
     def comparison_at(self, channel_id: str, message_ts: str) -> Comparison | None:
         with self._read() as conn:
@@ -411,25 +413,14 @@ class VoteStore:
         self, channel_id: str, message_ts: str, provider: str, model: str, requester_id: str
     ) -> int:
         """Remember a single-provider post that takes 👍 / 👎; idempotent per message."""
-        with self._write() as conn:
-            conn.execute(
-                self._insert_ignore(RATED_POSTS)
-                .values(
-                    created_at=_now(),
-                    channel_id=channel_id,
-                    message_ts=message_ts,
-                    provider=provider,
-                    model=model,
-                    requester_id=requester_id,
-                )
-                .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
-            )
-            return conn.execute(
-                select(RATED_POSTS.c.id).where(
-                    RATED_POSTS.c.channel_id == channel_id,
-                    RATED_POSTS.c.message_ts == message_ts,
-                )
-            ).scalar_one()
+        return self._message_row_id(
+            RATED_POSTS,
+            channel_id,
+            message_ts,
+            provider=provider,
+            model=model,
+            requester_id=requester_id,
+        )
 
     def rated_post_at(self, channel_id: str, message_ts: str) -> RatedPost | None:
         with self._read() as conn:
