@@ -473,14 +473,19 @@ class FakeSlack(FakeServer):
         public = {k: v for k, v in message.items() if k != "channel"}
         return {"channel": chan.id, "ts": message["ts"], "message": public}
 
-    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _own_message(self, args: dict[str, Any], not_ours: str) -> dict[str, Any]:
+        """The bot's own message at (channel, ts), as chat.update and chat.delete need it."""
         self._require(args, "channel", "ts")
         self._visible(args["channel"])
         message = self._find(args["channel"], args["ts"])
         if message is None:
             raise SlackError("message_not_found")
         if message.get("user") != self.bot_user_id:
-            raise SlackError("cant_update_message")
+            raise SlackError(not_ours)
+        return message
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        message = self._own_message(args, "cant_update_message")
         content = self._content(args)
         message["text"] = content["text"]
         for key in ("blocks", "attachments"):
@@ -506,13 +511,7 @@ class FakeSlack(FakeServer):
         return {"message_ts": ephemeral["ts"]}
 
     def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
-        self._require(args, "channel", "ts")
-        self._visible(args["channel"])
-        message = self._find(args["channel"], args["ts"])
-        if message is None:
-            raise SlackError("message_not_found")
-        if message.get("user") != self.bot_user_id:
-            raise SlackError("cant_delete_message")
+        message = self._own_message(args, "cant_delete_message")
         self._messages[args["channel"]].remove(message)
         self._reactions.pop((args["channel"], args["ts"]), None)
         return {"channel": args["channel"], "ts": args["ts"]}
