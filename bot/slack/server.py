@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
+import threading
+from collections.abc import Callable
+from typing import NoReturn
 
 from bot.config import Config
 from bot.logs import configure_logging
@@ -51,8 +55,9 @@ def _stopping(signum: int, frame: object) -> None:
     raise _Stopping
 
 
-def _serve_socket_mode(config: Config) -> int:
-    """Until SIGTERM or Ctrl+C; then take no more envelopes and finish the pictures promised."""
+def _serve_socket_mode(config: Config) -> NoReturn:
+    """Until SIGTERM or Ctrl+C; then take no more envelopes, finish the pictures promised,
+    and end the process (exit 2 when Slack refuses the app-level token)."""
     import signal
 
     from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -65,6 +70,7 @@ def _serve_socket_mode(config: Config) -> int:
     app = build_app(config, GenerationService.from_config(config), executors=executors)
     handler = SocketModeHandler(app, config.slack.app_token)
     signal.signal(signal.SIGTERM, _stopping)
+    status = 0
     try:
         handler.start()
     except SlackApiError as err:  # apps.connections.open refused the app-level token
@@ -74,14 +80,30 @@ def _serve_socket_mode(config: Config) -> int:
             "(xapp-..., scope connections:write)",
             file=sys.stderr,
         )
-        return 2
+        status = 2
     except (_Stopping, KeyboardInterrupt):
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
-        handler.close()
+        _within(CLOSE_WAIT, handler.close)
         executors.drain()
-    return 0
+    # What we accepted is done. slack_sdk's own threads (its close joins them without a
+    # timeout, and a reconnect in progress can hold it) must not keep the process alive
+    # until the platform's SIGKILL.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+CLOSE_WAIT = 5.0  # seconds we give the websocket client to close
+
+
+def _within(seconds: float, call: Callable[[], object]) -> None:
+    """Run `call` but wait for it at most `seconds` (it runs on in a daemon thread)."""
+    worker = threading.Thread(target=call, daemon=True, name="socket-mode-close")
+    worker.start()
+    worker.join(seconds)
 
 
 def _serve_http(config: Config) -> int:
