@@ -1,4 +1,4 @@
-"""`python -m bot [serve | generate ... | check]` (also installed as the `imagine` command)."""
+"""`python -m bot [serve | worker | generate ... | compare ... | check]` (also `imagine`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from collections.abc import Sequence
 
 from bot.config import SettingError
 
-USAGE = """usage: python -m bot [serve | generate [options] PROMPT | check]
+USAGE = """usage: python -m bot [serve | worker | generate [options] PROMPT
+                     | compare [options] PROMPT | check]
 
   serve      run the Slack app (default): Socket Mode when SLACK_APP_TOKEN is set,
-             otherwise HTTP on $PORT
+             otherwise HTTP on $PORT; with REDIS_URL it only acknowledges and enqueues
+  worker     run queued jobs (needs REDIS_URL); start as many as the load needs
   generate   draw a picture without Slack; --help for the options
+  compare    draw a prompt with every configured provider, side by side
   check      say, for each provider and the store, whether it is configured and reachable
 """
 
@@ -20,18 +23,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args.pop(0) if args else "serve"
     try:
-        if command == "generate":
-            from bot.cli import main_generate
+        if command in {"generate", "compare"}:
+            from bot import cli
 
-            return main_generate(args)
+            return cli.main_generate(args) if command == "generate" else cli.main_compare(args)
         if command == "check":
             from bot.cli import main_check
 
             return main_check()
         if command == "serve":
-            from bot.slack.server import main_serve
+            from bot.server import main_serve
 
             return main_serve()
+        if command == "worker":
+            from bot.server import main_worker
+
+            return main_worker()
     except SettingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,43 +1,115 @@
-"""`python -m bot generate` and `python -m bot check`: the service without Slack.
+"""`python -m bot generate | compare | check`: the workflows without Slack.
 
-These are how an operator tries credentials and prompts before installing the Slack app;
-they print one line per fact and never a traceback.
+These are how an operator tries credentials and prompts before installing the Slack app. They
+run the very workflows the Slack app runs (the same provider choice, pacing, history), with a
+publisher that prints one line per fact and never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import re
 import sys
+import threading
+import time
+import uuid
 from collections.abc import Sequence
 from typing import TextIO
 
 from bot.config import Config
+from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, new_request_id
+from bot.core.ports import ComparisonPost, ComposedComparison, Posted, Waiting
 from bot.generation.service import GenerationService
 from bot.generation.stores.directory import DirectoryImageStore
 from bot.generation.types import ASPECT_RATIOS, MAX_IMAGES, ImageRequest, ImagineError
+from bot.votes.leaderboard import LeaderboardResult
+from bot.wiring import build_for_cli, build_service
+
+_EMOJI = re.compile(r"^(:[\w+-]+:\s*)+")
 
 
-def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+class ConsolePublisher:
+    """Prints what the Slack app would post; `status` is 1 once anything failed."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self.status = 0
+        self._lock = threading.Lock()
+
+    def _print(self, *lines: str) -> None:
+        with self._lock:
+            for line in lines:
+                print(line, file=self.out)
+
+    def tell(self, job: Job, text: str) -> None:
+        self.status = 1
+        self._print(_EMOJI.sub("", text))
+
+    def tell_error(self, job: Job, error: ImagineError) -> None:
+        self.status = 1
+        self._print(f"{error.provider + ': ' if error.provider else ''}{error.message}")
+
+    def progress(self, job: Job, waiting: Waiting | None) -> None:
+        if waiting is None:
+            self._print("drawing now…")
+        else:
+            ahead = ", ".join(f"{p}: {n} ahead" for p, n in waiting.ahead.items())
+            self._print(f"waiting for the providers' quotas ({ahead})…")
+
+    def post_pictures(self, job: Job, result, seconds: float) -> Posted:
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+        lines = [f"{result.provider} ({result.model}) {timing}"]
+        if result.revised_prompt:
+            lines.append(f"  revised prompt: {result.revised_prompt}")
+        lines += [f"  note: {note}" for note in result.notes]
+        lines += [f"  {image.url}" for image in result.images]
+        self._print(*lines)
+        return Posted(mode="console")
+
+    def post_comparison(
+        self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison
+    ) -> Posted:
+        sides = ", ".join(f"{p} = {prov} ({model})" for p, (prov, model) in post.models.items())
+        lines = [f"compare: {sides} · {post.seconds:.1f} s", f"  side by side: {post.pictures[0]}"]
+        for position, urls in post.originals.items():
+            lines += [f"  {position}: {url}" for url in urls]
+        self._print(*lines)
+        return Posted(mode="console")
+
+    def open_voting(self, job: CompareJob, posted: Posted) -> None:
+        pass  # nobody votes on a terminal
+
+    def show_leaderboard(
+        self, job: LeaderboardJob, result: LeaderboardResult, chart, chart_url
+    ) -> None:
+        self._print(*(f"{r.model}  {r.rating:.0f}  ({r.votes} votes)" for r in result.rows))
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", nargs="+", help="what to draw")
-    parser.add_argument(
-        "--provider",
-        "-p",
-        action="append",
-        help="provider name or alias; repeat to compare (default: IMAGINE_DEFAULT_PROVIDER, "
-        "else the first configured one)",
-    )
     parser.add_argument("--n", type=int, default=1, help=f"images per provider, 1-{MAX_IMAGES}")
     parser.add_argument("--aspect", "--ar", default="1:1", choices=ASPECT_RATIOS)
     parser.add_argument("--no", dest="negative_prompt", help="what to leave out")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--quality", help="e.g. standard|hd (DALL-E 3), low|medium|high")
+    parser.add_argument("--quality", help="e.g. standard|hd (DALL-E 3), low|medium|high|auto")
     parser.add_argument("--style", help="vivid|natural (DALL-E 3)")
     parser.add_argument("--out", help="write the images into this directory instead of GCS")
 
 
-def run_generate(
-    args: argparse.Namespace, config: Config, service: GenerationService, out: TextIO = sys.stdout
-) -> int:
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    add_request_arguments(parser)
+    parser.add_argument(
+        "--provider",
+        "-p",
+        action="append",
+        help="provider name or alias; repeat for several (default: as `/imagine <prompt>` "
+        "chooses: IMAGINE_DEFAULT_PROVIDER, else a comparison when two are configured)",
+    )
+
+
+def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: TextIO) -> int:
+    """Build the job as the Slack app would, run it in the foreground, print the outcome."""
     request = ImageRequest(
         prompt=" ".join(args.prompt).strip(),
         n=args.n,
@@ -47,48 +119,42 @@ def run_generate(
         quality=args.quality,
         style=args.style,
     )
-    providers = args.provider or default_providers(config, service)
+    publisher = ConsolePublisher(out)
+    store = DirectoryImageStore(args.out) if args.out else "default"
+    services = build_for_cli(config, publisher, store=store)
     try:
-        service.validate(request, providers)  # what to draw, and with what, comes first
+        named = getattr(args, "provider", None)
+        if named:
+            providers = tuple(services.choice.choose(word)[0] for word in named)
+        else:
+            providers = services.choice.choose(compare=compare)
+        services.service.validate(request, providers)  # what to draw, and with what, comes first
     except ImagineError as err:
         print(f"error: {err.message}", file=out)
         return 2
-    if args.out:
-        store = DirectoryImageStore(args.out)
-    elif service.store is None:
+    if services.service.store is None:
         print(
             "error: GCS_BUCKET is not set: set it, or pass --out DIR to save the images.", file=out
         )
         return 2
-    else:
-        store = service.store
+    now = time.time()
+    kind = CompareJob if compare or (not named and len(providers) > 1) else GenerateJob
+    job = kind(
+        key=f"cli:{uuid.uuid4().hex}",
+        request_id=new_request_id(),
+        team_id="cli",
+        channel_id="cli",
+        user_id=_user(),
+        created_at=now,
+        deadline=now + config.jobs.deadline,
+        providers=providers,
+        request=request,
+    )
     try:
-        results = service.generate(request, providers, store=store)
-    except ImagineError as err:
-        print(f"error: {err.message}", file=out)
-        return 2
-    status = 0
-    for result in results:
-        if result.error:
-            print(f"{result.provider}: {result.error.message}", file=out)
-            status = 1
-            continue
-        timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
-        print(f"{result.provider} ({result.model}) {timing}", file=out)
-        if result.revised_prompt:
-            print(f"  revised prompt: {result.revised_prompt}", file=out)
-        for note in result.notes:
-            print(f"  note: {note}", file=out)
-        for image in result.images:
-            print(f"  {image.url}", file=out)
-    return status
-
-
-def default_providers(config: Config, service: GenerationService) -> list[str]:
-    if config.default_provider:
-        return [config.default_provider]
-    configured = service.configured_providers()
-    return configured[:1]
+        services.workflows.run(job)  # type: ignore[union-attr]
+    finally:
+        services.close()
+    return publisher.status
 
 
 def run_check(config: Config, service: GenerationService, out: TextIO = sys.stdout) -> int:
@@ -124,14 +190,30 @@ def _live(name: str, width: int, call, out: TextIO) -> int:
     return 0
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "cli"
+
+
 def main_generate(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot generate")
     add_generate_arguments(parser)
     args = parser.parse_args(argv)
-    config = Config.from_env()
-    return run_generate(args, config, GenerationService.from_config(config))
+    return run_job(args, Config.from_env(), compare=False, out=sys.stdout)
+
+
+def main_compare(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot compare",
+        description="Draw the prompt with every configured provider and put them side by side.",
+    )
+    add_request_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_job(args, Config.from_env(), compare=True, out=sys.stdout)
 
 
 def main_check() -> int:
     config = Config.from_env()
-    return run_check(config, GenerationService.from_config(config))
+    return run_check(config, build_service(config))

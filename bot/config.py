@@ -67,6 +67,25 @@ def _duration(env: Mapping[str, str], name: str, default: int) -> int:
     return seconds
 
 
+def _rate(env: Mapping[str, str], name: str) -> float | None:
+    """Requests per minute; unset means no pacing."""
+    if not env.get(name, "").strip():
+        return None
+    rate = _number(env, name, 0.0)
+    if rate <= 0:
+        raise SettingError(f"{name} must be a positive number of requests per minute")
+    return rate
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    if not env.get(name, "").strip():
+        return None
+    port = _number(env, name, 0)
+    if port != int(port) or port > 65535:
+        raise SettingError(f"{name} must be a port number from 0 to 65535")
+    return int(port)
+
+
 @dataclass(frozen=True)
 class RetryConfig:
     """How hard we try before telling a person the provider is busy or down."""
@@ -87,6 +106,7 @@ class GoogleConfig:
     api_version: str = "v1"
     person_generation: str = "allow_adult"
     safety_setting: str = "block_medium_and_above"
+    requests_per_minute: float | None = None  # the project's quota; None: no pacing
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,7 @@ class OpenAIConfig:
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     model: str = DEFAULT_OPENAI_IMAGE_MODEL
+    requests_per_minute: float | None = None  # the deployment's quota; None: no pacing
 
 
 @dataclass(frozen=True)
@@ -122,6 +143,18 @@ class SlackConfig:
     api_url: str | None = None
     port: int = 3000
     workers: int = 256  # threads that run generations; provider calls are slow and I/O-bound
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """How accepted work runs: in this process, or on a Redis queue served by workers."""
+
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    deadline: int = 600  # seconds from acknowledgement after which a picture is given up
+    max_queued_per_user: int = 5  # pictures one person may have on the way at once
+    worker_threads: int = 128  # jobs one `python -m bot worker` process runs at once
+    stop_wait: float = 20.0  # a stopping worker's jobs get this long; Heroku kills at 30 s
+    metrics_port: int | None = None  # where a worker (or Socket Mode) serves /metrics
 
 
 @dataclass(frozen=True)
@@ -154,6 +187,7 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     voting: VotingConfig = field(default_factory=VotingConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     default_provider: str | None = None
     database_url: str = "sqlite:///imagine.db"
 
@@ -180,6 +214,7 @@ class Config:
                 api_version=_text(env, "VERTEX_AI_API_VERSION", "v1"),
                 person_generation=_text(env, "IMAGEN_PERSON_GENERATION", "allow_adult"),
                 safety_setting=_text(env, "IMAGEN_SAFETY_SETTING", "block_medium_and_above"),
+                requests_per_minute=_rate(env, "IMAGEN_REQUESTS_PER_MINUTE"),
             ),
             openai=OpenAIConfig(
                 azure_endpoint=_text(env, "AZURE_OPENAI_ENDPOINT"),
@@ -193,6 +228,7 @@ class Config:
                 api_key=_text(env, "OPENAI_API_KEY"),
                 base_url=_text(env, "OPENAI_BASE_URL"),
                 model=_text(env, "OPENAI_IMAGE_MODEL", DEFAULT_OPENAI_IMAGE_MODEL),
+                requests_per_minute=_rate(env, "OPENAI_REQUESTS_PER_MINUTE"),
             ),
             store=StoreConfig(
                 gcs_bucket=_text(env, "GCS_BUCKET"),
@@ -217,6 +253,14 @@ class Config:
                 timeout=_number(env, "IMAGINE_PROVIDER_TIMEOUT", 120.0, minimum=0.1),
             ),
             voting=_voting(env),
+            jobs=JobsConfig(
+                redis_url=_text(env, "REDIS_URL"),
+                deadline=_duration(env, "IMAGINE_JOB_DEADLINE", 600),
+                max_queued_per_user=int(_number(env, "IMAGINE_MAX_QUEUED_PER_USER", 5, minimum=1)),
+                worker_threads=int(_number(env, "IMAGINE_WORKER_THREADS", 128, minimum=1)),
+                stop_wait=_number(env, "IMAGINE_WORKER_STOP_WAIT", 20.0),
+                metrics_port=_port(env, "IMAGINE_METRICS_PORT"),
+            ),
             default_provider=_text(env, "IMAGINE_DEFAULT_PROVIDER"),
             database_url=_text(env, "DATABASE_URL", "sqlite:///imagine.db"),
         )

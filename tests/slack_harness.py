@@ -397,6 +397,27 @@ class AppProcess:
         return self.post_signed(block_actions_body(**fields), "application/x-www-form-urlencoded")
 
 
+class WorkerProcess(AppProcess):
+    """`python -m bot worker`, serving /metrics on its port; ready when that answers."""
+
+    def __init__(self, env: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(env, args=("-m", "bot", "worker"), **kwargs)
+        self.env["IMAGINE_METRICS_PORT"] = str(self.port)
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/metrics", timeout=1)[0] == 200 and "worker started" in self.logs()
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, as in an OOM kill or a lost host."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(5)
+        self.returncode = self.process.returncode
+
+
 # -- pytest fixtures (import them into a test module, or move them into conftest.py) -------
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
@@ -407,12 +428,13 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 @pytest.fixture
 def start_app(tmp_path: Path) -> Iterator[Callable[..., AppProcess]]:
-    """`start_app(env)` starts an AppProcess; every one started is stopped after the test."""
+    """`start_app(env)` starts an AppProcess (`cls=WorkerProcess` for a worker); every one
+    started is stopped after the test."""
     started: list[AppProcess] = []
 
-    def start(env: Mapping[str, str], **kwargs: Any) -> AppProcess:
+    def start(env: Mapping[str, str], cls: type[AppProcess] = AppProcess, **kwargs: Any):
         kwargs.setdefault("workdir", tmp_path / f"app{len(started)}")
-        app = AppProcess(env, **kwargs)
+        app = cls(env, **kwargs)
         started.append(app)
         return app.start()
 

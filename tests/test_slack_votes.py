@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from PIL import Image
+from sqlalchemy import text
 
 from bot.votes.db import ModelRef, VoteStore
 from tests.fakes.gcs import GcsFront, start_gcs_emulator
@@ -104,6 +105,12 @@ def posted(slack: FakeSlack, channel: str, needle: str) -> dict:
     return slack.wait_for(
         lambda: [m for m in slack.messages(channel) if needle in json.dumps(m)], timeout=20
     )[0]
+
+
+def query(store: VoteStore, sql: str, **params) -> list:
+    """Rows of one read-only query, in a short transaction of its own."""
+    with store.engine.connect() as conn:
+        return conn.execute(text(sql), params).all()
 
 
 def settle(condition, timeout=20.0):
@@ -236,15 +243,9 @@ def test_reveal_after_three_votes_and_hidden_flag(world):
     assert "A is better: 2" in json.dumps(update["blocks"])
     react(app, "U4", "b", "C123", message["ts"])  # cast after the reveal
     settle(lambda: len(store.votes(comparison.id)) == 4)
-    with store.engine.connect() as conn:
-        from sqlalchemy import text
-
-        hidden = dict(
-            conn.execute(
-                text("SELECT voter_id, hidden FROM votes WHERE comparison_id = :c"),
-                {"c": comparison.id},
-            ).all()
-        )
+    hidden = dict(
+        query(store, "SELECT voter_id, hidden FROM votes WHERE comparison_id = :c", c=comparison.id)
+    )
     assert {k: bool(v) for k, v in hidden.items()} == {
         "U1": True,
         "U2": True,
@@ -310,17 +311,13 @@ def test_thumbs_rate_single_posts(world):
     for user, emoji in (("U1", "+1"), ("U2", "-1"), ("U3", "thumbsup::skin-tone-3"), ("U1", "a")):
         react(app, user, emoji, "C123", message["ts"])
     rated = store.rated_post_at("C123", message["ts"])
-    with store.engine.connect() as conn:
-        from sqlalchemy import text
-
-        settle(
-            lambda: (
-                conn.execute(
-                    text("SELECT count(*) FROM votes WHERE rated_post_id = :r"), {"r": rated.id}
-                ).scalar()
-                == 3
-            )
+    # each check reads in a transaction of its own, holding no lock the app's writes need
+    settle(
+        lambda: (
+            query(store, "SELECT count(*) FROM votes WHERE rated_post_id = :r", r=rated.id)[0][0]
+            == 3
         )
+    )
     url = slack.response_url()
     app.post_command("leaderboard", response_url=url)
     [reply] = slack.wait_for(lambda: slack.responses_to(url))

@@ -6,11 +6,9 @@ set through the URL) that is dropped afterwards, so runs never see each other's 
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from bot.votes.db import ModelRef, VoteStore, normalise_url
 from bot.votes.schema import EVENTS, MIGRATIONS, VOTES, Migration
+from tests.services import postgres_schema
 
-PG_ENV = "IMAGINE_TEST_POSTGRES_URL"
 POSITIONS = {
     "A": {"provider": "imagen", "model": "gemini-image"},
     "B": {"provider": "dalle3", "model": "gpt-image"},
@@ -36,19 +34,8 @@ def backend_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'votes.db'}"
         return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set: PostgreSQL tests did not run")
-    schema = f"imagine_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
@@ -87,8 +74,9 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "rated_posts",
         "reaction_events",
         "votes",
+        "deliveries",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 2
+    assert store.schema_version() == len(MIGRATIONS) == 3
     assert store.migrate() == []  # nothing left to apply
 
 
@@ -106,13 +94,13 @@ def test_a_version_1_database_is_upgraded_once(backend_url: str) -> None:
     calls: list[int] = []
 
     def add_note(conn) -> None:
-        calls.append(3)
+        calls.append(4)
         conn.execute(text("ALTER TABLE comparisons ADD COLUMN note VARCHAR(100)"))
 
-    migrations = (*MIGRATIONS, Migration(3, "comparison notes", add_note))
+    migrations = (*MIGRATIONS, Migration(4, "comparison notes", add_note))
     upgraded = VoteStore(backend_url, migrations=migrations)
-    assert upgraded.schema_version() == 3
-    assert calls == [3]
+    assert upgraded.schema_version() == 4
+    assert calls == [4]
     cid = upgraded.register_comparison("C1", ts(1), "U1", "a fox", POSITIONS, {"mode": "x"})
     assert upgraded.comparison(cid).details == {"mode": "x"}  # migration 2's column
     with upgraded.engine.begin() as conn:
@@ -122,10 +110,10 @@ def test_a_version_1_database_is_upgraded_once(backend_url: str) -> None:
 
     again = VoteStore(backend_url, migrations=migrations)  # second start: nothing reapplied
     assert again.migrate(migrations) == []
-    assert calls == [3]
+    assert calls == [4]
     with again.engine.connect() as conn:
         rows = conn.execute(text("SELECT version FROM schema_version ORDER BY version")).all()
-    assert [r[0] for r in rows] == [1, 2, 3]
+    assert [r[0] for r in rows] == [1, 2, 3, 4]
     again.close()
 
 

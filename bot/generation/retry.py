@@ -1,11 +1,14 @@
-"""Bounded retry waits shared by providers that do their own HTTP (the openai SDK has its own)."""
+"""Retry waits shared by the providers: honour the server's Retry-After, else back off with
+jitter; a refused call (429) within a job is retried until the job's deadline."""
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 
 from bot.config import RetryConfig
+from bot.generation.pacing import current_turn
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -21,17 +24,26 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def next_wait(attempt: int, retry_after: float | None, config: RetryConfig) -> float | None:
+def backoff(attempt: int, config: RetryConfig) -> float:
+    """Exponential backoff with jitter (Vertex AI sends no Retry-After), at most max_wait."""
+    step = min(config.max_wait, config.backoff * (2 ** min(attempt, 16)))
+    return step * (0.5 + random.random() / 2)
+
+
+def next_wait(
+    attempt: int, retry_after: float | None, config: RetryConfig, *, throttled: bool = False
+) -> float | None:
     """Seconds to wait before retry number `attempt` (0-based), or None to give up.
 
-    We honour the server's `retry-after` when it gives one; otherwise back off exponentially
-    with jitter. A wait longer than `config.max_wait` is not worth holding a Slack request
-    for, so we give up and tell the person when to try again instead.
+    `throttled` (a 429): within a job, the call is retried until the job's deadline, because
+    a quota frees up within a minute and people would rather wait than type the command
+    again; each retry waits its turn at the pacer again. Otherwise (other failures, or no job
+    around the call) we retry `max_retries` times and give up on a wait beyond `max_wait`.
     """
+    wait = retry_after if retry_after is not None else backoff(attempt, config)
+    turn = current_turn.get()
+    if throttled and turn is not None:
+        return wait if time.time() + wait < turn.deadline else None
     if attempt >= config.max_retries:
         return None
-    if retry_after is not None:
-        wait = retry_after
-    else:
-        wait = config.backoff * (2**attempt) * (0.5 + random.random() / 2)
     return wait if wait <= config.max_wait else None

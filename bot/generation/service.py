@@ -15,6 +15,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from bot.config import Config
+from bot.generation.pacing import NoPacer, Pacer, submit_in_context
 from bot.generation.providers import ImageProvider, build_providers, resolve_provider_name
 from bot.generation.stores.base import ImageStore
 from bot.generation.types import (
@@ -44,8 +45,10 @@ class GenerationService:
         keep_provider_urls: bool = False,
         download_timeout: float = 60.0,
         max_workers: int = 64,
+        pacer: Pacer | None = None,
     ) -> None:
         self.providers = providers
+        self.use_pacer(pacer or NoPacer())
         self.store = store
         self.keep_provider_urls = keep_provider_urls
         self.download_timeout = download_timeout
@@ -55,18 +58,41 @@ class GenerationService:
         self._http.mount("http://", HTTPAdapter(pool_maxsize=max_workers))
 
     @classmethod
-    def from_config(cls, config: Config) -> GenerationService:
-        store = None
-        if config.store.gcs_bucket:
-            from bot.generation.stores.gcs import GcsImageStore
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        pacer: Pacer | None = None,
+        store: ImageStore | None | str = "default",
+    ) -> GenerationService:
+        """The service as configured; `store` overrides GCS_BUCKET (the CLI's --out)."""
+        if store == "default":
+            store = None
+            if config.store.gcs_bucket:
+                from bot.generation.stores.gcs import GcsImageStore
 
-            store = GcsImageStore.from_config(config)
+                store = GcsImageStore.from_config(config)
         return cls(
             build_providers(config),
             store,
             keep_provider_urls=config.store.keep_provider_urls,
             download_timeout=config.retry.timeout,
+            pacer=pacer,
         )
+
+    def use_pacer(self, pacer: Pacer) -> None:
+        """Every HTTP call to a provider waits its turn at `pacer` (its quota)."""
+        self.pacer = pacer
+        for provider in self.providers.values():
+            provider.pacer = pacer
+
+    def quotas(self) -> dict[str, float]:
+        """Provider name -> requests per minute, for the providers whose quota is set."""
+        return {
+            name: p.requests_per_minute
+            for name, p in self.providers.items()
+            if p.requests_per_minute is not None
+        }
 
     # -- lookup -------------------------------------------------------------------------------
     def provider(self, word: str) -> ImageProvider:
@@ -128,7 +154,9 @@ class GenerationService:
         self.validate(request, provider_names)
         target = self.store if store == "default" else store
         providers = [self.provider(word) for word in provider_names]
-        futures = [self._pool.submit(self._run_one, p, request, target) for p in providers[1:]]
+        futures = [
+            submit_in_context(self._pool, self._run_one, p, request, target) for p in providers[1:]
+        ]
         first = self._run_one(providers[0], request, target)
         return [first, *(f.result() for f in futures)]
 

@@ -1,25 +1,25 @@
-"""build_app(config, service) -> slack_bolt.App with every listener registered."""
+"""The Bolt app: a WebClient, and every listener registered over the process's services."""
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Config
+from bot.core.services import Services
 from bot.generation.service import GenerationService
-from bot.slack.compare import CompareRunner
-from bot.slack.leaderboard import LeaderboardRunner
-from bot.slack.listeners import ImagineCommand
-from bot.slack.publish import Publisher
-from bot.slack.reactions import Voting
-from bot.votes.db import VoteStore
+from bot.slack.listeners.actions import CancelButton, RevealButton
+from bot.slack.listeners.commands import ImagineCommand
+from bot.slack.listeners.events import ReactionVotes
+from bot.slack.publisher import SlackPublisher
+from bot.slack.reveal import Reveal
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+LISTENER_THREADS = 32  # ours only parse and ack, but Bolt's 5 would queue a burst
 
 
 def build_web_client(config: Config) -> WebClient:
@@ -33,56 +33,40 @@ def build_web_client(config: Config) -> WebClient:
     return client
 
 
-@dataclass
-class Executors:
-    """Bolt's listener threads and our job threads, so that a stop can drain both in order."""
+def publisher_factory(config: Config, client: WebClient):
+    """Builds the Slack publisher for `bot.wiring` once the generation service exists."""
 
-    listeners: ThreadPoolExecutor
-    jobs: ThreadPoolExecutor
+    def build(service: GenerationService) -> SlackPublisher:
+        labels = {name: p.label for name, p in service.providers.items()}
+        return SlackPublisher(client, config.voting, labels)
 
-    @classmethod
-    def from_config(cls, config: Config) -> Executors:
-        return cls(
-            # Bolt runs listeners here; ours only parse and ack, but 5 threads (Bolt's
-            # default) would still queue a burst of commands behind each other.
-            ThreadPoolExecutor(32, thread_name_prefix="listener"),
-            # generations: slow provider calls that mostly wait
-            ThreadPoolExecutor(config.slack.workers, thread_name_prefix="job"),
-        )
-
-    def drain(self) -> None:
-        """Finish what was accepted: listeners may still be handing jobs over, then the jobs."""
-        self.listeners.shutdown(wait=True)
-        self.jobs.shutdown(wait=True)
+    return build
 
 
 def build_app(
-    config: Config,
-    service: GenerationService,
-    votes: VoteStore | None = None,
-    executors: Executors | None = None,
+    config: Config, services: Services, client: WebClient, listeners: ThreadPoolExecutor
 ) -> App:
-    """The Bolt app with every listener registered."""
-    executors = executors or Executors.from_config(config)
-    votes = votes or VoteStore(config.database_url)
+    """The Bolt app with every listener registered; `listeners` runs them."""
+    assert services.runner is not None, "the Slack app needs a runner for its jobs"
     bolt_log = logging.getLogger("imagine.bolt")
     # Bolt also reads SLACK_BOT_TOKEN itself and warns that our client's token wins: it is the
     # same token, so that warning is noise.
     bolt_log.addFilter(lambda record: "`token` will be unused" not in record.getMessage())
     app = App(
         signing_secret=config.slack.signing_secret,
-        client=build_web_client(config),
-        listener_executor=executors.listeners,
+        client=client,
+        listener_executor=listeners,
         logger=bolt_log,
     )
-    publisher = Publisher(votes)
+    reveal = Reveal(services.store, config.voting)
     ImagineCommand(
-        service,
-        executors.jobs.submit,
-        config.default_provider,
-        publisher=publisher,
-        compare=CompareRunner(service, votes, config.voting, publisher),
-        leaderboard=LeaderboardRunner(votes, service.store, config.voting),
+        services.service, services.choice, services.runner, config.jobs.deadline
     ).register(app)
-    Voting(votes, config.voting).register(app)
+    ReactionVotes(services.store, config.voting, reveal).register(app)
+    RevealButton(services.store, config.voting, reveal).register(app)
+    CancelButton(services.runner).register(app)
     return app
+
+
+def listener_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="listener")

@@ -138,6 +138,41 @@ def error_text(error: ImagineError) -> str:
     return f":warning: {who}{error.message}"
 
 
+CANCEL_ACTION = "imagine_cancel"
+
+
+def waiting_note(prompt: str, ahead: dict[str, int], job_key: str) -> dict:
+    """The private note while a picture waits for quota, with a Cancel button."""
+    waits = " · ".join(
+        f"{label}'s quota, {n} ahead of you" if n else f"{label}'s quota, next in line"
+        for label, n in ahead.items()
+    )
+    text = f":hourglass_flowing_sand: Waiting for {waits}. “{escape(truncate(prompt, 200))}”"
+    return {
+        "text": text,
+        "blocks": [
+            _section(text),
+            {
+                "type": "actions",
+                "block_id": "imagine_waiting",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": CANCEL_ACTION,
+                        "text": {"type": "plain_text", "text": "Cancel"},
+                        "value": job_key,
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def drawing_note(prompt: str) -> dict:
+    text = f":art: Drawing “{escape(truncate(prompt, 200))}” now…"
+    return {"text": text, "blocks": [_section(text)]}
+
+
 NOT_IN_CHANNEL = (
     "I'm not a member of this conversation, so only you can see this. "
     "Invite me with `/invite @Imagine` to post pictures here."
@@ -166,6 +201,17 @@ class ComparisonView:
     requester: str
     seconds: float
     reveal_after: int
+
+    @classmethod
+    def of(cls, post: Any, emoji: dict[str, str]) -> ComparisonView:
+        """The view of a core `ComparisonPost` (or its stored dict) with the voting emoji."""
+        fields = post if isinstance(post, dict) else vars(post)
+        names = ("prompt", "pictures", "originals", "models", "requester", "seconds")
+        return cls(
+            **{name: fields[name] for name in names},
+            emoji=emoji,
+            reveal_after=fields["reveal_after"],
+        )
 
     def how_to_vote(self) -> str:
         how = " · ".join(f":{self.emoji[c]}: {label}" for c, label in CHOICE_LABELS.items())
@@ -235,11 +281,6 @@ def reveal_text(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> st
     )
     votes = " · ".join(f"{CHOICE_LABELS[c]}: {tally.get(c, 0)}" for c in CHOICE_LABELS)
     return f"{sides}\nVotes so far: {votes}"
-
-
-def partial_compare_text(failed: list[ImagineError]) -> str:
-    reasons = " ".join(error_text(err) for err in failed)
-    return f"The comparison is incomplete, so there is no vote. {reasons}"
 
 
 def compare_comment(view: ComparisonView) -> str:

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection
 
 from bot.votes.schema import (
     COMPARISONS,
+    DELIVERIES,
     EVENTS,
     GENERATIONS,
     MIGRATIONS,
@@ -52,8 +53,9 @@ from bot.votes.schema import (
 DEFAULT_URL = "sqlite:///imagine.db"
 TIE, BOTH_BAD, UP, DOWN = "tie", "both_bad", "up", "down"
 COMPARISON, RATED_POST = "comparison", "rated_post"
+POSTING, POSTED, TOLD = "posting", "posted", "told"  # delivery states
 _MIGRATION_LOCK = 0x1A6A_17E0  # pg advisory lock key held while migrating
-_READ = "imagine_read_only"  # execution option: a plain deferred BEGIN on SQLite
+_WRITE = "imagine_write"  # execution option: BEGIN IMMEDIATE on SQLite (else a deferred BEGIN)
 
 
 def normalise_url(url: str) -> str:
@@ -239,15 +241,15 @@ class VoteStore:
             with self._engine.begin() as conn:
                 yield conn
             return
-        with self._sqlite_writer, self._engine.begin() as conn:  # BEGIN IMMEDIATE
-            yield conn
+        with self._sqlite_writer, self._engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():  # BEGIN IMMEDIATE
+                yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            conn.execution_options(**{_READ: True})
-            with conn.begin():
-                yield conn
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
 
     # --- schema versions ---
 
@@ -336,6 +338,33 @@ class VoteStore:
                     item[key] = json.loads(item[key])
                 out.append(item)
             return out
+
+    # --- deliveries: what a job has already shown, so a re-run never posts twice ---
+
+    def delivery_state(self, job_key: str) -> str | None:
+        """None (nothing posted yet), "posting" (a run started posting), "posted" or "told"."""
+        with self._read() as conn:
+            return conn.scalar(select(DELIVERIES.c.state).where(DELIVERIES.c.job_key == job_key))
+
+    def claim_delivery(self, job_key: str, channel_id: str) -> bool:
+        """Record that this run is about to post; False when another run got there first."""
+        with self._write() as conn:
+            claimed = conn.execute(
+                self._insert_ignore(DELIVERIES)
+                .values(job_key=job_key, state=POSTING, channel_id=channel_id, updated_at=_now())
+                .on_conflict_do_nothing(index_elements=["job_key"])
+                .returning(DELIVERIES.c.job_key)
+            )
+            return claimed.first() is not None
+
+    def finish_delivery(self, job_key: str, state: str, message_ts: str | None = None) -> None:
+        """The claimed job's outcome: POSTED (with its message) or TOLD (a sentence instead)."""
+        with self._write() as conn:
+            conn.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.job_key == job_key)
+                .values(state=state, message_ts=message_ts, updated_at=_now())
+            )
 
     # --- comparisons and rated posts ---
 
@@ -654,7 +683,8 @@ def _to_comparison(row: Mapping[str, Any] | None) -> Comparison | None:
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
-    """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for writes so writers queue up front."""
+    """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for our writes so writers queue up
+    front."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -668,5 +698,8 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # Only our writers take the write lock up front. Any other connection (a read, a
+        # script, a test looking at the data) begins deferred and never holds the lock while
+        # it merely reads: a reader holding BEGIN IMMEDIATE stalls every writer.
+        writer = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")

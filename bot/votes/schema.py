@@ -113,6 +113,16 @@ GENERATIONS, COMPARISONS, RATED_POSTS = _T["generations"], _T["comparisons"], _T
 EVENTS, VOTES = _T["reaction_events"], _T["votes"]
 # Migration 2: what the Slack app needs to redraw a comparison when it reveals the models.
 COMPARISONS.append_column(Column("details", Text))  # JSON
+# Migration 3: one row per job that reached the posting step, so a re-run never posts twice.
+DELIVERIES = Table(
+    "deliveries",
+    _metadata,
+    Column("job_key", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),  # posting -> posted | told
+    Column("channel_id", String(64), nullable=False),
+    Column("message_ts", String(32)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -141,7 +151,12 @@ def _add_comparison_details(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE comparisons ADD COLUMN details TEXT"))
 
 
+def _create_deliveries(conn: Connection) -> None:
+    DELIVERIES.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create tables", _create_v1),
     Migration(2, "comparisons.details", _add_comparison_details),
+    Migration(3, "deliveries", _create_deliveries),
 )

@@ -55,6 +55,46 @@ class Reply:
 Script = Reply | Callable[[RecordedRequest], Reply]
 
 
+class WindowQuota:
+    """At most `limit` calls in any `window` seconds, as Azure OpenAI and Vertex AI evaluate a
+    per-minute quota over 10-second windows. Sliding, so never kinder than a fixed window:
+    any 10 seconds hold at most `limit` accepted calls. Refused calls are counted."""
+
+    def __init__(self, limit: int, window: float = 10.0) -> None:
+        self.limit = limit
+        self.window = window
+        self.accepted: list[float] = []  # monotonic times of every accepted call
+        self.refused = 0
+        self._recent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def per_minute(cls, requests_per_minute: float, window: float = 10.0) -> WindowQuota:
+        return cls(int(requests_per_minute * window / 60), window)
+
+    def take(self) -> float | None:
+        """None when the call may go ahead; else the seconds until one may."""
+        with self._lock:
+            now = time.monotonic()
+            while self._recent and self._recent[0] <= now - self.window:
+                self._recent.popleft()
+            if len(self._recent) < self.limit:
+                self._recent.append(now)
+                self.accepted.append(now)
+                return None
+            self.refused += 1
+            return self._recent[0] + self.window - now
+
+    def max_in_any_window(self) -> int:
+        """The most accepted calls that fell in one window (the check that nothing slipped)."""
+        times, best, start = sorted(self.accepted), 0, 0
+        for end, moment in enumerate(times):
+            while times[start] <= moment - self.window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+
 class FakeServer:
     """Threaded HTTP server with a script of replies and a record of requests."""
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 import re
 import threading
 import time
 from typing import Any
 
-from tests.fakes._http import FakeServer, RecordedRequest, Reply
+from tests.fakes._http import FakeServer, RecordedRequest, Reply, WindowQuota
 from tests.fakes.images import png_bytes
 
 GENERATIONS = "/images/generations"
@@ -60,6 +61,7 @@ class FakeOpenAIImages(FakeServer):
         self.token_delay = 0.0
         self.generation_delay = 0.0  # seconds each generation call takes (overlap tests)
         self.forever: Reply | None = None  # answer every generation call with this
+        self.quota: WindowQuota | None = None  # the deployment's rate limit, when set
         self.issued_tokens: list[str] = []
         self.token_scopes: list[str | None] = []
         self.files: dict[str, bytes] = {}
@@ -75,6 +77,7 @@ class FakeOpenAIImages(FakeServer):
             self.token_delay = 0.0
             self.generation_delay = 0.0
             self.forever = None
+            self.quota = None
             self.issued_tokens.clear()
             self.token_scopes.clear()
             self.files.clear()
@@ -209,6 +212,12 @@ class FakeOpenAIImages(FakeServer):
 
     # -- generation -------------------------------------------------------------------------
     def _generate(self, request: RecordedRequest, model: str, *, azure: bool) -> Reply:
+        if self.quota is not None:
+            wait = self.quota.take()
+            if wait is not None:  # Azure says when to come back, in seconds and in ms
+                return self._rate_limited(
+                    {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
+                )
         with self._state:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

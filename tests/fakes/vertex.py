@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.fakes._http import FakeServer, RecordedRequest, Reply
+from tests.fakes._http import FakeServer, RecordedRequest, Reply, WindowQuota
 from tests.fakes.images import png_bytes
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -124,6 +124,7 @@ class FakeVertexAI(FakeServer):
         self.enhance_prompts = False  # Imagen: return a rewritten `prompt` with each image
         self.token_latency = 0.0  # widen the window in which clients might race on refresh
         self.issued_tokens: set[str] = set()
+        self.quota: WindowQuota | None = None  # enforced on the model calls when set
         self._counter = itertools.count()
 
     def reset(self) -> None:
@@ -134,6 +135,7 @@ class FakeVertexAI(FakeServer):
         super().reset()
         self.enhance_prompts = False
         self.token_latency = 0.0
+        self.quota = None
 
     # -- observations ---------------------------------------------------------------------
     @property
@@ -167,6 +169,9 @@ class FakeVertexAI(FakeServer):
         match = _METHOD_RE.match(request.path)
         if match and request.method == "POST":
             _, project, _, model, method = match.groups()
+            if self.quota is not None and self.quota.take() is not None:
+                # RESOURCE_EXHAUSTED, and no Retry-After: Vertex AI never sends one
+                return google_error(429, "RESOURCE_EXHAUSTED", QUOTA_MESSAGE.format(model=model))
             if self.project is not None and project != self.project:
                 return self._permission_denied(request)
             if method == "predict":

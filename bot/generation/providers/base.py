@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from bot.config import Config
+from bot.generation.pacing import NoPacer, Pacer
 from bot.generation.types import ImageRequest, InvalidRequestError, ProviderOutput
 
 
@@ -21,6 +22,7 @@ class ImageProvider(ABC):
     aliases: ClassVar[tuple[str, ...]] = ()
     label: ClassVar[str]  # who runs it, for messages: "Google Vertex AI"
     max_prompt_chars: ClassVar[int] = 4000
+    pacer: Pacer = NoPacer()  # set by the service: every HTTP call to the model waits its turn
 
     @classmethod
     @abstractmethod
@@ -31,6 +33,11 @@ class ImageProvider(ABC):
     @abstractmethod
     def model(self) -> str:
         """The exact model id (or deployment) this provider will call."""
+
+    @property
+    def requests_per_minute(self) -> float | None:
+        """The quota calls are paced to (None: not paced); each provider names its setting."""
+        return None
 
     @abstractmethod
     def missing_settings(self) -> list[str]:

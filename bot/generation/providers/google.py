@@ -26,7 +26,9 @@ from google.auth.transport.requests import Request as AuthRequest
 from google.oauth2 import service_account
 from requests.adapters import HTTPAdapter
 
+from bot import metrics
 from bot.config import Config, GoogleConfig, RetryConfig
+from bot.generation.pacing import submit_in_context
 from bot.generation.providers.base import ImageProvider
 from bot.generation.retry import next_wait, retry_after_seconds
 from bot.generation.types import (
@@ -148,6 +150,10 @@ class GoogleImageProvider(ImageProvider):
     def model(self) -> str:
         return self._google.model
 
+    @property
+    def requests_per_minute(self) -> float | None:
+        return self._google.requests_per_minute  # IMAGEN_REQUESTS_PER_MINUTE
+
     # -- configuration -------------------------------------------------------------------
     def _service_account_info(self) -> dict[str, Any] | None:
         raw = self._google.service_account_json
@@ -263,12 +269,15 @@ class GoogleImageProvider(ImageProvider):
 
     # -- HTTP with retries and error mapping ----------------------------------------------
     def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One API call, retried on quota, 5xx and connection errors; errors mapped for people."""
+        """One API call, retried on quota, 5xx and connection errors; errors mapped for people.
+
+        Every attempt first waits its turn under the quota (IMAGEN_REQUESTS_PER_MINUTE)."""
         session = self._authorized_session()
         attempt = 0
         while True:
             status: int | None = None
             retry_after: float | None = None
+            self.pacer.wait_turn(self.name, retry=attempt > 0)
             try:
                 self._ensure_token(session)
                 response = session.request(method, url, json=body, timeout=self._retry.timeout)
@@ -294,8 +303,10 @@ class GoogleImageProvider(ImageProvider):
                     return self._json(response)
                 if status not in RETRYABLE_STATUSES:
                     raise self._error_for(response)
+                if status == 429:
+                    metrics.THROTTLED.labels(self.name).inc()
                 retry_after = retry_after_seconds(response.headers)
-            wait = next_wait(attempt, retry_after, self._retry)
+            wait = next_wait(attempt, retry_after, self._retry, throttled=status == 429)
             if wait is None:
                 raise self._give_up(status, retry_after)
             time.sleep(wait)
@@ -496,7 +507,10 @@ class GoogleImageProvider(ImageProvider):
         if request.n == 1:
             outcomes = [self._gemini_once(url, body)]
         else:  # one image per call: the n calls run side by side
-            futures = [self._pool.submit(self._gemini_once, url, body) for _ in range(request.n)]
+            futures = [
+                submit_in_context(self._pool, self._gemini_once, url, body)
+                for _ in range(request.n)
+            ]
             outcomes = [future.result() for future in futures]
 
         images = [image for outcome in outcomes for image in outcome.images][: request.n]

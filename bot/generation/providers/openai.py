@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 
 import openai
 
+from bot import metrics
 from bot.config import Config, OpenAIConfig, RetryConfig
+from bot.generation.pacing import submit_in_context
 from bot.generation.providers.base import ImageProvider
 from bot.generation.providers.oauth_token import ClientCredentialsToken
-from bot.generation.retry import retry_after_seconds
+from bot.generation.retry import next_wait, retry_after_seconds
 from bot.generation.types import (
     ASPECT_RATIOS,
     MAX_IMAGES,
@@ -218,6 +220,15 @@ def _trim(text: str, secrets: tuple[str, ...]) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
+def _transient(err: openai.APIError) -> bool:
+    """Worth another try: a lost connection (not a timeout) or a 5xx."""
+    if isinstance(err, openai.APITimeoutError):
+        return False
+    if isinstance(err, openai.APIConnectionError):
+        return True
+    return isinstance(err, openai.APIStatusError) and err.status_code >= 500
+
+
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "in a minute"
@@ -278,6 +289,10 @@ class OpenAIImageProvider(ImageProvider):
         return self._settings.model
 
     @property
+    def requests_per_minute(self) -> float | None:
+        return self._settings.requests_per_minute  # OPENAI_REQUESTS_PER_MINUTE
+
+    @property
     def mode(self) -> str:
         """Who serves the model: "Azure OpenAI" or "OpenAI"."""
         return "Azure OpenAI" if self._azure else "OpenAI"
@@ -302,7 +317,8 @@ class OpenAIImageProvider(ImageProvider):
 
     def _build_client(self) -> openai.OpenAI:
         s, retry = self._settings, self._retry
-        common: dict[str, Any] = {"max_retries": retry.max_retries, "timeout": retry.timeout}
+        # retries are ours (see `_call`): each one must pass the pacer
+        common: dict[str, Any] = {"max_retries": 0, "timeout": retry.timeout}
         if not self._azure:
             return openai.OpenAI(api_key=s.api_key, base_url=s.base_url or None, **common)
         if s.azure_api_key:
@@ -368,7 +384,7 @@ class OpenAIImageProvider(ImageProvider):
         if plan.calls == 1:
             batches: list[_Batch | ImagineError] = [once()]
         else:
-            futures = [self._pool().submit(once) for _ in range(plan.calls)]
+            futures = [submit_in_context(self._pool(), once) for _ in range(plan.calls)]
             batches = []
             for future in futures:
                 try:
@@ -427,18 +443,37 @@ class OpenAIImageProvider(ImageProvider):
 
     # -- calls and errors -----------------------------------------------------------------
     def _call(self, fn: Callable[[], T]) -> T:
-        """Run one SDK call; with client credentials, refresh the token once on a 401."""
-        for attempt in range(2):
+        """Run one SDK call, each attempt in its turn under OPENAI_REQUESTS_PER_MINUTE.
+
+        We retry here rather than in the SDK (its max_retries is 0) so that every retry waits
+        its turn at the pacer and a 429 is retried until the job's deadline: 429 after its
+        Retry-After, 5xx and lost connections with backoff. With client credentials, a 401
+        refreshes the token once."""
+        attempt, refreshed = 0, False
+        while True:
+            self.pacer.wait_turn(self.name, retry=attempt > 0 or refreshed)
             token = self._tokens.get() if self._tokens else None  # token errors surface here
             try:
                 return fn()
             except openai.AuthenticationError as err:
-                if self._tokens is None or attempt:
+                if self._tokens is None or refreshed:
                     raise self._translate(err) from err
                 self._tokens.invalidate(token)
+                refreshed = True
+                continue
             except openai.APIError as err:
-                raise self._translate(err) from err
-        raise AssertionError("unreachable")
+                error = self._translate(err)
+                throttled = isinstance(error, RateLimitError)
+                if throttled:
+                    metrics.THROTTLED.labels(self.name).inc()
+                if not (throttled or _transient(err)):
+                    raise error from err
+                retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+                wait = next_wait(attempt, retry_after, self._retry, throttled=throttled)
+                if wait is None:
+                    raise error from err
+            time.sleep(wait)
+            attempt += 1
 
     def _credential_settings(self) -> str:
         if not self._azure:

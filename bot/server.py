@@ -1,4 +1,5 @@
-"""`python -m bot serve`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on gunicorn."""
+"""`python -m bot serve`: Socket Mode when SLACK_APP_TOKEN is set, else HTTP on gunicorn;
+`python -m bot worker`: a queue worker (REDIS_URL)."""
 
 from __future__ import annotations
 
@@ -63,11 +64,17 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk.errors import SlackApiError
 
-    from bot.generation.service import GenerationService
-    from bot.slack.app import Executors, build_app
+    from bot.slack.app import build_app, build_web_client, listener_pool, publisher_factory
+    from bot.wiring import build_for_slack
 
-    executors = Executors.from_config(config)
-    app = build_app(config, GenerationService.from_config(config), executors=executors)
+    client = build_web_client(config)
+    services = build_for_slack(config, publisher_factory(config, client))
+    listeners = listener_pool()
+    app = build_app(config, services, client, listeners)
+    if config.jobs.metrics_port is not None:
+        from bot import metrics
+
+        metrics.serve(config.jobs.metrics_port)
     handler = SocketModeHandler(app, config.slack.app_token)
     signal.signal(signal.SIGTERM, _stopping)
     status = 0
@@ -86,7 +93,9 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
         _within(CLOSE_WAIT, handler.close)
-        executors.drain()
+        listeners.shutdown(wait=True)
+        assert services.runner is not None
+        services.runner.drain()
     # What we accepted is done. slack_sdk's own threads (its close joins them without a
     # timeout, and a reconnect in progress can hold it) must not keep the process alive
     # until the platform's SIGKILL.
@@ -109,7 +118,7 @@ def _within(seconds: float, call: Callable[[], object]) -> None:
 def _serve_http(config: Config) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from bot.slack.web import create_wsgi_app
+    from bot.web import create_wsgi_app
 
     # Built before gunicorn forks (preload) so that a bad token stops start-up with one line.
     application = create_wsgi_app(config)
@@ -132,3 +141,63 @@ def _serve_http(config: Config) -> int:
 
     ImagineServer().run()
     return 0
+
+
+WORKER_METRICS_PORT = 9091
+
+
+def main_worker() -> int:
+    """Run queued jobs until SIGTERM; then finish what can finish, hand the rest back."""
+    import signal
+    import time
+
+    from slack_sdk.errors import SlackApiError
+
+    from bot import metrics
+    from bot.slack.app import build_web_client, publisher_factory
+    from bot.wiring import build_for_slack
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    config = Config.from_env()
+    missing = [] if config.slack.bot_token else ["SLACK_BOT_TOKEN"]
+    if not config.jobs.redis_url:
+        missing.append("REDIS_URL")
+    if missing:
+        print(f"error: set {', '.join(missing)} to run a worker", file=sys.stderr)
+        return 2
+    client = build_web_client(config)
+    try:
+        client.auth_test()
+    except SlackApiError as err:
+        code = err.response.get("error", "unknown")
+        print(
+            f"error: Slack refused SLACK_BOT_TOKEN ({code}): check the Bot User OAuth Token",
+            file=sys.stderr,
+        )
+        return 2
+    services = build_for_slack(config, publisher_factory(config, client), worker=True)
+    port = config.jobs.metrics_port
+    if port is None:
+        port = WORKER_METRICS_PORT
+    if port:
+        metrics.serve(port)
+    worker = services.queue_worker
+    signal.signal(signal.SIGTERM, _stopping)
+    worker.start()
+    logging.getLogger("imagine.queue").info(
+        "worker started: %d threads, metrics on port %s", config.jobs.worker_threads, port or "off"
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except (_Stopping, KeyboardInterrupt):
+        pass
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    handed_back = worker.stop(config.jobs.stop_wait)
+    logging.getLogger("imagine.queue").info(
+        "worker stopped; %d unfinished jobs handed back to the queue", handed_back
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # provider pools' threads must not hold the process past the platform's kill

@@ -1,0 +1,88 @@
+"""What a front end provides to the workflows: a `Publisher` that shows results to people.
+
+The Slack layer implements it with messages, uploads and ephemeral sentences; the command line
+prints. The workflows decide what happens; the publisher decides how it looks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
+from bot.generation.types import ImagineError, ProviderResult, StoredImage
+from bot.votes.leaderboard import LeaderboardResult
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where a result went. `ts` identifies the channel message (None when unknown)."""
+
+    ts: str | None = None
+    private: bool = False  # only the requester could be shown it (the bot is not in the channel)
+    mode: str = "blocks"  # "blocks": a message we can edit; "file": an upload (no edits);
+    # "console": printed (the command line)
+
+
+@dataclass(frozen=True)
+class ComparisonPost:
+    """A blind comparison as the workflows describe it; kept in the vote store so the post
+    can be redrawn when the models are revealed. Keyed by position ("A", "B", ...)."""
+
+    prompt: str
+    pictures: list[str]  # the composed pictures' URLs; empty when uploaded without a store
+    originals: dict[str, list[str]]  # full-size URLs per position (may be empty)
+    models: dict[str, tuple[str, str]]  # position -> (provider, model): hidden until revealed
+    requester: str
+    seconds: float
+    reveal_after: int
+
+
+@dataclass(frozen=True)
+class ComposedComparison:
+    """The pictures behind a ComparisonPost: the composed one and the originals, with bytes
+    whenever they must be uploaded (no URL to link to)."""
+
+    picture: StoredImage
+    originals: dict[str, list[StoredImage]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A job waiting for providers' quotas: provider name -> calls ahead of this one."""
+
+    ahead: dict[str, int]
+
+
+class Publisher(Protocol):
+    """Shows a job's outcome to people. Every method is safe to call from many threads."""
+
+    def tell(self, job: Job, text: str) -> None:
+        """One private sentence to the requester; never raises."""
+
+    def tell_error(self, job: Job, error: ImagineError) -> None:
+        """The error as one private sentence to the requester; never raises."""
+
+    def progress(self, job: Job, waiting: Waiting | None) -> None:
+        """Replace the requester's private progress note: waiting (with a way to cancel),
+        or, with None, drawing now. Best effort; never raises."""
+
+    def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
+        """One provider's pictures, in the channel (privately when the bot cannot post there)."""
+
+    def post_comparison(
+        self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison
+    ) -> Posted:
+        """The blind side-by-side post (privately when the bot cannot post there)."""
+
+    def open_voting(self, job: CompareJob, posted: Posted) -> None:
+        """Invite votes on a registered comparison (the bot's own reactions, a Reveal button)."""
+
+    def show_leaderboard(
+        self,
+        job: LeaderboardJob,
+        result: LeaderboardResult,
+        chart: bytes | None,
+        chart_url: str | None,
+    ) -> None:
+        """The ratings, privately or (job.post) in the channel."""

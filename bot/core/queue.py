@@ -1,0 +1,255 @@
+"""The queue on Redis (with REDIS_URL): the web process enqueues, `python -m bot worker` draws.
+
+Dramatiq carries the jobs: thread workers (a job mostly waits 5-60 s on a provider, so one
+process runs many at once), late acknowledgement (a message stays with its worker until the
+job is done, and a dead worker's messages go back on the queue), retries with backoff. Two
+things are added here:
+- a heartbeat thread: Dramatiq's Redis consumer only reports that its worker is alive when it
+  fetches, and a worker whose threads are all busy on long jobs stops fetching; without the
+  heartbeat its jobs would be handed to another worker while it still runs them;
+- a stop that fits Heroku's 30 seconds: jobs that cannot finish in time go back on the queue
+  at once rather than waiting for the heartbeat to expire.
+
+The `RedisJobBoard` keeps, next to the queue, which jobs each person has on the way (the cap,
+deduplication, cancellation), in Lua scripts so that every process sees one consistent board.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AgeLimit, Middleware, Retries, ShutdownNotifications, TimeLimit
+
+from bot.core.jobs import Job, job_from_payload, job_to_payload
+from bot.core.runner import DEDUP_SECONDS, Admission, JobBoard, Runner, counts_toward_cap
+
+log = logging.getLogger("imagine.queue")
+
+QUEUE = "imagine"
+RUN_ACTOR = "imagine_run_job"
+FAILED_ACTOR = "imagine_job_failed"
+NAMESPACE = "imagine:queue"
+HEARTBEAT_TIMEOUT = 15.0  # seconds without a heartbeat after which a worker counts as dead
+HEARTBEAT_EVERY = 3.0
+MAINTENANCE_CHANCE = 100_000  # of 1,000,000 broker commands: requeue dead workers' jobs soon
+GRACE = 120.0  # a job still listed this long after its deadline died with its worker
+
+
+def make_broker(redis_url: str, job_deadline: float) -> RedisBroker:
+    broker = RedisBroker(
+        url=redis_url,
+        namespace=NAMESPACE,
+        heartbeat_timeout=int(HEARTBEAT_TIMEOUT * 1000),
+        maintenance_chance=MAINTENANCE_CHANCE,
+        middleware=[
+            AgeLimit(),
+            # our own deadline ends a job long before this; the limit only catches a hang
+            TimeLimit(time_limit=int((job_deadline + 300) * 1000)),
+            ShutdownNotifications(),
+            Retries(max_retries=2, min_backoff=1000, max_backoff=30_000),
+        ],
+    )
+    broker.declare_queue(QUEUE)
+    return broker
+
+
+class JobActors:
+    """The two actors: run a job; tell the person when every retry of a job crashed.
+
+    The web process only sends; a worker process calls `attach` with what runs the jobs.
+    """
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+        self._run: Callable[[Job], object] | None = None
+        self._failed: Callable[[Job], None] | None = None
+        self.run_job = dramatiq.actor(
+            self._run_payload,
+            broker=broker,
+            actor_name=RUN_ACTOR,
+            queue_name=QUEUE,
+            on_retry_exhausted=FAILED_ACTOR,
+        )
+        self.job_failed = dramatiq.actor(
+            self._failed_payload, broker=broker, actor_name=FAILED_ACTOR, queue_name=QUEUE
+        )
+
+    def attach(self, run: Callable[[Job], object], failed: Callable[[Job], None]) -> None:
+        self._run, self._failed = run, failed
+
+    def _run_payload(self, payload: dict[str, Any]) -> None:
+        assert self._run is not None, "only worker processes run jobs"
+        self._run(job_from_payload(payload))
+
+    def _failed_payload(self, message: dict[str, Any], retries: dict[str, Any]) -> None:
+        assert self._failed is not None, "only worker processes run jobs"
+        self._failed(job_from_payload(message["args"][0]))
+
+
+_ADMIT = """
+-- KEYS: seen, user's jobs, all jobs; ARGV: key, now, expires_at, dedup_seconds, cap, counts
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[4]) then return 'duplicate' end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])
+if ARGV[6] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+    redis.call('DEL', KEYS[1])
+    return 'too_many'
+  end
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  redis.call('EXPIREAT', KEYS[2], math.ceil(tonumber(ARGV[3])))
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 'accepted'
+"""
+
+_CANCEL = """
+-- KEYS: user's jobs, cancelled flag; ARGV: key, ttl
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1
+"""
+
+
+class RedisJobBoard(JobBoard):
+    """The board shared by the web processes and the workers."""
+
+    def __init__(self, client: redis.Redis, max_per_user: int, prefix: str = "imagine:jobs"):
+        super().__init__(max_per_user)
+        self.client = client
+        self.prefix = prefix
+        self._admit = client.register_script(_ADMIT)
+        self._cancel = client.register_script(_CANCEL)
+
+    def _user(self, user_id: str) -> str:
+        return f"{self.prefix}:user:{user_id}"
+
+    def _cancelled_key(self, key: str) -> str:
+        return f"{self.prefix}:cancelled:{key}"
+
+    def admit(self, job: Job) -> Admission:
+        expires = (job.deadline or time.time() + 3600) + GRACE
+        answer = self._admit(
+            keys=[f"{self.prefix}:seen:{job.key}", self._user(job.user_id), f"{self.prefix}:all"],
+            args=[
+                job.key,
+                time.time(),
+                expires,
+                int(DEDUP_SECONDS),
+                self.max_per_user,
+                int(counts_toward_cap(job)),
+            ],
+        )
+        return Admission(answer.decode() if isinstance(answer, bytes) else answer)
+
+    def cancel(self, key: str, user_id: str) -> bool:
+        ttl = int(DEDUP_SECONDS) * 2
+        return bool(
+            self._cancel(keys=[self._user(user_id), self._cancelled_key(key)], args=[key, ttl])
+        )
+
+    def cancelled(self, key: str) -> bool:
+        return bool(self.client.exists(self._cancelled_key(key)))
+
+    def finish(self, job: Job) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(self._user(job.user_id), job.key)
+        pipe.zrem(f"{self.prefix}:all", job.key)
+        pipe.execute()
+
+    def active(self) -> int:
+        key = f"{self.prefix}:all"
+        self.client.zremrangebyscore(key, "-inf", time.time())
+        return int(self.client.zcard(key))
+
+
+class QueueRunner(Runner):
+    """The web side: admit on the board, enqueue, and let the acknowledgement go."""
+
+    name = "redis"
+
+    def __init__(self, board: RedisJobBoard, actors: JobActors) -> None:
+        super().__init__(board)
+        self.actors = actors
+
+    def _dispatch(self, job: Job) -> None:
+        self.actors.run_job.send(job_to_payload(job))
+
+
+class InFlight(Middleware):
+    """Which messages this worker is processing right now (to hand them back at a stop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: dict[str, Any] = {}
+
+    def before_process_message(self, broker, message) -> None:
+        with self._lock:
+            self.messages[message.message_id] = message
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        with self._lock:
+            self.messages.pop(message.message_id, None)
+
+    after_skip_message = after_process_message
+
+    def take(self) -> list[Any]:
+        with self._lock:
+            taken, self.messages = list(self.messages.values()), {}
+            return taken
+
+
+class QueueWorker:
+    """One `python -m bot worker` process: Dramatiq's worker, our heartbeat, a timely stop."""
+
+    def __init__(self, broker: RedisBroker, threads: int) -> None:
+        self.broker = broker
+        self.in_flight = InFlight()
+        broker.add_middleware(self.in_flight)
+        self.worker = dramatiq.Worker(
+            broker, queues={QUEUE}, worker_threads=threads, worker_timeout=100
+        )
+        # Prefetch no more than we can run: a job waits seconds to minutes, and messages held
+        # in one worker's memory are work another worker could be doing.
+        self.worker.queue_prefetch = threads
+        self._stopping = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.worker.start()
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stopping.wait(HEARTBEAT_EVERY):
+            try:
+                self.broker.do_qsize(QUEUE)  # any broker command records the heartbeat
+            except redis.RedisError as err:
+                log.warning("heartbeat: Redis unreachable (%s)", type(err).__name__)
+
+    def stop(self, wait: float) -> int:
+        """Finish what can finish within `wait` seconds, hand the rest back; returns how many
+        jobs were handed back."""
+        done = threading.Event()
+
+        def stop_worker() -> None:
+            self.worker.stop(timeout=int(wait * 1000))
+            done.set()
+
+        threading.Thread(target=stop_worker, name="worker-stop", daemon=True).start()
+        done.wait(wait + 2)
+        unfinished = self.in_flight.take()
+        if unfinished:
+            ids = [m.options["redis_message_id"] for m in unfinished]
+            try:
+                self.broker.do_requeue(QUEUE, *ids)
+            except redis.RedisError:
+                log.exception("could not hand %d jobs back; the heartbeat expiry will", len(ids))
+        self._stopping.set()
+        return len(unfinished)

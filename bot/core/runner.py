@@ -1,0 +1,168 @@
+"""Runners take accepted jobs to the workflows: threads in this process by default, or a
+Redis queue served by `python -m bot worker` processes (`bot.core.queue`).
+
+Both keep a `JobBoard`: which jobs are on the way and for whom, so that the same command sent
+twice is drawn once, one person cannot queue more than a few pictures, and a waiting job can be
+cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+
+from bot.core.jobs import Job, LeaderboardJob
+
+log = logging.getLogger("imagine.jobs")
+
+DEDUP_SECONDS = 600.0  # a command or click seen again within this window is a duplicate
+
+
+class Admission(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # this job (same key) was accepted already
+    TOO_MANY = "too_many"  # the person has the maximum number of pictures on the way
+    UNAVAILABLE = "unavailable"  # the queue cannot be reached
+
+
+def counts_toward_cap(job: Job) -> bool:
+    """Pictures count toward a person's cap; a leaderboard is quick and draws nothing."""
+    return not isinstance(job, LeaderboardJob)
+
+
+class JobBoard(ABC):
+    """Jobs on the way: deduplication, the per-person cap and cancellation."""
+
+    def __init__(self, max_per_user: int) -> None:
+        self.max_per_user = max_per_user
+
+    @abstractmethod
+    def admit(self, job: Job) -> Admission:
+        """Atomically: refuse a duplicate key or a person over the cap, else take the job."""
+
+    @abstractmethod
+    def cancel(self, key: str, user_id: str) -> bool:
+        """Cancel `user_id`'s unfinished job; False when it is not theirs or already done."""
+
+    @abstractmethod
+    def cancelled(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def finish(self, job: Job) -> None:
+        """The job is over (any outcome): it no longer counts toward its person's cap."""
+
+    @abstractmethod
+    def active(self) -> int:
+        """Jobs admitted and not finished (the queue depth, waiting and running)."""
+
+
+class LocalJobBoard(JobBoard):
+    """The board of one process (the embedded runner)."""
+
+    def __init__(self, max_per_user: int, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(max_per_user)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, float] = OrderedDict()  # key -> when admitted
+        self._owners: dict[str, str] = {}  # unfinished key -> user
+        self._per_user: dict[str, set[str]] = {}
+        self._cancelled: set[str] = set()
+
+    def admit(self, job: Job) -> Admission:
+        now = self._clock()
+        with self._lock:
+            while self._seen and next(iter(self._seen.values())) < now - DEDUP_SECONDS:
+                self._seen.popitem(last=False)
+            if job.key in self._seen:
+                return Admission.DUPLICATE
+            mine = self._per_user.setdefault(job.user_id, set())
+            if counts_toward_cap(job) and len(mine) >= self.max_per_user:
+                return Admission.TOO_MANY
+            self._seen[job.key] = now
+            self._owners[job.key] = job.user_id
+            if counts_toward_cap(job):
+                mine.add(job.key)
+            return Admission.ACCEPTED
+
+    def cancel(self, key: str, user_id: str) -> bool:
+        with self._lock:
+            if self._owners.get(key) != user_id or key in self._cancelled:
+                return False
+            self._cancelled.add(key)
+            self._per_user.get(user_id, set()).discard(key)
+            return True
+
+    def cancelled(self, key: str) -> bool:
+        with self._lock:
+            return key in self._cancelled
+
+    def finish(self, job: Job) -> None:
+        with self._lock:
+            self._owners.pop(job.key, None)
+            self._cancelled.discard(job.key)
+            mine = self._per_user.get(job.user_id)
+            if mine is not None:
+                mine.discard(job.key)
+                if not mine:
+                    del self._per_user[job.user_id]
+
+    def active(self) -> int:
+        with self._lock:
+            return len(self._owners)
+
+
+class Runner(ABC):
+    """Takes accepted jobs to the workflows. `submit` is on the acknowledgement path: fast."""
+
+    name: str
+
+    def __init__(self, board: JobBoard) -> None:
+        self.board = board
+
+    def submit(self, job: Job) -> Admission:
+        admission = self.board.admit(job)
+        if admission is not Admission.ACCEPTED:
+            return admission
+        try:
+            self._dispatch(job)
+        except Exception:
+            log.exception("could not hand over request_id=%s", job.request_id)
+            self.board.finish(job)
+            return Admission.UNAVAILABLE
+        return admission
+
+    def cancel(self, key: str, user_id: str) -> bool:
+        return self.board.cancel(key, user_id)
+
+    @abstractmethod
+    def _dispatch(self, job: Job) -> None: ...
+
+    def drain(self) -> None:  # noqa: B027 (a queue runner has nothing of its own to drain)
+        """Stop taking jobs and finish the ones accepted in this process."""
+
+
+class ThreadRunner(Runner):
+    """The embedded default: jobs run on threads of the process that acknowledged them.
+
+    Provider calls take 5-60 s and mostly wait, so threads are cheap; a stop (SIGTERM) drains
+    them. A crash loses them: use the queue (REDIS_URL) when that matters.
+    """
+
+    name = "threads"
+
+    def __init__(self, board: JobBoard, run: Callable[[Job], object], workers: int) -> None:
+        super().__init__(board)
+        self._run = run
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="job")
+
+    def _dispatch(self, job: Job) -> None:
+        self._pool.submit(self._run, job)
+
+    def drain(self) -> None:
+        self._pool.shutdown(wait=True)

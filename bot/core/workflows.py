@@ -1,0 +1,404 @@
+"""The application's workflows: draw, compare, rank. One set for every front end.
+
+`Workflows.run(job)` is what a runner calls, in the process that acknowledged the job or in a
+worker on the queue. It checks that the job still needs doing (not cancelled, not expired, not
+already shown by an earlier run), draws under the providers' quotas, records the history, and
+hands the outcome to the front end's `Publisher`. Every job ends in a post or in one sentence
+to the person who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import string
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from bot import metrics
+from bot.config import VotingConfig
+from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
+from bot.core.ports import ComparisonPost, ComposedComparison, Posted, Publisher
+from bot.core.progress import JobProgress
+from bot.core.runner import JobBoard
+from bot.generation.compose import compose_grid, side_by_side
+from bot.generation.pacing import JobCancelled, Turn, current_turn
+from bot.generation.service import GenerationService
+from bot.generation.types import ImagineError, ProviderResult, StoredImage
+from bot.logs import log_event
+from bot.votes.chart import ratings_chart
+from bot.votes.db import POSTED, POSTING, TOLD, VoteStore
+from bot.votes.leaderboard import Leaderboard
+
+log = logging.getLogger("imagine.jobs")
+
+SOMETHING_WRONG = ":warning: Something went wrong on our side; please try again."
+EXPIRED = (
+    ":hourglass: Your picture of “{prompt}” could not be drawn within {minutes} minutes, so I "
+    "gave up on it; please try again."
+)
+INTERRUPTED = (
+    ":warning: I was stopped while posting your picture of “{prompt}”, so it may not have "
+    "arrived. If you don't see it in the channel, please run the command again."
+)
+
+
+class Workflows:
+    """Build once per process; `run` is safe to call from many threads at once."""
+
+    def __init__(
+        self,
+        service: GenerationService,
+        store: VoteStore,
+        publisher: Publisher,
+        voting: VotingConfig,
+        *,
+        board: JobBoard | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.publisher = publisher
+        self.voting = voting
+        self.board = board
+        self.rng = rng or random.SystemRandom()
+        self.leaderboard = Leaderboard(store)
+
+    # -- running a job ---------------------------------------------------------------------
+    def run(self, job: Job) -> str:
+        """Do the job; return its outcome for logs and metrics. Never raises."""
+        outcome = "error"
+        try:
+            outcome = self._run(job)
+        except JobCancelled:
+            outcome = "cancelled"
+        except Exception:
+            log.exception("job failed request_id=%s", job.request_id)
+            self.publisher.tell(job, SOMETHING_WRONG)
+            self._finish(job, TOLD)
+        finally:
+            metrics.JOBS.labels(job.kind, outcome).inc()
+            log_event(
+                log,
+                "job",
+                request_id=job.request_id,
+                kind=job.kind,
+                user=job.user_id,
+                channel=job.channel_id,
+                outcome=outcome,
+                latency_s=round(job.elapsed(), 3),
+            )
+            if self.board is not None:
+                self.board.finish(job)
+        return outcome
+
+    def give_up(self, job: Job) -> None:
+        """Every run of the job crashed (the queue's retries are spent): say so, once."""
+        state = self._delivery_state(job)
+        if state not in (POSTED, TOLD) and (state == POSTING or self._claim(job)):
+            self.publisher.tell(job, SOMETHING_WRONG)
+            self._finish(job, TOLD)
+        if self.board is not None:
+            self.board.finish(job)
+
+    def _run(self, job: Job) -> str:
+        if self.board is not None and self.board.cancelled(job.key):
+            return "cancelled"  # the person was told when they pressed Cancel
+        if isinstance(job, LeaderboardJob):
+            return self.show_leaderboard(job)
+        if not isinstance(job, GenerateJob | CompareJob):
+            raise TypeError(f"no workflow for {job.kind} jobs")
+        state = self._delivery_state(job)
+        if state in (POSTED, TOLD):
+            return "duplicate"  # an earlier run of this job showed its outcome
+        if state == POSTING:  # an earlier run died while posting: say so, never post twice
+            self.publisher.tell(job, INTERRUPTED.format(prompt=_short(job.request.prompt)))
+            self._finish(job, TOLD)
+            return "interrupted"
+        if job.expired():
+            return self._expire(job)
+        progress = JobProgress(self.publisher, job)
+        turn = Turn(
+            user=job.user_id,
+            deadline=job.deadline or math.inf,
+            on_wait=progress.waiting,
+            on_start=progress.started,
+            cancelled=self._cancelled_check(job),
+        )
+        token = current_turn.set(turn)
+        try:
+            if isinstance(job, CompareJob):
+                return self.compare(job)
+            return self.generate(job)
+        finally:
+            current_turn.reset(token)
+
+    def _expire(self, job: GenerateJob | CompareJob) -> str:
+        if self._claim(job):
+            minutes = max(1, round((job.deadline - job.created_at) / 60))
+            text = EXPIRED.format(prompt=_short(job.request.prompt), minutes=minutes)
+            self.publisher.tell(job, text)
+            self._finish(job, TOLD)
+        return "expired"
+
+    def _cancelled_check(self, job: Job):
+        board = self.board
+        if board is None:
+            return None
+        return lambda: board.cancelled(job.key)
+
+    # -- one provider at a time --------------------------------------------------------------
+    def generate(self, job: GenerateJob) -> str:
+        results = self._draw(job)
+        if not self._claim(job):
+            return "duplicate"
+        outcomes: list[str] = []
+        shown_ts: str | None = None
+        for result in results:
+            if result.error is not None:
+                self._record(job, result, result.error.kind)
+                self.publisher.tell_error(job, result.error)
+                outcomes.append(result.error.kind)
+                continue
+            outcome, posted = self._post_pictures(job, result)
+            shown_ts = shown_ts or posted.ts
+            outcomes.append(outcome)
+        self._finish(job, POSTED if "ok" in outcomes else TOLD, shown_ts)
+        return outcomes[0] if len(set(outcomes)) == 1 else ",".join(outcomes)
+
+    def _draw(self, job: GenerateJob | CompareJob) -> list[ProviderResult]:
+        results = self.service.generate(job.request, job.providers)
+        for result in results:
+            if isinstance(result.error, JobCancelled):
+                raise result.error
+            outcome = result.error.kind if result.error else "ok"
+            seconds = result.timings.get("total", 0.0)
+            metrics.PROVIDER_SECONDS.labels(result.provider, outcome).observe(seconds)
+            log_event(
+                log,
+                "generation",
+                request_id=job.request_id,
+                user=job.user_id,
+                channel=job.channel_id,
+                provider=result.provider,
+                model=result.model,
+                outcome=outcome,
+                images=len(result.images),
+                provider_s=result.timings.get("provider"),
+                latency_s=round(job.elapsed(), 3),
+            )
+        if self.board is not None and self.board.cancelled(job.key):
+            raise JobCancelled()  # cancelled while drawing: show nothing
+        return results
+
+    def _post_pictures(self, job: Job, result: ProviderResult) -> tuple[str, Posted]:
+        posted = self.publisher.post_pictures(job, result, job.elapsed())
+        outcome = "not_in_channel" if posted.private else "ok"
+        self._record(job, result, outcome, posted.ts)
+        if posted.ts and not posted.private:
+            try:  # 👍 / 👎 on the post then rate the model
+                self.store.register_rated_post(
+                    job.channel_id, posted.ts, result.provider, result.model or "", job.user_id
+                )
+            except Exception:
+                log.exception("could not register the post request_id=%s", job.request_id)
+        return outcome, posted
+
+    # -- side by side, blind -----------------------------------------------------------------
+    def compare(self, job: CompareJob) -> str:
+        results = self._draw(job)
+        ready = [r for r in results if r.ok and r.images]
+        failed = [r for r in results if r not in ready]
+        for result in failed:
+            self._record(job, result, result.error.kind if result.error else "no_images")
+        if not self._claim(job):
+            return "duplicate"
+        if len(ready) < 2:
+            return self._incomplete(job, ready, failed)
+        self.rng.shuffle(ready)  # blind: a new left/right order for every comparison
+        positions = dict(zip(string.ascii_uppercase, ready, strict=False))
+        try:
+            composed = self._compose(positions)
+        except ValueError as err:
+            log.warning("compose failed request_id=%s: %s", job.request_id, err)
+            self.publisher.tell(
+                job, ":warning: The pictures were drawn but could not be put side by side."
+            )
+            self._finish(job, TOLD)
+            return "compose_failed"
+        post = ComparisonPost(
+            prompt=job.request.prompt,
+            pictures=[composed.picture.url] if composed.picture.url else [],
+            originals={p: [i.url for i in r.images if i.url] for p, r in positions.items()},
+            models={p: (r.provider, r.model or "") for p, r in positions.items()},
+            requester=job.user_id,
+            seconds=round(job.elapsed(), 1),
+            reveal_after=self.voting.reveal_after_votes,
+        )
+        posted = self.publisher.post_comparison(job, post, composed)
+        if posted.private:
+            self._finish(job, TOLD)
+            return "not_in_channel"
+        if posted.ts is None:  # shown, but nowhere people can vote on it
+            for result in ready:
+                self._record(job, result, "ok")
+            if posted.mode == "file":
+                self.publisher.tell(
+                    job, "The comparison is posted, but Slack did not say where, so voting is off."
+                )
+            self._finish(job, POSTED)
+            return "ok_unregistered" if posted.mode == "file" else "ok"
+        self.store.register_comparison(  # before anyone can react to it
+            job.channel_id,
+            posted.ts,
+            job.user_id,
+            job.request.prompt,
+            {p: {"provider": r.provider, "model": r.model or ""} for p, r in positions.items()},
+            details={"mode": posted.mode, "post": asdict(post)},
+        )
+        self._finish(job, POSTED, posted.ts)
+        for result in ready:
+            self._record(job, result, "ok", posted.ts)
+        self.publisher.open_voting(job, posted)
+        return "ok"
+
+    def _incomplete(
+        self, job: CompareJob, ready: list[ProviderResult], failed: list[ProviderResult]
+    ) -> str:
+        errors = [r.error for r in failed if r.error]
+        if not ready:
+            if errors:
+                for error in errors:
+                    self.publisher.tell_error(job, error)
+            else:
+                self.publisher.tell(job, ":warning: No pictures came back.")
+            self._finish(job, TOLD)
+            return errors[0].kind if errors else "no_images"
+        survivor = ready[0]
+        survivor.notes.append(partial_compare_note(errors))
+        outcome, posted = self._post_pictures(job, survivor)
+        self._finish(job, POSTED if outcome == "ok" else TOLD, posted.ts)
+        return outcome
+
+    def _compose(self, positions: dict[str, ProviderResult]) -> ComposedComparison:
+        """One picture (pairs as rows of a grid), stored when there is a store; the originals
+        keep their bytes when there is nothing to link to, so they can be uploaded."""
+        labels = list(positions)
+        columns = [[self.service.image_bytes(i) for i in r.images] for r in positions.values()]
+        if all(len(column) == 1 for column in columns):
+            data, mime = side_by_side([column[0] for column in columns], labels)
+        else:
+            data, mime = compose_grid(columns, labels)
+        store = self.service.store
+        url = store.put(data, mime).url if store else None
+        originals = {
+            position: [
+                image
+                if url or image.data is not None
+                else StoredImage(image.url, image.mime_type, column[i])
+                for i, image in enumerate(result.images)
+            ]
+            for (position, result), column in zip(positions.items(), columns, strict=True)
+        }
+        return ComposedComparison(StoredImage(url, mime, data), originals)
+
+    # -- the leaderboard -----------------------------------------------------------------------
+    def show_leaderboard(self, job: LeaderboardJob) -> str:
+        since = None
+        if job.since_seconds:
+            since = datetime.now(UTC) - timedelta(seconds=job.since_seconds)
+        try:
+            result = self.leaderboard.compute(
+                since=since,
+                channel_id=job.channel_id if job.here else None,
+                blind_only=job.blind_only,
+                min_votes=self.voting.leaderboard_min_votes,
+            )
+            chart, chart_url = None, None
+            store = self.service.store
+            if result.rows and (store is not None or job.post):
+                chart = ratings_chart(
+                    result.rows, title=f"Leaderboard · {describe(job) or 'all votes'}"
+                )
+                if store is not None:
+                    chart_url = store.put(chart, "image/png").url
+        except Exception:
+            log.exception("leaderboard failed request_id=%s", job.request_id)
+            self.publisher.tell(
+                job, ":warning: The leaderboard could not be computed; please try again."
+            )
+            return "error"
+        self.publisher.show_leaderboard(job, result, chart, chart_url)
+        return "ok"
+
+    # -- history and the delivery ledger -----------------------------------------------------
+    def _record(
+        self, job: Job, result: ProviderResult, outcome: str, ts: str | None = None
+    ) -> None:
+        """Keep the history (who, what, which model, how long); never fail the post for it."""
+        request = getattr(job, "request", None)
+        if request is None:
+            return
+        try:
+            options = {k: v for k, v in asdict(request).items() if k != "prompt" and v}
+            self.store.record_generation(
+                user_id=job.user_id,
+                channel_id=job.channel_id,
+                prompt=request.prompt,
+                provider=result.provider,
+                model=result.model or "",
+                options=options,
+                timings=result.timings,
+                outcome=outcome,
+                # without the query string: a signed URL's signature is a secret
+                image_urls=[i.url.split("?")[0] for i in result.images if i.url],
+                request_id=job.request_id,
+                message_ts=ts,
+            )
+        except Exception:
+            log.exception("could not record the generation request_id=%s", job.request_id)
+
+    def _delivery_state(self, job: Job) -> str | None:
+        try:
+            return self.store.delivery_state(job.key)
+        except Exception:
+            log.exception("could not read the delivery ledger request_id=%s", job.request_id)
+            return None
+
+    def _claim(self, job: Job) -> bool:
+        """Record, before showing anything, that this run shows the outcome. A second run of
+        the same job (a queue redelivery) that finds the claim shows nothing."""
+        try:
+            return self.store.claim_delivery(job.key, job.channel_id)
+        except Exception:  # no ledger: posting beats losing a picture that was paid for
+            log.exception("could not claim the delivery request_id=%s", job.request_id)
+            return True
+
+    def _finish(self, job: Job, state: str, ts: str | None = None) -> None:
+        try:
+            self.store.finish_delivery(job.key, state, ts)
+        except Exception:
+            log.exception("could not record the delivery request_id=%s", job.request_id)
+
+
+def partial_compare_note(failed: list[ImagineError]) -> str:
+    reasons = " ".join(f"{e.provider + ': ' if e.provider else ''}{e.message}" for e in failed)
+    return f"The comparison is incomplete, so there is no vote. {reasons}".strip()
+
+
+def describe(job: LeaderboardJob) -> str:
+    """The leaderboard's filters in words ("blind votes only, last 30 days")."""
+    parts = []
+    if job.blind_only:
+        parts.append("blind votes only")
+    if job.since_seconds:
+        days, hours = divmod(job.since_seconds // 3600, 24)
+        parts.append(f"last {days} days" if not hours else f"last {job.since_seconds // 3600} h")
+    if job.here:
+        parts.append("this channel")
+    return ", ".join(parts)
+
+
+def _short(prompt: str, limit: int = 80) -> str:
+    return prompt if len(prompt) <= limit else prompt[: limit - 1].rstrip() + "…"

@@ -1,0 +1,153 @@
+"""`/imagine`: parse, choose the providers, validate, hand the job to the runner, acknowledge.
+
+Everything before `ack()` is parsing and validation in memory, plus (with a queue) one round
+trip to Redis to enqueue: a job that the acknowledgement promises is already durable. Every
+refusal is one sentence in the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from slack_bolt import Ack, App
+
+from bot import metrics
+from bot.core.choice import ProviderChoice
+from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, new_request_id
+from bot.core.runner import Admission, Runner
+from bot.generation.providers import resolve_provider_name
+from bot.generation.service import GenerationService
+from bot.generation.types import ImagineError
+from bot.logs import log_event
+from bot.slack import messages
+from bot.slack.command import (
+    CommandError,
+    CompareCommand,
+    HelpCommand,
+    LeaderboardCommand,
+    UnknownProviderError,
+    parse_command,
+)
+
+log = logging.getLogger("imagine.slack")
+
+REFUSALS = {
+    Admission.TOO_MANY: (
+        ":raised_hand: You already have {cap} pictures on the way; wait for one to arrive "
+        "(or cancel one), then try again."
+    ),
+    Admission.UNAVAILABLE: (
+        ":warning: I can't take new pictures right now (the job queue is unreachable); "
+        "please try again in a minute."
+    ),
+}
+
+
+class ImagineCommand:
+    """Parses `/imagine`, acknowledges, and submits the job."""
+
+    def __init__(
+        self,
+        service: GenerationService,
+        choice: ProviderChoice,
+        runner: Runner,
+        deadline: float,
+    ) -> None:
+        self.service = service
+        self.choice = choice
+        self.runner = runner
+        self.deadline = deadline
+
+    def register(self, app: App) -> None:
+        app.command("/imagine")(self.on_command)
+
+    def on_command(self, ack: Ack, command: dict) -> None:
+        received = time.monotonic()
+        request_id = new_request_id()
+        base = {
+            "request_id": request_id,
+            "user": command.get("user_id"),
+            "channel": command.get("channel_id"),
+        }
+        try:
+            parsed = parse_command(command.get("text", ""), resolve_provider_name)
+            if isinstance(parsed, HelpCommand):
+                ack(**self.help())
+                log_event(log, "command", **base, kind="help", outcome="help")
+                return
+            if isinstance(parsed, LeaderboardCommand):
+                job: Job = LeaderboardJob(
+                    **self._context(command, request_id),
+                    blind_only=parsed.blind_only,
+                    since_seconds=parsed.since_seconds,
+                    here=parsed.here,
+                    post=parsed.post,
+                )
+                working = None
+            else:
+                providers = self.choice.choose(
+                    parsed.provider if not isinstance(parsed, CompareCommand) else None,
+                    compare=isinstance(parsed, CompareCommand),
+                )
+                self.service.validate(parsed.request, providers)
+                kind = CompareJob if len(providers) > 1 else GenerateJob
+                job = kind(
+                    **self._context(command, request_id),
+                    providers=providers,
+                    request=parsed.request,
+                )
+                models = {p: self.service.providers[p].model for p in providers}
+                working = messages.working_text(models, parsed.request)
+        except (CommandError, ImagineError) as err:
+            text = str(err) if isinstance(err, CommandError) else messages.error_text(err)
+            if isinstance(err, UnknownProviderError):
+                text += f" Choose one of: {', '.join(self.service.providers)}, or leave it out."
+            ack(text=text)
+            metrics.REFUSED.labels("invalid").inc()
+            log_event(log, "command", **base, outcome="rejected", reason=type(err).__name__)
+            return
+        admission = self.runner.submit(job)
+        if admission is Admission.ACCEPTED:
+            if working:
+                ack(text=working)
+            else:
+                ack()
+            metrics.ACCEPTED.labels(job.kind).inc()
+        elif admission is Admission.DUPLICATE:
+            ack()  # the same command again (a retry): the first one is on its way
+        else:
+            ack(text=REFUSALS[admission].format(cap=self.runner.board.max_per_user))
+            metrics.REFUSED.labels(admission.value).inc()
+        log_event(
+            log,
+            "command",
+            **base,
+            kind=job.kind,
+            provider=",".join(getattr(job, "providers", ())),
+            outcome=admission.value,
+            options=dict(getattr(parsed, "options", {})),
+            ack_ms=round((time.monotonic() - received) * 1000, 1),
+        )
+
+    def _context(self, command: dict, request_id: str) -> dict:
+        """The job fields every command shares; the key is Slack's id for this invocation."""
+        now = time.time()
+        trigger = command.get("trigger_id") or request_id
+        return {
+            "key": f"command:{command.get('team_id', '')}:{trigger}",
+            "request_id": request_id,
+            "team_id": command.get("team_id", ""),
+            "channel_id": command["channel_id"],
+            "user_id": command["user_id"],
+            "response_url": command.get("response_url"),
+            "created_at": now,
+            "deadline": now + self.deadline,
+        }
+
+    def help(self) -> dict:
+        providers = {
+            name: (", ".join(p.aliases), p.missing_settings())
+            for name, p in self.service.providers.items()
+        }
+        return messages.help_message(providers, self.choice.default_name())

@@ -1,0 +1,51 @@
+"""Revealing which model drew which side of a comparison: the message redrawn in place, or,
+for an upload (which an app cannot edit), a reply in its thread."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from slack_sdk import WebClient
+
+from bot.config import VotingConfig
+from bot.logs import log_event
+from bot.slack import messages
+from bot.slack.messages import ComparisonView
+from bot.votes.db import Comparison, VoteStore
+
+log = logging.getLogger("imagine.slack")
+
+
+class Reveal:
+    def __init__(self, votes: VoteStore, voting: VotingConfig) -> None:
+        self.votes = votes
+        self.emoji = {choice: name for name, choice in voting.choices.items()}
+
+    def __call__(self, comparison_id: int, client: WebClient) -> bool:
+        """Reveal once: only the caller that flips the flag redraws the message."""
+        if not self.votes.mark_revealed(comparison_id):
+            return False
+        comparison = self.votes.comparison(comparison_id)
+        assert comparison is not None
+        tally = dict(Counter(self.votes.votes(comparison_id).values()))
+        details = comparison.details
+        models = comparison_models(comparison)
+        if details.get("mode") == "blocks":
+            post = dict(details.get("post") or details["view"])  # "view": rows before 2026-11
+            post["models"] = models
+            view = ComparisonView.of(post, self.emoji)
+            message = messages.compare_message(view, revealed=True, tally=tally)
+            client.chat_update(channel=comparison.channel_id, ts=comparison.message_ts, **message)
+        else:
+            client.chat_postMessage(
+                channel=comparison.channel_id,
+                thread_ts=comparison.message_ts,
+                text=messages.reveal_text(models, tally),
+            )
+        log_event(log, "reveal", comparison_id=comparison_id, votes=sum(tally.values()))
+        return True
+
+
+def comparison_models(comparison: Comparison) -> dict[str, tuple[str, str]]:
+    return {p: (m.provider, m.model) for p, m in comparison.positions.items()}

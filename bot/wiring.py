@@ -1,0 +1,112 @@
+"""The one place the services are built from the config, for each kind of process.
+
+- `serve`: the Slack app. Without REDIS_URL it also runs the jobs (threads); with it, it only
+  acknowledges and enqueues.
+- `worker`: runs queued jobs and posts to Slack; needs REDIS_URL.
+- the command line: runs a job in the foreground with a console publisher.
+
+Network clients are built once per process and shared by every thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot import metrics
+from bot.config import Config, SettingError
+from bot.core.choice import ProviderChoice
+from bot.core.ports import Publisher
+from bot.core.runner import JobBoard, LocalJobBoard, ThreadRunner
+from bot.core.services import Services
+from bot.core.workflows import Workflows
+from bot.generation.pacing import LocalPacer, NoPacer, Pacer, RedisPacer
+from bot.generation.service import GenerationService
+from bot.generation.stores.base import ImageStore
+from bot.votes.db import VoteStore
+
+
+def redis_client(config: Config):
+    """One Redis client (a connection pool) per process, or None without REDIS_URL."""
+    if not config.jobs.redis_url:
+        return None
+    import redis
+
+    try:
+        return redis.Redis.from_url(config.jobs.redis_url, health_check_interval=30)
+    except ValueError as err:
+        raise SettingError(f"REDIS_URL is not a Redis URL: {err}") from None
+
+
+PACING_SHARE = 0.98  # of a quota we pace to: network jitter must not fit 11 calls in 10 s
+
+
+def build_service(
+    config: Config, client: Any = None, *, store: ImageStore | None | str = "default"
+) -> GenerationService:
+    """The generation service, its calls paced to the providers' quotas: in Redis when there
+    is a queue (every process shares the quota), else in this process."""
+    service = GenerationService.from_config(config, store=store)
+    quotas = {name: rpm * PACING_SHARE for name, rpm in service.quotas().items()}
+    pacer: Pacer
+    if not quotas:
+        pacer = NoPacer()
+    elif client is not None:
+        pacer = RedisPacer(quotas, client)
+    else:
+        pacer = LocalPacer(quotas)
+    service.use_pacer(pacer)
+    for name in quotas:
+        metrics.watch(metrics.WAITING_CALLS, [name], lambda name=name: pacer.waiting(name))
+    return service
+
+
+def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) -> Services:
+    """The Slack app's process (`worker=False`) or a queue worker (`worker=True`).
+
+    `publisher_factory(service)` builds the Slack publisher (the Slack layer owns it)."""
+    client = redis_client(config)
+    if worker and client is None:
+        raise SettingError("REDIS_URL is not set: a worker serves the queue on Redis")
+    service = build_service(config, client)
+    store = VoteStore(config.database_url)
+    choice = ProviderChoice(service, config.default_provider)
+    services: Services
+    if client is None:
+        board: JobBoard = LocalJobBoard(config.jobs.max_queued_per_user)
+        workflows = Workflows(
+            service, store, publisher_factory(service), config.voting, board=board
+        )
+        runner = ThreadRunner(board, workflows.run, config.slack.workers)
+        services = Services(config, service, store, choice, board, workflows, runner)
+    else:
+        from bot.core.queue import JobActors, QueueRunner, QueueWorker, RedisJobBoard, make_broker
+
+        board = RedisJobBoard(client, config.jobs.max_queued_per_user)
+        broker = make_broker(config.jobs.redis_url or "", config.jobs.deadline)
+        actors = JobActors(broker)
+        if worker:
+            workflows = Workflows(
+                service, store, publisher_factory(service), config.voting, board=board
+            )
+            actors.attach(workflows.run, workflows.give_up)
+            queue_worker = QueueWorker(broker, config.jobs.worker_threads)
+            services = Services(
+                config, service, store, choice, board, workflows, queue_worker=queue_worker
+            )
+        else:
+            runner = QueueRunner(board, actors)
+            services = Services(config, service, store, choice, board, runner=runner)
+    metrics.watch(metrics.QUEUE_DEPTH, ["redis" if client else "threads"], board.active)
+    return services
+
+
+def build_for_cli(
+    config: Config, publisher: Publisher, *, store: ImageStore | None | str = "default"
+) -> Services:
+    """The command line: jobs run in the foreground, unpaced unless quotas are set."""
+    service = build_service(config, store=store)
+    votes = VoteStore(config.database_url)
+    board = LocalJobBoard(config.jobs.max_queued_per_user)
+    workflows = Workflows(service, votes, publisher, config.voting, board=board)
+    choice = ProviderChoice(service, config.default_provider)
+    return Services(config, service, votes, choice, board, workflows)

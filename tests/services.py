@@ -1,0 +1,56 @@
+"""The machine's PostgreSQL and Redis for the tests that need real ones.
+
+`.ci/run` sets IMAGINE_TEST_POSTGRES_URL and IMAGINE_TEST_REDIS_URL (a Redis database of the
+tests' own, flushed before the run). Without them these tests are reported as skipped with a
+reason that says plainly that they did not run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.votes.db import normalise_url
+
+PG_ENV = "IMAGINE_TEST_POSTGRES_URL"
+REDIS_ENV = "IMAGINE_TEST_REDIS_URL"
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A database URL whose search_path is a fresh schema, dropped afterwards."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set: PostgreSQL tests did not run")
+    schema = f"imagine_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalise_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextmanager
+def redis_database() -> Iterator[str]:
+    """The tests' Redis database, empty before and after."""
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"{REDIS_ENV} is not set: Redis tests did not run")
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()

@@ -1,0 +1,280 @@
+"""The application core: jobs as data, the provider choice, the job boards (in memory and on a
+real Redis), the progress note, and the workflows' exactly-once delivery, run in process
+against the fake Slack and the fake Vertex AI."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+
+from bot.config import Config
+from bot.core.choice import ProviderChoice
+from bot.core.jobs import (
+    CompareJob,
+    GenerateJob,
+    LeaderboardJob,
+    job_from_payload,
+    job_to_payload,
+)
+from bot.core.ports import Waiting
+from bot.core.progress import MAX_NOTES, JobProgress
+from bot.core.runner import Admission, JobBoard, LocalJobBoard
+from bot.generation.service import GenerationService
+from bot.generation.types import ConfigurationError, ImageRequest, InvalidRequestError
+from bot.slack.app import build_web_client, publisher_factory
+from bot.votes.db import TOLD
+from bot.wiring import build_for_slack
+from tests.fakes.slack import FakeSlack
+from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.services import redis_database
+
+
+def job(kind=GenerateJob, key="k1", user="U1", **fields):
+    now = time.time()
+    base = {
+        "key": key,
+        "request_id": "r1",
+        "team_id": "T1",
+        "channel_id": "C1",
+        "user_id": user,
+        "response_url": None,
+        "created_at": now,
+        "deadline": now + 600,
+    }
+    if kind is not LeaderboardJob:
+        base |= {"providers": ("imagen",), "request": ImageRequest("a red fox", n=2, seed=7)}
+    return kind(**{**base, **fields})
+
+
+# -- jobs are data ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [GenerateJob, CompareJob, LeaderboardJob])
+def test_a_job_survives_json_unchanged(kind):
+    original = job(kind, thread_ts="1700000000.000100")
+    payload = json.loads(json.dumps(job_to_payload(original)))
+    assert payload["kind"] == kind.kind
+    assert job_from_payload(payload) == original
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"kind": "paint"}, {**job_to_payload(job()), "client": "live object"}],
+)
+def test_an_unknown_kind_or_field_is_refused(payload):
+    with pytest.raises(ValueError):
+        job_from_payload(payload)
+
+
+# -- one provider choice for every front end -------------------------------------------------
+GOOGLE = {"GOOGLE_CLOUD_PROJECT": "p"}
+OPENAI = {"OPENAI_API_KEY": "sk-test-key-123456"}
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "compare", "expected"),
+    [
+        ({**GOOGLE, **OPENAI}, None, False, ("imagen", "dalle3")),  # both: a comparison
+        (OPENAI, None, False, ("dalle3",)),  # one configured: that one
+        ({**GOOGLE, **OPENAI, "IMAGINE_DEFAULT_PROVIDER": "dall-e"}, None, False, ("dalle3",)),
+        ({**GOOGLE, "IMAGINE_DEFAULT_PROVIDER": "compare"}, "gemini", False, ("imagen",)),
+        ({**GOOGLE, **OPENAI}, None, True, ("imagen", "dalle3")),
+    ],
+)
+def test_provider_choice(env, named, compare, expected):
+    config = Config.from_env(env)
+    choice = ProviderChoice(GenerationService.from_config(config), config.default_provider)
+    assert choice.choose(named, compare=compare) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "compare", "error", "words"),
+    [
+        ({}, None, False, ConfigurationError, "No image provider is configured"),
+        (GOOGLE, None, True, ConfigurationError, "two configured providers"),
+        ({**GOOGLE, "IMAGINE_DEFAULT_PROVIDER": "compare"}, None, False, ConfigurationError, "two"),
+        ({**GOOGLE, "IMAGINE_DEFAULT_PROVIDER": "flux"}, None, False, InvalidRequestError, "flux"),
+    ],
+)
+def test_provider_choice_refusals_say_what_to_do(env, named, compare, error, words):
+    config = Config.from_env(env)
+    choice = ProviderChoice(GenerationService.from_config(config), config.default_provider)
+    with pytest.raises(error) as caught:
+        choice.choose(named, compare=compare)
+    assert words in caught.value.message
+
+
+# -- job boards: deduplication, the per-person cap, cancellation -------------------------------
+@pytest.fixture(params=["memory", "redis"])
+def board(request) -> Iterator[JobBoard]:
+    if request.param == "memory":
+        yield LocalJobBoard(max_per_user=2)
+        return
+    with redis_database() as url:
+        import redis
+
+        from bot.core.queue import RedisJobBoard
+
+        client = redis.Redis.from_url(url)
+        yield RedisJobBoard(client, max_per_user=2)
+        client.close()
+
+
+def test_board_refuses_a_duplicate_and_a_third_picture(board):
+    assert board.admit(job(key="a")) is Admission.ACCEPTED
+    assert board.admit(job(key="a")) is Admission.DUPLICATE
+    assert board.admit(job(key="b")) is Admission.ACCEPTED
+    assert board.admit(job(key="c")) is Admission.TOO_MANY
+    assert board.admit(job(key="d", user="U2")) is Admission.ACCEPTED  # someone else
+    assert board.admit(job(LeaderboardJob, key="e")) is Admission.ACCEPTED  # draws nothing
+    assert board.active() == 4
+    board.finish(job(key="a"))
+    assert board.admit(job(key="c")) is Admission.ACCEPTED  # a slot is free again
+    assert board.admit(job(key="a")) is Admission.DUPLICATE  # still the same command
+
+
+def test_only_the_owner_cancels_and_only_once(board):
+    board.admit(job(key="a"))
+    assert not board.cancel("a", "U2")
+    assert not board.cancelled("a")
+    assert board.cancel("a", "U1")
+    assert board.cancelled("a")
+    assert not board.cancel("a", "U1")
+    assert board.admit(job(key="b")) is Admission.ACCEPTED
+    assert board.admit(job(key="c")) is Admission.ACCEPTED  # the cancelled one left the cap
+    board.finish(job(key="b"))
+    assert not board.cancel("b", "U1")  # done: too late
+
+
+def test_board_admits_exactly_the_cap_under_concurrency(board):
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda i: board.admit(job(key=f"k{i}")), range(20)))
+    assert answers.count(Admission.ACCEPTED) == 2
+    assert answers.count(Admission.TOO_MANY) == 18
+
+
+def test_redis_board_forgets_jobs_of_a_dead_worker_after_their_deadline():
+    with redis_database() as url:
+        import redis
+
+        from bot.core.queue import GRACE, RedisJobBoard
+
+        board = RedisJobBoard(redis.Redis.from_url(url), max_per_user=1)
+        stale = time.time() - GRACE - 1  # its worker died long ago, its deadline long past
+        assert board.admit(job(key="old", deadline=stale)) is Admission.ACCEPTED
+        assert board.admit(job(key="new")) is Admission.ACCEPTED
+        assert board.active() == 1
+
+
+# -- the progress note ---------------------------------------------------------------------
+class Notes:
+    """A Publisher that keeps the progress notes (only `progress` is called here)."""
+
+    def __init__(self) -> None:
+        self.notes: list[Waiting | None] = []
+
+    def progress(self, job, waiting) -> None:
+        self.notes.append(waiting)
+
+
+def test_progress_note_updates_rarely_and_always_says_when_drawing_starts():
+    clock = [0.0]
+    notes = Notes()
+    progress = JobProgress(notes, job(), clock=lambda: clock[0])
+    progress.waiting("imagen", 12)
+    for ahead in range(11, 5, -1):  # changes within 10 s: no new note
+        clock[0] += 1
+        progress.waiting("imagen", ahead)
+    clock[0] += 10
+    progress.waiting("imagen", 3)
+    clock[0] += 10
+    progress.waiting("imagen", 1)  # the budget keeps one note for "drawing now"
+    progress.started("imagen")
+    assert notes.notes == [Waiting({"imagen": 12}), Waiting({"imagen": 3}), None]
+    assert len(notes.notes) <= MAX_NOTES
+
+
+def test_no_note_at_all_when_nothing_waited():
+    notes = Notes()
+    JobProgress(notes, job()).started("imagen")
+    assert notes.notes == []
+
+
+# -- the workflows, in process, against the fakes: exactly once ------------------------------
+@pytest.fixture
+def world(tmp_path):
+    with FakeSlack() as slack, FakeVertexAI() as vertex:
+        key = service_account_info(token_uri=vertex.url + "/token")
+        config = Config.from_env(
+            {
+                "SLACK_BOT_TOKEN": slack.token,
+                "SLACK_API_URL": slack.url + "/api/",
+                "GOOGLE_CLOUD_PROJECT": "test-project",
+                "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
+                "VERTEX_AI_BASE_URL": vertex.url,
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
+            }
+        )
+        client = build_web_client(config)
+        services = build_for_slack(config, publisher_factory(config, client))
+        yield slack, vertex, services
+        services.runner.drain()
+        services.close()
+
+
+def slack_job(slack, **fields):
+    return job(response_url=slack.response_url(), **fields)
+
+
+def test_a_job_run_twice_posts_once(world):
+    slack, vertex, services = world
+    twice = slack_job(slack, key="command:T1:123.456")
+    assert services.workflows.run(twice) == "ok"
+    assert services.workflows.run(twice) == "duplicate"  # a queue redelivery, say
+    assert len(slack.uploaded_files) == 2  # n=2: one upload of two files
+    assert len(vertex.api_calls()) == 2  # and drawn once
+    assert services.store.delivery_state(twice.key) == "posted"
+
+
+def test_a_run_that_died_while_posting_is_told_not_posted_again(world):
+    slack, vertex, services = world
+    interrupted = slack_job(slack)
+    services.store.claim_delivery(interrupted.key, "C1")  # the first run got this far
+    assert services.workflows.run(interrupted) == "interrupted"
+    [reply] = slack.responses_to(interrupted.response_url)
+    assert "may not have arrived" in reply.text and "a red fox" in reply.text
+    assert not slack.uploaded_files and not vertex.api_calls()
+    assert services.store.delivery_state(interrupted.key) == TOLD
+
+
+def test_a_job_past_its_deadline_is_given_up_with_a_sentence(world):
+    slack, vertex, services = world
+    late = slack_job(slack, created_at=time.time() - 700, deadline=time.time() - 100)
+    assert services.workflows.run(late) == "expired"
+    [reply] = slack.responses_to(late.response_url)
+    assert "could not be drawn within 10 minutes" in reply.text
+    assert not vertex.api_calls() and not slack.uploaded_files
+
+
+def test_a_cancelled_job_draws_nothing(world):
+    slack, vertex, services = world
+    cancelled = slack_job(slack)
+    assert services.board.admit(cancelled) is Admission.ACCEPTED
+    assert services.board.cancel(cancelled.key, cancelled.user_id)
+    assert services.workflows.run(cancelled) == "cancelled"
+    assert not vertex.api_calls() and not slack.uploaded_files
+    assert services.board.active() == 0
+
+
+def test_when_all_retries_crashed_the_person_hears_once(world):
+    slack, _, services = world
+    crashed = slack_job(slack)
+    services.workflows.give_up(crashed)
+    services.workflows.give_up(replace(crashed))  # the queue's notice, delivered twice
+    [reply] = slack.responses_to(crashed.response_url)
+    assert "Something went wrong" in reply.text
+    assert services.store.delivery_state(crashed.key) == TOLD
+    assert services.store.delivery_state("never-seen") is None
