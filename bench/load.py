@@ -1,23 +1,42 @@
-"""Load test: N concurrent signed `/imagine` commands against the running app.
+"""Load test: N concurrent signed `/imagine` commands against the running app, beside a baseline.
 
-Starts the fake Slack and the fake OpenAI images API on 127.0.0.1, starts the app as a real
-process in HTTP mode (exactly as the end-to-end tests do), fires N commands at once, and
-prints the acknowledgement latency and the end-to-end overhead beyond the provider's own time.
+Starts the fake Slack and the fake Azure OpenAI images API on 127.0.0.1 (each generation
+takes `--latency` seconds), then, for each mode, starts the app as real processes exactly as
+the end-to-end tests do, fires N commands at once from N people, and waits until every picture
+is uploaded. Modes:
+- `baseline`: bench/baseline.py, the plainest Bolt app that acknowledges and then draws on a
+  256-thread pool;
+- `embedded`: `python -m bot serve`, jobs on threads in the web process;
+- `redis`: `python -m bot serve` + two `python -m bot worker` on Redis (`--redis-url`).
+
+It prints, per mode: acknowledgement p50/p99, the time until all are posted, the app's CPU
+milliseconds per command (user+system of all its processes during the burst) and peak RSS.
+With `--quota RPM` the fake enforces that quota over 10-second windows (as Azure does) and the
+app paces to it (OPENAI_REQUESTS_PER_MINUTE); the figures then include refused calls and the
+time to the last picture against the quota's floor.
 
     python -m bench.load --commands 50 --latency 2
     python -m bench.load --commands 200 --latency 2
+    python -m bench.load --commands 60 --latency 2 --quota 60 --modes redis,embedded
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
+from bench.procs import usage
+from tests.fakes._http import WindowQuota
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
-from tests.slack_harness import AppProcess, slack_env
+from tests.slack_harness import AppProcess, WorkerProcess, slack_env
+
+MODES = ("baseline", "embedded", "redis")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -26,61 +45,114 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
-def run(commands: int, latency: float, timeout: float) -> dict[str, float]:
-    with FakeSlack() as slack, FakeOpenAIImages() as openai:
+def start(stack: ExitStack, mode: str, env: dict[str, str]) -> tuple[AppProcess, list[int]]:
+    """The app's processes for `mode`; returns the one taking commands and every root pid."""
+    if mode == "baseline":
+        web = stack.enter_context(AppProcess(env, args=("-m", "bench.baseline")))
+        return web, [web.process.pid]
+    web = stack.enter_context(AppProcess(env))
+    roots = [web.process.pid]
+    if mode == "redis":
+        for _ in range(2):
+            worker = stack.enter_context(WorkerProcess(env))
+            roots.append(worker.process.pid)
+    return web, roots
+
+
+def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[str, float]:
+    with ExitStack() as stack:
+        slack = stack.enter_context(FakeSlack())
+        openai = stack.enter_context(FakeOpenAIImages(deployments={"img": "gpt-image-2"}))
         openai.generation_delay = latency
+        quota = None
         env = slack_env(
             slack,
-            OPENAI_API_KEY=openai.openai_api_key,
-            OPENAI_BASE_URL=openai.url + "/v1",
+            AZURE_OPENAI_ENDPOINT=openai.url,
+            AZURE_OPENAI_API_KEY=openai.azure_api_key,
+            AZURE_OPENAI_IMAGE_DEPLOYMENT="img",
+            OPENAI_IMAGE_MODEL="gpt-image-2",
             LOG_LEVEL="WARNING",
+            DATABASE_URL=args.database_url
+            or f"sqlite:///{tempfile.mkdtemp(prefix='imagine-bench-')}/imagine.db",
         )
-        with AppProcess(env) as app:
-            app.post_command("help")  # warm up: imports, first connections
-            sent: dict[str, float] = {}
-            prompts = [f"bench picture {i}" for i in range(commands)]
+        if mode == "redis":
+            import redis
 
-            def fire(prompt: str) -> float:
-                sent[prompt] = time.monotonic()
-                status, _, elapsed = app.post_command(f"dalle3 {prompt}")
-                if status != 200:
-                    raise RuntimeError(f"ack status {status}")
-                return elapsed
+            redis.Redis.from_url(args.redis_url).flushdb()
+            env["REDIS_URL"] = args.redis_url
+        if args.quota:
+            quota = openai.quota = WindowQuota.per_minute(args.quota)
+            env["OPENAI_REQUESTS_PER_MINUTE"] = str(args.quota)
+        web, roots = start(stack, mode, env)
+        web.post_command("dalle3 warm up", user_id="UWARM")  # imports, first connections
+        slack.wait_for(lambda: slack.uploaded_files, timeout=timeout)
+        before = usage(roots)
+        sent: dict[str, float] = {}
+        prompts = [f"bench picture {i}" for i in range(commands)]
 
-            with ThreadPoolExecutor(min(commands, 256)) as pool:
-                acks = list(pool.map(fire, prompts))
-            slack.wait_for(lambda: len(slack.uploaded_files) >= commands, timeout=timeout)
-            done = {
-                call.form().get("initial_comment", "").split("*")[1]: call.at
-                for call in slack.calls("/api/files.completeUploadExternal")
-            }
-    overhead = [done[p] - sent[p] - latency for p in prompts]
-    return {
+        def fire(i: int) -> float:
+            prompt = prompts[i]
+            sent[prompt] = time.monotonic()
+            status, _, elapsed = web.post_command(f"dalle3 {prompt}", user_id=f"U{i:05d}")
+            if status != 200:
+                raise RuntimeError(f"ack status {status}")
+            return elapsed
+
+        with ThreadPoolExecutor(min(commands, 256)) as pool:
+            acks = list(pool.map(fire, range(commands)))
+        slack.wait_for(lambda: len(slack.uploaded_files) >= commands + 1, timeout=timeout)
+        after = usage(roots)
+        done = {f.title: f for f in slack.uploaded_files if f.title != "warm up"}
+        finished = {
+            call.form().get("initial_comment", "").split("*")[1]: call.at
+            for call in slack.calls("/api/files.completeUploadExternal")
+            if call.at >= min(sent.values())
+        }
+    missing = set(prompts) - set(done)
+    assert not missing, f"some pictures never arrived: {sorted(missing)[:3]} {sorted(done)[:3]}"
+    figures = {
         "ack_p50_ms": percentile(acks, 50) * 1000,
         "ack_p99_ms": percentile(acks, 99) * 1000,
         "ack_max_ms": max(acks) * 1000,
-        "overhead_p50_s": percentile(overhead, 50),
-        "overhead_p99_s": percentile(overhead, 99),
-        "wall_s": max(done.values()) - min(sent.values()),
+        "all_posted_s": max(finished.values()) - min(sent.values()),
+        "cpu_ms_per_command": (after.cpu_seconds - before.cpu_seconds) * 1000 / commands,
+        "peak_rss_mb": after.peak_rss_mb,
+        "total_peak_rss_mb": after.total_peak_rss_mb,
         "mean_ack_ms": statistics.fmean(acks) * 1000,
     }
+    if quota is not None:
+        figures["refused_calls"] = quota.refused
+        figures["floor_s"] = (commands - 1) * 60 / args.quota + latency
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", "-n", type=int, default=50)
     parser.add_argument("--latency", type=float, default=2.0, help="provider seconds per call")
-    parser.add_argument("--timeout", type=float, default=120.0)
-    args = parser.parse_args()
-    figures = run(args.commands, args.latency, args.timeout)
-    print(
-        f"{args.commands} concurrent commands, provider latency {args.latency:g} s: "
-        f"ack p50 {figures['ack_p50_ms']:.0f} ms, p99 {figures['ack_p99_ms']:.0f} ms, "
-        f"max {figures['ack_max_ms']:.0f} ms; end-to-end overhead beyond the provider "
-        f"p50 {figures['overhead_p50_s']:.2f} s, p99 {figures['overhead_p99_s']:.2f} s; "
-        f"all done in {figures['wall_s']:.1f} s"
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES)
     )
+    parser.add_argument("--quota", type=float, help="the provider's requests per minute")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    quota = f", quota {args.quota:g}/min" if args.quota else ""
+    print(f"{args.commands} concurrent commands, provider latency {args.latency:g} s{quota}")
+    for mode in args.modes.split(","):
+        f = run(mode, args.commands, args.latency, args.timeout, args)
+        line = (
+            f"{mode:>9}: ack p50 {f['ack_p50_ms']:4.0f} ms, p99 {f['ack_p99_ms']:4.0f} ms; "
+            f"all posted in {f['all_posted_s']:5.1f} s; "
+            f"CPU {f['cpu_ms_per_command']:5.1f} ms/command; "
+            f"peak RSS {f['peak_rss_mb']:4.0f} MB (all processes {f['total_peak_rss_mb']:4.0f} MB)"
+        )
+        if "refused_calls" in f:
+            ratio = f["all_posted_s"] / f["floor_s"]
+            line += f"; refused calls {f['refused_calls']}; {ratio:.2f}× the quota's floor"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

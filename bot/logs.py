@@ -25,6 +25,9 @@ _SECRETS = (
 )
 
 
+QUIET_AT_INFO = ("httpx", "httpx2", "httpcore", "httpcore2")
+
+
 def redact(text: str) -> str:
     """Replace anything that looks like a credential or a URL signature with `***`."""
     for pattern in _SECRETS:
@@ -41,10 +44,15 @@ class RedactingFormatter(logging.Formatter):
 
 
 def log_event(logger: logging.Logger, event: str, **fields: Any) -> None:
-    logger.info(json.dumps({"event": event, **fields}, default=str, ensure_ascii=False))
+    if logger.isEnabledFor(logging.INFO):  # no JSON built for a line nobody keeps
+        logger.info(json.dumps({"event": event, **fields}, default=str, ensure_ascii=False))
 
 
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # the HTTP clients log every request at INFO; our own lines already say what happened
+        for name in QUIET_AT_INFO:
+            logging.getLogger(name).setLevel(logging.WARNING)

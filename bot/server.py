@@ -179,11 +179,11 @@ def main_worker() -> int:
     port = config.jobs.metrics_port
     if port is None:
         port = WORKER_METRICS_PORT
-    if port:
-        metrics.serve(port)
     worker = services.queue_worker
     signal.signal(signal.SIGTERM, _stopping)
     worker.start()
+    if port:
+        metrics.serve(port)  # answering /metrics means the worker runs
     logging.getLogger("imagine.queue").info(
         "worker started: %d threads, metrics on port %s", config.jobs.worker_threads, port or "off"
     )

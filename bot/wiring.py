@@ -74,7 +74,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
     if client is None:
         board: JobBoard = LocalJobBoard(config.jobs.max_queued_per_user)
         workflows = Workflows(
-            service, store, publisher_factory(service), config.voting, board=board
+            service, store, publisher_factory(service), config.voting, board=board, ledger=False
         )
         runner = ThreadRunner(board, workflows.run, config.slack.workers)
         services = Services(config, service, store, choice, board, workflows, runner)
@@ -107,6 +107,6 @@ def build_for_cli(
     service = build_service(config, store=store)
     votes = VoteStore(config.database_url)
     board = LocalJobBoard(config.jobs.max_queued_per_user)
-    workflows = Workflows(service, votes, publisher, config.voting, board=board)
+    workflows = Workflows(service, votes, publisher, config.voting, board=board, ledger=False)
     choice = ProviderChoice(service, config.default_provider)
     return Services(config, service, votes, choice, board, workflows)

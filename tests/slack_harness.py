@@ -406,7 +406,7 @@ class WorkerProcess(AppProcess):
 
     def ready(self) -> bool:
         try:
-            return self.get("/metrics", timeout=1)[0] == 200 and "worker started" in self.logs()
+            return self.get("/metrics", timeout=1)[0] == 200
         except OSError:
             return False
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 
 from tests.fakes.run import fake_cloud
 
@@ -109,6 +110,29 @@ def test_generate_both_providers_and_write_files(cloud_env, tmp_path):
     files = sorted(out.iterdir())
     assert len(files) == 2 and all(f.read_bytes()[:4] == b"\x89PNG" for f in files)
     assert sum(line.strip().startswith("file://") for line in run.stdout.splitlines()) == 2
+
+
+def test_compare_draws_with_both_and_puts_them_side_by_side(cloud_env, tmp_path):
+    out = tmp_path / "pictures"
+    run = bot("compare", "--out", str(out), "a red fox", env=cloud_env, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("compare: A = ") and "imagen" in lines[0] and "dalle3" in lines[0]
+    side_by_side = lines[1].split("side by side: ")[1]
+    assert side_by_side.startswith("file://")
+    with Image.open(side_by_side.removeprefix("file://")) as picture:
+        assert picture.width > 1.8 * picture.height  # two squares next to each other
+    assert len(list(out.iterdir())) == 3  # the two pictures and the side-by-side
+
+
+def test_a_bare_prompt_chooses_as_slack_does(cloud_env, tmp_path):
+    """Two providers configured and no default: `generate` compares, as `/imagine` does."""
+    run = bot("generate", "--out", str(tmp_path), "a red fox", env=cloud_env, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("compare: A = ")
+    one = {**cloud_env, "IMAGINE_DEFAULT_PROVIDER": "dalle3"}
+    run = bot("generate", "--out", str(tmp_path), "a red fox", env=one, cwd=tmp_path)
+    assert run.stdout.startswith("dalle3 (gpt-image-2)")
 
 
 def test_generate_with_nothing_configured_says_so_first(tmp_path):

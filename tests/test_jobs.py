@@ -206,7 +206,8 @@ def test_no_note_at_all_when_nothing_waited():
 # -- the workflows, in process, against the fakes: exactly once ------------------------------
 @pytest.fixture
 def world(tmp_path):
-    with FakeSlack() as slack, FakeVertexAI() as vertex:
+    """A queue worker's workflows (the delivery ledger is on where jobs can run twice)."""
+    with FakeSlack() as slack, FakeVertexAI() as vertex, redis_database() as redis_url:
         key = service_account_info(token_uri=vertex.url + "/token")
         config = Config.from_env(
             {
@@ -216,12 +217,12 @@ def world(tmp_path):
                 "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
                 "VERTEX_AI_BASE_URL": vertex.url,
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
+                "REDIS_URL": redis_url,
             }
         )
         client = build_web_client(config)
-        services = build_for_slack(config, publisher_factory(config, client))
+        services = build_for_slack(config, publisher_factory(config, client), worker=True)
         yield slack, vertex, services
-        services.runner.drain()
         services.close()
 
 

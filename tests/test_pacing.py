@@ -149,6 +149,20 @@ class Calls:
         return [label for label, _ in self.granted]
 
 
+def assert_paced(starts: list[float], interval: float) -> None:
+    """Starts are `interval` apart, and no one-second window holds more than a second's quota.
+
+    A thread records its start a little after the grant, so gaps may look 10% short and the
+    windows are 30 ms short of a second.
+    """
+    starts = sorted(starts)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.9 * interval, gaps
+    per_second = round(1 / interval)
+    for a in starts:
+        assert sum(1 for t in starts if a <= t < a + 1 - 0.3 * interval) <= per_second, starts
+
+
 def turn(user: str, seconds: float = 10.0, **callbacks: Any) -> Turn:
     return Turn(user=user, deadline=time.time() + seconds, **callbacks)
 
@@ -168,13 +182,9 @@ def test_spacing_holds_under_concurrency(make: Factory) -> None:
         calls.start(f"c{i}", turn(f"user{i % 3}"), queued=False)
     calls.join()
     assert not calls.errors
-    starts = sorted(t for _, t in calls.granted)
+    starts = [t for _, t in calls.granted]
     assert len(starts) == 20
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.09, gaps
-    # No 1-second window (less a little recording jitter) holds more than 10 starts.
-    for s in starts:
-        assert sum(1 for t in starts if s <= t < s + 0.97) <= 10
+    assert_paced(starts, 0.1)
     assert pacer.waiting("p") == 0
 
 
@@ -182,11 +192,15 @@ def test_idle_provider_grants_at_once(make: Factory) -> None:
     pacer = make({"p": 600})
     if make.client is not None:
         make.client.ping()
-    for _ in range(2):
+    seconds = []
+    for _ in range(3):
         began = time.monotonic()
         pacer.wait_turn("p")
-        assert time.monotonic() - began < 0.02
+        seconds.append(time.monotonic() - began)
         time.sleep(0.11)  # idle again: the interval has passed
+    # At once: well under the 0.1 s interval every time (a busy machine may delay one call),
+    # and within 20 ms at least once.
+    assert max(seconds) < 0.05 and min(seconds) < 0.02, seconds
 
 
 def test_unpaced_provider_does_no_io() -> None:
@@ -207,7 +221,7 @@ def test_unpaced_provider_does_no_io() -> None:
 
 
 def test_round_robin_serves_the_second_user_second(make: Factory) -> None:
-    pacer = make({"p": 400})  # 0.15 s
+    pacer = make({"p": 300})  # 0.2 s: time to queue everything before the first grant
     occupy(pacer)
     calls = Calls(pacer)
     for i in range(10):
@@ -223,7 +237,7 @@ def test_round_robin_serves_the_second_user_second(make: Factory) -> None:
 
 
 def test_on_wait_counts_down_and_on_start_once(make: Factory) -> None:
-    pacer = make({"p": 300})  # 0.2 s
+    pacer = make({"p": 240})  # 0.25 s
     events: list[tuple[str, Any]] = []
     first = turn(
         "A",
@@ -294,7 +308,7 @@ def test_cancelled_leaves_the_queue(make: Factory, monkeypatch: pytest.MonkeyPat
 
 
 def test_retry_goes_to_the_front_of_its_users_queue(make: Factory) -> None:
-    pacer = make({"p": 400})  # 0.15 s
+    pacer = make({"p": 300})  # 0.2 s
     occupy(pacer)
     calls = Calls(pacer)
     calls.start("B0", turn("B"))
@@ -417,9 +431,7 @@ def test_processes_share_one_rate(redis_make: Factory) -> None:
     first, second = (sorted(r["starts"]) for r in results)
     assert len(first) == len(second) == 6
     assert first[0] < second[-1] and second[0] < first[-1], "the two processes did not overlap"
-    starts = sorted(first + second)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.09, gaps
+    assert_paced(first + second, 0.1)
 
 
 def test_killed_waiter_does_not_block_the_queue(redis_make: Factory) -> None:

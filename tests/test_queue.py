@@ -19,7 +19,7 @@ from tests.fakes._http import WindowQuota
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.services import postgres_schema, redis_database
+from tests.services import PrivateRedis, postgres_schema, redis_database
 from tests.slack_harness import AppProcess, WorkerProcess, slack_env
 
 
@@ -87,8 +87,8 @@ def test_the_web_process_only_enqueues_and_a_worker_posts(fakes, env, start_app)
     ]
     assert f'"request_id": "{request_id}"' in worker.logs()  # one id from ack to post
     assert '"event": "generation"' not in web.logs()
-    status, metrics, _ = worker.get("/metrics")
-    assert 'imagine_jobs_total{kind="generate",outcome="ok"} 1.0' in metrics
+    done = 'imagine_jobs_total{kind="generate",outcome="ok"} 1.0'
+    slack.wait_for(lambda: done in worker.get("/metrics")[1])  # counted as the job ends
     status, metrics, _ = web.get("/metrics")
     assert status == 200 and 'imagine_jobs_accepted_total{kind="generate"} 1.0' in metrics
     assert 'imagine_queue_depth{runner="redis"} 0.0' in metrics
@@ -218,3 +218,32 @@ def test_the_per_person_cap_refuses_with_a_sentence(fakes, env, start_app):
     assert len(openai.calls("/images/generations")) == 2  # the third was never queued
     time.sleep(0.5)  # the jobs end just after their posts
     assert "Drawing" in send(web, slack, "dalle3 a hat 3", "UCAP")[1]  # room again
+
+
+def test_a_redis_restart_loses_no_job_and_the_app_recovers(fakes, env, start_app, tmp_path):
+    """Redis with its append-only file restarts while a picture is being drawn: that picture
+    arrives once, a command sent while Redis is down gets a sentence, later ones work."""
+    slack, _, openai, _ = fakes
+    openai.generation_delay = 3.0
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        env = {**env, "REDIS_URL": server.url}
+        web = start_app(env)
+        start_app(env, cls=WorkerProcess)
+        assert "Drawing" in send(web, slack, "dalle3 drawn across the restart", "U1")[1]
+        slack.wait_for(lambda: openai.in_flight == 1, timeout=10)
+        server.stop()
+        down = send(web, slack, "dalle3 sent while redis is down", "U2")[1]
+        assert "queue is unreachable" in down
+        server.start()
+        slack.wait_for(lambda: uploaded_prompts(slack)["drawn across the restart"], timeout=30)
+        assert "Drawing" in send(web, slack, "dalle3 after the restart", "U3")[1]
+        slack.wait_for(lambda: uploaded_prompts(slack)["after the restart"], timeout=30)
+        time.sleep(2.0)
+        assert uploaded_prompts(slack) == Counter(
+            {"drawn across the restart": 1, "after the restart": 1}
+        )
+        assert not errors_told(slack)
+    finally:
+        server.stop()

@@ -54,10 +54,12 @@ def provider_env(fakes, deployment="img", model="gpt-image-2", **extra) -> dict[
         AZURE_OPENAI_API_KEY=AZURE_KEY,
         AZURE_OPENAI_IMAGE_DEPLOYMENT=deployment,
         OPENAI_IMAGE_MODEL=model,
-        IMAGINE_RETRY_BACKOFF="0.01",
-        IMAGINE_PROVIDER_TIMEOUT="5",
-        IMAGINE_JOB_DEADLINE="90",  # a Retry-After of 200 s is then beyond the deadline
-        **extra,
+        **{
+            "IMAGINE_RETRY_BACKOFF": "0.01",
+            "IMAGINE_PROVIDER_TIMEOUT": "5",
+            "IMAGINE_JOB_DEADLINE": "90",  # a Retry-After of 200 s is then beyond it
+            **extra,
+        },
     )
 
 
@@ -345,3 +347,49 @@ def test_fifty_simultaneous_commands_do_not_queue(fakes, start_app):
     assert slowest_ack < 1.0, f"slowest ack {slowest_ack:.2f}s"
     slack.wait_for(lambda: len(slack.uploaded_files) == 50, timeout=15)
     assert time.monotonic() - started < 8.0
+
+
+# -- quotas, in the embedded runner ----------------------------------------------------------
+def test_a_429_is_retried_quietly_until_the_picture_is_drawn(app, fakes):
+    slack, vertex, _, _ = fakes
+    vertex.quota_exceeded(times=4)  # Vertex sends no Retry-After: we back off with jitter
+    _, _, _, url = command(app, slack, "imagen a patient heron")
+    slack.wait_for(lambda: slack.uploaded_files, timeout=20)
+    assert len(vertex.api_calls()) == 5
+    assert not slack.responses_to(url)  # nobody was told about the quota
+
+
+def test_a_quota_that_stays_full_ends_in_one_sentence_at_the_deadline(fakes, start_app):
+    slack, vertex, _, _ = fakes
+    app = start_app(provider_env(fakes, IMAGINE_JOB_DEADLINE="3"))
+    vertex.quota_exceeded(times=1000)
+    started = time.monotonic()
+    _, _, _, url = command(app, slack, "imagen a stubborn mule")
+    [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=15)
+    assert 2.0 < time.monotonic() - started < 8.0  # retried until the deadline, not longer
+    assert reply.text.startswith(":hourglass: imagen:") and "quota" in reply.text
+    assert len(vertex.api_calls()) > 2 and not slack.uploaded_files
+
+
+def test_embedded_pacing_spaces_the_calls_and_tells_who_waits(fakes, start_app):
+    slack, vertex, _, _ = fakes
+    app = start_app(provider_env(fakes, IMAGEN_REQUESTS_PER_MINUTE="60"))  # one a second
+    urls = [command(app, slack, f"imagen tick {i}", user_id=f"U{i}")[3] for i in range(4)]
+    slack.wait_for(lambda: len(slack.uploaded_files) == 4, timeout=20)
+    starts = [call.at for call in vertex.api_calls()]
+    assert all(b - a >= 0.95 for a, b in zip(starts, starts[1:], strict=False))
+    last = [r.text for r in slack.responses_to(urls[-1])]
+    assert any("ahead of you" in text for text in last)  # it waited, and was told so
+    assert "Drawing" in last[-1]
+
+
+def test_metrics_count_jobs_and_provider_time(app, fakes):
+    slack = fakes[0]
+    command(app, slack, "imagen a counted crane")
+    slack.wait_for(lambda: slack.uploaded_files)
+    time.sleep(0.2)
+    status, text, _ = app.get("/metrics")
+    assert status == 200
+    assert re.search(r'imagine_jobs_total\{kind="generate",outcome="ok"\} [1-9]', text)
+    assert 'imagine_provider_seconds_bucket{le="2.0",outcome="ok",provider="imagen"}' in text
+    assert 'imagine_queue_depth{runner="threads"} 0.0' in text

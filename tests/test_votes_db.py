@@ -400,3 +400,17 @@ def test_burst_of_200_reactions_from_32_threads(store: VoteStore) -> None:
     tally = Counter(want.values())
     assert sum(tally.values()) == len(want) and len(want) > 10  # the burst left real votes
     assert elapsed < 20, "the burst should take about a second; something serialised badly"
+
+
+def test_a_reader_holding_a_transaction_does_not_stall_the_writers(tmp_path) -> None:
+    """Only the store's own writers take SQLite's write lock up front: a script or a test
+    that reads in a long transaction must not hold it while the app wants to write."""
+    store = VoteStore(f"sqlite:///{tmp_path / 'votes.db'}", busy_timeout=2.0)
+    with store.engine.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM votes")).scalar()  # transaction still open
+        started = time.monotonic()
+        cid = store.register_comparison("C1", ts(1), "U1", "a fox", POSITIONS)
+        store.apply_reaction("Ev1", "C1", ts(1), "U2", "A", True, ts(2))
+        assert time.monotonic() - started < 1.0
+    assert store.vote_count(cid) == 1
+    store.close()

@@ -39,6 +39,7 @@ NAMESPACE = "imagine:queue"
 HEARTBEAT_TIMEOUT = 15.0  # seconds without a heartbeat after which a worker counts as dead
 HEARTBEAT_EVERY = 3.0
 MAINTENANCE_CHANCE = 100_000  # of 1,000,000 broker commands: requeue dead workers' jobs soon
+IDLE_THREAD_WAKEUP = 1.0  # seconds
 GRACE = 120.0  # a job still listed this long after its deadline died with its worker
 
 
@@ -224,6 +225,12 @@ class QueueWorker:
 
     def start(self) -> None:
         self.worker.start()
+        # `worker_timeout` is both how soon an idle consumer polls Redis again (keep it short:
+        # it is the pickup latency) and how often an idle job thread wakes up to look at its
+        # local queue. With a hundred threads, 10 wake-ups a second each is real CPU; once a
+        # second is plenty (it only delays a stop by up to a second).
+        for thread in self.worker.workers:
+            thread.timeout = IDLE_THREAD_WAKEUP
         self._beat.start()
 
     def _heartbeat(self) -> None:

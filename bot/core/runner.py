@@ -126,14 +126,23 @@ class Runner(ABC):
         self.board = board
 
     def submit(self, job: Job) -> Admission:
-        admission = self.board.admit(job)
+        """Admit and hand over the job; UNAVAILABLE (never an exception) when the queue
+        cannot be reached, so the acknowledgement can say so."""
+        try:
+            admission = self.board.admit(job)
+        except Exception as err:
+            log.error("could not admit request_id=%s: %s", job.request_id, type(err).__name__)
+            return Admission.UNAVAILABLE
         if admission is not Admission.ACCEPTED:
             return admission
         try:
             self._dispatch(job)
-        except Exception:
-            log.exception("could not hand over request_id=%s", job.request_id)
-            self.board.finish(job)
+        except Exception as err:
+            log.error("could not hand over request_id=%s: %s", job.request_id, type(err).__name__)
+            try:
+                self.board.finish(job)
+            except Exception:
+                pass  # the board lives where the queue does: it expires the entry itself
             return Admission.UNAVAILABLE
         return admission
 

@@ -56,8 +56,12 @@ class Workflows:
         *,
         board: JobBoard | None = None,
         rng: random.Random | None = None,
+        ledger: bool = True,
     ) -> None:
+        """`ledger`: keep the delivery ledger, because the runner may run a job twice (a queue
+        redelivers a dead worker's jobs). Threads in one process never do."""
         self.service = service
+        self.ledger = ledger
         self.store = store
         self.publisher = publisher
         self.voting = voting
@@ -89,9 +93,18 @@ class Workflows:
                 outcome=outcome,
                 latency_s=round(job.elapsed(), 3),
             )
-            if self.board is not None:
-                self.board.finish(job)
+            self._leave_board(job)
         return outcome
+
+    def _leave_board(self, job: Job) -> None:
+        """The job no longer counts toward its person's cap. Best effort: an unreachable board
+        (Redis restarting) expires the entry itself, and must not fail a job already shown."""
+        if self.board is None:
+            return
+        try:
+            self.board.finish(job)
+        except Exception as err:
+            log.warning("could not update the job board request_id=%s: %s", job.request_id, err)
 
     def give_up(self, job: Job) -> None:
         """Every run of the job crashed (the queue's retries are spent): say so, once."""
@@ -99,11 +112,10 @@ class Workflows:
         if state not in (POSTED, TOLD) and (state == POSTING or self._claim(job)):
             self.publisher.tell(job, SOMETHING_WRONG)
             self._finish(job, TOLD)
-        if self.board is not None:
-            self.board.finish(job)
+        self._leave_board(job)
 
     def _run(self, job: Job) -> str:
-        if self.board is not None and self.board.cancelled(job.key):
+        if self._is_cancelled(job):
             return "cancelled"  # the person was told when they pressed Cancel
         if isinstance(job, LeaderboardJob):
             return self.show_leaderboard(job)
@@ -143,10 +155,15 @@ class Workflows:
         return "expired"
 
     def _cancelled_check(self, job: Job):
-        board = self.board
-        if board is None:
-            return None
-        return lambda: board.cancelled(job.key)
+        return None if self.board is None else lambda: self._is_cancelled(job)
+
+    def _is_cancelled(self, job: Job) -> bool:
+        if self.board is None:
+            return False
+        try:
+            return self.board.cancelled(job.key)
+        except Exception:  # the board unreachable: carry on, as if nobody pressed Cancel
+            return False
 
     # -- one provider at a time --------------------------------------------------------------
     def generate(self, job: GenerateJob) -> str:
@@ -188,21 +205,15 @@ class Workflows:
                 provider_s=result.timings.get("provider"),
                 latency_s=round(job.elapsed(), 3),
             )
-        if self.board is not None and self.board.cancelled(job.key):
+        if self._is_cancelled(job):
             raise JobCancelled()  # cancelled while drawing: show nothing
         return results
 
     def _post_pictures(self, job: Job, result: ProviderResult) -> tuple[str, Posted]:
         posted = self.publisher.post_pictures(job, result, job.elapsed())
         outcome = "not_in_channel" if posted.private else "ok"
-        self._record(job, result, outcome, posted.ts)
-        if posted.ts and not posted.private:
-            try:  # 👍 / 👎 on the post then rate the model
-                self.store.register_rated_post(
-                    job.channel_id, posted.ts, result.provider, result.model or "", job.user_id
-                )
-            except Exception:
-                log.exception("could not register the post request_id=%s", job.request_id)
+        # 👍 / 👎 on the post then rate the model
+        self._record(job, result, outcome, posted.ts, rated=not posted.private)
         return outcome, posted
 
     # -- side by side, blind -----------------------------------------------------------------
@@ -334,7 +345,13 @@ class Workflows:
 
     # -- history and the delivery ledger -----------------------------------------------------
     def _record(
-        self, job: Job, result: ProviderResult, outcome: str, ts: str | None = None
+        self,
+        job: Job,
+        result: ProviderResult,
+        outcome: str,
+        ts: str | None = None,
+        *,
+        rated: bool = False,
     ) -> None:
         """Keep the history (who, what, which model, how long); never fail the post for it."""
         request = getattr(job, "request", None)
@@ -355,11 +372,14 @@ class Workflows:
                 image_urls=[i.url.split("?")[0] for i in result.images if i.url],
                 request_id=job.request_id,
                 message_ts=ts,
+                rated=rated,
             )
         except Exception:
             log.exception("could not record the generation request_id=%s", job.request_id)
 
     def _delivery_state(self, job: Job) -> str | None:
+        if not self.ledger:
+            return None
         try:
             return self.store.delivery_state(job.key)
         except Exception:
@@ -369,6 +389,8 @@ class Workflows:
     def _claim(self, job: Job) -> bool:
         """Record, before showing anything, that this run shows the outcome. A second run of
         the same job (a queue redelivery) that finds the claim shows nothing."""
+        if not self.ledger:
+            return True
         try:
             return self.store.claim_delivery(job.key, job.channel_id)
         except Exception:  # no ledger: posting beats losing a picture that was paid for
@@ -376,6 +398,8 @@ class Workflows:
             return True
 
     def _finish(self, job: Job, state: str, ts: str | None = None) -> None:
+        if not self.ledger:
+            return
         try:
             self.store.finish_delivery(job.key, state, ts)
         except Exception:

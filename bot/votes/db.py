@@ -293,9 +293,23 @@ class VoteStore:
         image_urls: Sequence[str],
         request_id: str,
         message_ts: str | None = None,
+        rated: bool = False,
     ) -> int:
-        """One provider's result for one request (`outcome`: "ok" or an error kind)."""
+        """One provider's result for one request (`outcome`: "ok" or an error kind).
+
+        `rated`: the post at `message_ts` takes 👍 / 👎 for the model; it is registered in the
+        same transaction (see `register_rated_post`)."""
         with self._write() as conn:
+            if rated and message_ts:
+                self._insert_message_row(
+                    conn,
+                    RATED_POSTS,
+                    channel_id,
+                    message_ts,
+                    provider=provider,
+                    model=model,
+                    requester_id=user_id,
+                )
             return conn.execute(
                 GENERATIONS.insert()
                 .values(
@@ -371,14 +385,19 @@ class VoteStore:
     def _insert_ignore(self, table: Table) -> Any:
         return (sqlite_insert if self._sqlite else pg_insert)(table)
 
+    def _insert_message_row(
+        self, conn: Connection, table: Table, channel_id: str, message_ts: str, **values: Any
+    ) -> None:
+        conn.execute(
+            self._insert_ignore(table)
+            .values(created_at=_now(), channel_id=channel_id, message_ts=message_ts, **values)
+            .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
+        )
+
     def _message_row_id(self, table: Table, channel_id: str, message_ts: str, **values: Any) -> int:
         """Insert the row for a message unless it exists; the row's id either way."""
         with self._write() as conn:
-            conn.execute(
-                self._insert_ignore(table)
-                .values(created_at=_now(), channel_id=channel_id, message_ts=message_ts, **values)
-                .on_conflict_do_nothing(index_elements=["channel_id", "message_ts"])
-            )
+            self._insert_message_row(conn, table, channel_id, message_ts, **values)
             return conn.execute(
                 select(table.c.id).where(
                     table.c.channel_id == channel_id, table.c.message_ts == message_ts
