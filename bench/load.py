@@ -59,6 +59,22 @@ def start(stack: ExitStack, mode: str, env: dict[str, str]) -> tuple[AppProcess,
     return web, roots
 
 
+def wait_for_uploads(slack: FakeSlack, expected: int, timeout: float, idle: float = 30.0) -> None:
+    """Until `expected` uploads arrived, or none for `idle` seconds (pictures that never
+    come: the baseline drops what the provider refuses), or `timeout`."""
+    started = last_change = time.monotonic()
+    seen = 0
+    while time.monotonic() - started < timeout:
+        count = len(slack.uploaded_files)
+        if count >= expected:
+            return
+        if count != seen:
+            seen, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change > idle:
+            return
+        time.sleep(0.05)
+
+
 def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[str, float]:
     with ExitStack() as stack:
         slack = stack.enter_context(FakeSlack())
@@ -93,14 +109,16 @@ def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[
         def fire(i: int) -> float:
             prompt = prompts[i]
             sent[prompt] = time.monotonic()
-            status, _, elapsed = web.post_command(f"dalle3 {prompt}", user_id=f"U{i:05d}")
+            status, _, elapsed = web.post_command(
+                f"dalle3 {prompt}", user_id=f"U{i:05d}", response_url=slack.response_url()
+            )
             if status != 200:
                 raise RuntimeError(f"ack status {status}")
             return elapsed
 
         with ThreadPoolExecutor(min(commands, 256)) as pool:
             acks = list(pool.map(fire, range(commands)))
-        slack.wait_for(lambda: len(slack.uploaded_files) >= commands + 1, timeout=timeout)
+        wait_for_uploads(slack, commands + 1, timeout)
         after = usage(roots)
         done = {f.title: f for f in slack.uploaded_files if f.title != "warm up"}
         finished = {
@@ -108,9 +126,8 @@ def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[
             for call in slack.calls("/api/files.completeUploadExternal")
             if call.at >= min(sent.values())
         }
-    missing = set(prompts) - set(done)
-    assert not missing, f"some pictures never arrived: {sorted(missing)[:3]} {sorted(done)[:3]}"
     figures = {
+        "delivered": len(set(prompts) & set(done)),
         "ack_p50_ms": percentile(acks, 50) * 1000,
         "ack_p99_ms": percentile(acks, 99) * 1000,
         "ack_max_ms": max(acks) * 1000,
@@ -148,6 +165,8 @@ def main() -> None:
             f"CPU {f['cpu_ms_per_command']:5.1f} ms/command; "
             f"peak RSS {f['peak_rss_mb']:4.0f} MB (all processes {f['total_peak_rss_mb']:4.0f} MB)"
         )
+        if f["delivered"] < args.commands:
+            line += f"; ONLY {f['delivered']} of {args.commands} pictures arrived"
         if "refused_calls" in f:
             ratio = f["all_posted_s"] / f["floor_s"]
             line += f"; refused calls {f['refused_calls']}; {ratio:.2f}× the quota's floor"

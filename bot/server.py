@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -96,6 +97,7 @@ def _serve_socket_mode(config: Config) -> NoReturn:
         listeners.shutdown(wait=True)
         assert services.runner is not None
         services.runner.drain()
+        services.close()
     # What we accepted is done. slack_sdk's own threads (its close joins them without a
     # timeout, and a reconnect in progress can hold it) must not keep the process alive
     # until the platform's SIGKILL.
@@ -122,6 +124,9 @@ def _serve_http(config: Config) -> int:
 
     # Built before gunicorn forks (preload) so that a bad token stops start-up with one line.
     application = create_wsgi_app(config)
+    # What exists now lives as long as the process: keep it out of the garbage collector's
+    # passes (less CPU per request) and unwritten after the fork (shared between workers).
+    gc.freeze()
 
     class ImagineServer(BaseApplication):
         def load_config(self) -> None:
@@ -181,6 +186,7 @@ def main_worker() -> int:
         port = WORKER_METRICS_PORT
     worker = services.queue_worker
     signal.signal(signal.SIGTERM, _stopping)
+    gc.freeze()  # the services live as long as the process (see _serve_http)
     worker.start()
     if port:
         metrics.serve(port)  # answering /metrics means the worker runs
@@ -194,6 +200,7 @@ def main_worker() -> int:
         pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
     handed_back = worker.stop(config.jobs.stop_wait)
+    services.close()
     logging.getLogger("imagine.queue").info(
         "worker stopped; %d unfinished jobs handed back to the queue", handed_back
     )

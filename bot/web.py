@@ -46,6 +46,7 @@ class ImagineWsgiApp:
         self.listeners.shutdown(wait=True)
         assert self.services.runner is not None
         self.services.runner.drain()
+        self.services.close()
 
 
 def create_wsgi_app(config: Config | None = None) -> ImagineWsgiApp:

@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bot.votes.db import VoteStore
 from tests.fakes.images import png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.slack_harness import SIGNING_SECRET, AppProcess, slack_env
+from tests.slack_harness import SIGNING_SECRET, AppProcess, reaction_added, slack_env
 
 AZURE_KEY = "azure-key-that-must-never-be-logged"
 
@@ -256,15 +257,47 @@ def test_private_channel_without_the_bot_tells_the_requester(app, fakes):
     assert "/invite @Imagine" in reply.text
 
 
+def upload_message(slack: FakeSlack, prompt: str, channel: str = "C123") -> dict:
+    """The channel message an upload of `prompt` became."""
+    return slack.wait_for(
+        lambda: [m for m in slack.messages(channel) if prompt in m.get("text", "")]
+    )[0]
+
+
+def test_a_thumb_on_an_upload_finds_its_message_then_counts(app, fakes):
+    """Slack shares uploads asynchronously; the upload's message is looked up (files.info)
+    only when the first 👍 / 👎 arrives, once, and the vote counts."""
+    slack = fakes[0]
+    command(app, slack, "imagen a lighthouse keeper", channel_id="CKEEPER")
+    message = upload_message(slack, "a lighthouse keeper", "CKEEPER")
+    slack.quiesce()
+    assert "files.info" not in slack.methods_called()  # nothing asked at post time
+    store = VoteStore(f"sqlite:///{app.workdir / 'imagine.db'}")
+    for user in ("U1", "U2"):
+        assert app.post_event(reaction_added(user, "+1", "CKEEPER", message["ts"]))[0] == 200
+        slack.wait_for(lambda: store.thumb_tallies(channel_id="CKEEPER"))
+    slack.wait_for(lambda: store.thumb_tallies(channel_id="CKEEPER")[0].count == 2)
+    [tally] = store.thumb_tallies(channel_id="CKEEPER")
+    assert (tally.provider, tally.model, tally.choice) == ("imagen", "gemini-3.1-flash-image", "up")
+    assert len(slack.calls_to("files.info")) == 1  # the second thumb asked nothing
+    store.close()
+
+
 def test_an_install_without_files_read_still_posts_the_picture(app, fakes):
-    """files.info (to find the upload's message for 👍/👎) may be refused: the post stands."""
+    """files.info (to find the upload's message for 👍/👎) may be refused: the post stands,
+    the thumb is not counted, and the refused file is not asked about again."""
     slack = fakes[0]
     slack.fail("files.info", "missing_scope", times=20)
-    _, _, _, url = command(app, slack, "imagen a windmill")
-    slack.wait_for(lambda: slack.calls_to("files.info"))
-    slack.quiesce()
+    _, _, _, url = command(app, slack, "imagen a windmill", channel_id="CMILL")
+    message = upload_message(slack, "a windmill", "CMILL")
+    for user in ("U1", "U2"):
+        app.post_event(reaction_added(user, "+1", "CMILL", message["ts"]))
+        slack.wait_for(lambda: slack.calls_to("files.info"))
+        slack.quiesce()
     assert len(slack.uploaded_files) == 1
+    assert len(slack.calls_to("files.info")) == 1
     assert not slack.responses_to(url)  # no "something went wrong" for a posted picture
+    assert "Traceback" not in app.logs()
 
 
 def test_slack_rate_limit_is_retried(app, fakes):

@@ -122,7 +122,8 @@ def test_imagen_is_acknowledged_at_once_then_uploaded(app, fakes):
 
 def test_events_arrive_and_are_acknowledged(app, fakes):
     slack, _, socket_mode = fakes
-    reaction = reaction_added("U9", "thumbsup", "C123", "1700000000.000100")
+    # a thumb on somebody else's message
+    reaction = reaction_added("U9", "thumbsup", "C123", "1700000000.000100", item_user="U5")
     ack = socket_mode.event(reaction, session=app.session)
     assert ack.payload is None and ack.seconds < 1.0  # an empty ack: {"envelope_id": ...}
     time.sleep(0.2)

@@ -75,8 +75,9 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "reaction_events",
         "votes",
         "deliveries",
+        "uploads",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 3
+    assert store.schema_version() == len(MIGRATIONS) == 4
     assert store.migrate() == []  # nothing left to apply
 
 
@@ -89,18 +90,21 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
     store.close()
 
 
+NEXT = len(MIGRATIONS) + 1  # a migration the project does not have yet
+
+
 def test_a_version_1_database_is_upgraded_once(backend_url: str) -> None:
     VoteStore(backend_url, migrations=MIGRATIONS[:1]).close()  # a database at version 1
     calls: list[int] = []
 
     def add_note(conn) -> None:
-        calls.append(4)
+        calls.append(NEXT)
         conn.execute(text("ALTER TABLE comparisons ADD COLUMN note VARCHAR(100)"))
 
-    migrations = (*MIGRATIONS, Migration(4, "comparison notes", add_note))
+    migrations = (*MIGRATIONS, Migration(NEXT, "comparison notes", add_note))
     upgraded = VoteStore(backend_url, migrations=migrations)
-    assert upgraded.schema_version() == 4
-    assert calls == [4]
+    assert upgraded.schema_version() == NEXT
+    assert calls == [NEXT]
     cid = upgraded.register_comparison("C1", ts(1), "U1", "a fox", POSITIONS, {"mode": "x"})
     assert upgraded.comparison(cid).details == {"mode": "x"}  # migration 2's column
     with upgraded.engine.begin() as conn:
@@ -110,10 +114,10 @@ def test_a_version_1_database_is_upgraded_once(backend_url: str) -> None:
 
     again = VoteStore(backend_url, migrations=migrations)  # second start: nothing reapplied
     assert again.migrate(migrations) == []
-    assert calls == [4]
+    assert calls == [NEXT]
     with again.engine.connect() as conn:
         rows = conn.execute(text("SELECT version FROM schema_version ORDER BY version")).all()
-    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    assert [r[0] for r in rows] == list(range(1, NEXT + 1))
     again.close()
 
 

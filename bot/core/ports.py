@@ -22,6 +22,7 @@ class Posted:
     private: bool = False  # only the requester could be shown it (the bot is not in the channel)
     mode: str = "blocks"  # "blocks": a message we can edit; "file": an upload (no edits);
     # "console": printed (the command line)
+    file_id: str | None = None  # an upload whose message (ts) is looked up when needed
 
 
 @dataclass(frozen=True)

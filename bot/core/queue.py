@@ -39,7 +39,8 @@ NAMESPACE = "imagine:queue"
 HEARTBEAT_TIMEOUT = 15.0  # seconds without a heartbeat after which a worker counts as dead
 HEARTBEAT_EVERY = 3.0
 MAINTENANCE_CHANCE = 100_000  # of 1,000,000 broker commands: requeue dead workers' jobs soon
-IDLE_THREAD_WAKEUP = 1.0  # seconds
+POLL_MS = 250  # an idle consumer's longest pause between fetches (an idle worker: ~7 ms CPU/s)
+IDLE_THREAD_WAKEUP = 5.0  # seconds
 GRACE = 120.0  # a job still listed this long after its deadline died with its worker
 
 
@@ -180,8 +181,9 @@ class QueueRunner(Runner):
         super().__init__(board)
         self.actors = actors
 
-    def _dispatch(self, job: Job) -> None:
-        self.actors.run_job.send(job_to_payload(job))
+    def _dispatch(self, job: Job) -> Callable[[], object]:
+        self.actors.run_job.send(job_to_payload(job))  # stored in Redis before the ack
+        return lambda: None
 
 
 class InFlight(Middleware):
@@ -215,7 +217,7 @@ class QueueWorker:
         self.in_flight = InFlight()
         broker.add_middleware(self.in_flight)
         self.worker = dramatiq.Worker(
-            broker, queues={QUEUE}, worker_threads=threads, worker_timeout=100
+            broker, queues={QUEUE}, worker_threads=threads, worker_timeout=POLL_MS
         )
         # Prefetch no more than we can run: a job waits seconds to minutes, and messages held
         # in one worker's memory are work another worker could be doing.
@@ -225,10 +227,11 @@ class QueueWorker:
 
     def start(self) -> None:
         self.worker.start()
-        # `worker_timeout` is both how soon an idle consumer polls Redis again (keep it short:
-        # it is the pickup latency) and how often an idle job thread wakes up to look at its
-        # local queue. With a hundred threads, 10 wake-ups a second each is real CPU; once a
-        # second is plenty (it only delays a stop by up to a second).
+        # `worker_timeout` (250 ms) is both how soon an idle consumer polls Redis again (the
+        # pickup latency after a quiet spell; a busy consumer fetches at once) and how often
+        # an idle job thread wakes up to look at its local queue. With a hundred threads, four
+        # wake-ups a second each is real CPU for nothing; every few seconds is plenty (it only
+        # delays their exit at a stop, which hands back what is still running anyway).
         for thread in self.worker.workers:
             thread.timeout = IDLE_THREAD_WAKEUP
         self._beat.start()

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.core.jobs import Job, LeaderboardJob
@@ -117,6 +118,16 @@ class LocalJobBoard(JobBoard):
             return len(self._owners)
 
 
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    admission: Admission
+    start: Callable[[], object] = _nothing  # call it once the command is acknowledged
+
+
 class Runner(ABC):
     """Takes accepted jobs to the workflows. `submit` is on the acknowledgement path: fast."""
 
@@ -125,32 +136,35 @@ class Runner(ABC):
     def __init__(self, board: JobBoard) -> None:
         self.board = board
 
-    def submit(self, job: Job) -> Admission:
+    def submit(self, job: Job) -> Submitted:
         """Admit and hand over the job; UNAVAILABLE (never an exception) when the queue
-        cannot be reached, so the acknowledgement can say so."""
+        cannot be reached, so the acknowledgement can say so. Call `start()` of the answer
+        after acknowledging: a job that runs in this process begins only then, so that it does
+        not compete with the acknowledgement for the CPU."""
         try:
             admission = self.board.admit(job)
         except Exception as err:
             log.error("could not admit request_id=%s: %s", job.request_id, type(err).__name__)
-            return Admission.UNAVAILABLE
+            return Submitted(Admission.UNAVAILABLE)
         if admission is not Admission.ACCEPTED:
-            return admission
+            return Submitted(admission)
         try:
-            self._dispatch(job)
+            start = self._dispatch(job)
         except Exception as err:
             log.error("could not hand over request_id=%s: %s", job.request_id, type(err).__name__)
             try:
                 self.board.finish(job)
             except Exception:
                 pass  # the board lives where the queue does: it expires the entry itself
-            return Admission.UNAVAILABLE
-        return admission
+            return Submitted(Admission.UNAVAILABLE)
+        return Submitted(admission, start)
 
     def cancel(self, key: str, user_id: str) -> bool:
         return self.board.cancel(key, user_id)
 
     @abstractmethod
-    def _dispatch(self, job: Job) -> None: ...
+    def _dispatch(self, job: Job) -> Callable[[], object]:
+        """Hand the job over (a queue: now, durably); return what starts it, if anything."""
 
     def drain(self) -> None:  # noqa: B027 (a queue runner has nothing of its own to drain)
         """Stop taking jobs and finish the ones accepted in this process."""
@@ -170,8 +184,8 @@ class ThreadRunner(Runner):
         self._run = run
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="job")
 
-    def _dispatch(self, job: Job) -> None:
-        self._pool.submit(self._run, job)
+    def _dispatch(self, job: Job) -> Callable[[], object]:
+        return lambda: self._pool.submit(self._run, job)
 
     def drain(self) -> None:
         self._pool.shutdown(wait=True)

@@ -25,5 +25,8 @@ class Services:
     queue_worker: Any = None  # bot.core.queue.QueueWorker in a worker process
 
     def close(self) -> None:
+        """At a stop, after the jobs: write what is queued, release connections."""
+        if self.workflows is not None:
+            self.workflows.close()
         self.service.pacer.close()
         self.store.close()

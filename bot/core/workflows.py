@@ -28,7 +28,8 @@ from bot.generation.service import GenerationService
 from bot.generation.types import ImagineError, ProviderResult, StoredImage
 from bot.logs import log_event
 from bot.votes.chart import ratings_chart
-from bot.votes.db import POSTED, POSTING, TOLD, VoteStore
+from bot.votes.db import POSTED, POSTING, TOLD, DeliveryOutcome, VoteStore, history_entry
+from bot.votes.history import HistoryWriter
 from bot.votes.leaderboard import Leaderboard
 
 log = logging.getLogger("imagine.jobs")
@@ -68,6 +69,12 @@ class Workflows:
         self.board = board
         self.rng = rng or random.SystemRandom()
         self.leaderboard = Leaderboard(store)
+        self.history = HistoryWriter(store)
+
+    def close(self) -> None:
+        """At a stop, after the last job: write the history still queued."""
+        if not self.history.flush():
+            log.warning("the history writer did not finish in time")
 
     # -- running a job ---------------------------------------------------------------------
     def run(self, job: Job) -> str:
@@ -121,13 +128,6 @@ class Workflows:
             return self.show_leaderboard(job)
         if not isinstance(job, GenerateJob | CompareJob):
             raise TypeError(f"no workflow for {job.kind} jobs")
-        state = self._delivery_state(job)
-        if state in (POSTED, TOLD):
-            return "duplicate"  # an earlier run of this job showed its outcome
-        if state == POSTING:  # an earlier run died while posting: say so, never post twice
-            self.publisher.tell(job, INTERRUPTED.format(prompt=_short(job.request.prompt)))
-            self._finish(job, TOLD)
-            return "interrupted"
         if job.expired():
             return self._expire(job)
         progress = JobProgress(self.publisher, job)
@@ -141,18 +141,27 @@ class Workflows:
         token = current_turn.set(turn)
         try:
             if isinstance(job, CompareJob):
-                return self.compare(job)
-            return self.generate(job)
+                return self.compare(job, progress)
+            return self.generate(job, progress)
         finally:
             current_turn.reset(token)
 
     def _expire(self, job: GenerateJob | CompareJob) -> str:
-        if self._claim(job):
-            minutes = max(1, round((job.deadline - job.created_at) / 60))
-            text = EXPIRED.format(prompt=_short(job.request.prompt), minutes=minutes)
-            self.publisher.tell(job, text)
-            self._finish(job, TOLD)
+        if not self._claim(job):
+            return self._claimed_before(job)
+        minutes = max(1, round((job.deadline - job.created_at) / 60))
+        self.publisher.tell(job, EXPIRED.format(prompt=_short(job.request.prompt), minutes=minutes))
+        self._finish(job, TOLD)
         return "expired"
+
+    def _claimed_before(self, job: GenerateJob | CompareJob) -> str:
+        """An earlier run of this job got to its post first (a queue redelivery). If it died
+        while posting, the picture may or may not be there: say so rather than post twice."""
+        if self._delivery_state(job) != POSTING:
+            return "duplicate"
+        self.publisher.tell(job, INTERRUPTED.format(prompt=_short(job.request.prompt)))
+        self._finish(job, TOLD)
+        return "interrupted"
 
     def _cancelled_check(self, job: Job):
         return None if self.board is None else lambda: self._is_cancelled(job)
@@ -166,10 +175,10 @@ class Workflows:
             return False
 
     # -- one provider at a time --------------------------------------------------------------
-    def generate(self, job: GenerateJob) -> str:
-        results = self._draw(job)
+    def generate(self, job: GenerateJob, progress: JobProgress | None = None) -> str:
+        results = self._draw(job, progress)
         if not self._claim(job):
-            return "duplicate"
+            return self._claimed_before(job)
         outcomes: list[str] = []
         shown_ts: str | None = None
         for result in results:
@@ -184,8 +193,12 @@ class Workflows:
         self._finish(job, POSTED if "ok" in outcomes else TOLD, shown_ts)
         return outcomes[0] if len(set(outcomes)) == 1 else ",".join(outcomes)
 
-    def _draw(self, job: GenerateJob | CompareJob) -> list[ProviderResult]:
+    def _draw(
+        self, job: GenerateJob | CompareJob, progress: JobProgress | None
+    ) -> list[ProviderResult]:
         results = self.service.generate(job.request, job.providers)
+        if progress is not None:
+            progress.wait_sent(timeout=5.0)  # "drawing now" before the outcome, not after
         for result in results:
             if isinstance(result.error, JobCancelled):
                 raise result.error
@@ -205,26 +218,28 @@ class Workflows:
                 provider_s=result.timings.get("provider"),
                 latency_s=round(job.elapsed(), 3),
             )
-        if self._is_cancelled(job):
-            raise JobCancelled()  # cancelled while drawing: show nothing
+        if progress is not None and progress.waited and self._is_cancelled(job):
+            raise JobCancelled()  # cancelled from its waiting note as drawing began
         return results
 
     def _post_pictures(self, job: Job, result: ProviderResult) -> tuple[str, Posted]:
         posted = self.publisher.post_pictures(job, result, job.elapsed())
         outcome = "not_in_channel" if posted.private else "ok"
         # 👍 / 👎 on the post then rate the model
-        self._record(job, result, outcome, posted.ts, rated=not posted.private)
+        self._record(
+            job, result, outcome, posted.ts, rated=not posted.private, upload=posted.file_id
+        )
         return outcome, posted
 
     # -- side by side, blind -----------------------------------------------------------------
-    def compare(self, job: CompareJob) -> str:
-        results = self._draw(job)
+    def compare(self, job: CompareJob, progress: JobProgress | None = None) -> str:
+        results = self._draw(job, progress)
         ready = [r for r in results if r.ok and r.images]
         failed = [r for r in results if r not in ready]
         for result in failed:
             self._record(job, result, result.error.kind if result.error else "no_images")
         if not self._claim(job):
-            return "duplicate"
+            return self._claimed_before(job)
         if len(ready) < 2:
             return self._incomplete(job, ready, failed)
         self.rng.shuffle(ready)  # blind: a new left/right order for every comparison
@@ -352,6 +367,7 @@ class Workflows:
         ts: str | None = None,
         *,
         rated: bool = False,
+        upload: str | None = None,
     ) -> None:
         """Keep the history (who, what, which model, how long); never fail the post for it."""
         request = getattr(job, "request", None)
@@ -359,7 +375,7 @@ class Workflows:
             return
         try:
             options = {k: v for k, v in asdict(request).items() if k != "prompt" and v}
-            self.store.record_generation(
+            entry = history_entry(
                 user_id=job.user_id,
                 channel_id=job.channel_id,
                 prompt=request.prompt,
@@ -373,9 +389,12 @@ class Workflows:
                 request_id=job.request_id,
                 message_ts=ts,
                 rated=rated,
+                upload_file_id=upload,
             )
         except Exception:
             log.exception("could not record the generation request_id=%s", job.request_id)
+            return
+        self.history.add(entry)
 
     def _delivery_state(self, job: Job) -> str | None:
         if not self.ledger:
@@ -398,12 +417,10 @@ class Workflows:
             return True
 
     def _finish(self, job: Job, state: str, ts: str | None = None) -> None:
-        if not self.ledger:
-            return
-        try:
-            self.store.finish_delivery(job.key, state, ts)
-        except Exception:
-            log.exception("could not record the delivery request_id=%s", job.request_id)
+        """The claimed job's outcome, written with the history (milliseconds later): only the
+        claim must be in the database before the post."""
+        if self.ledger:
+            self.history.add(DeliveryOutcome(job.key, state, ts))
 
 
 def partial_compare_note(failed: list[ImagineError]) -> str:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from bot.generation.types import ImagineError, RateLimitError
+from bot.generation.types import ImagineError, ProviderUnavailableError, RateLimitError
 
 log = logging.getLogger("imagine.pacing")
 
@@ -37,9 +37,10 @@ T = TypeVar("T")
 
 ANONYMOUS = "anonymous"
 DEFAULT_WAIT = 600.0  # seconds a call without a turn may wait
-CANCEL_POLL = 1.0  # seconds between calls of Turn.cancelled while waiting
+CANCEL_POLL = 2.5  # seconds between calls of Turn.cancelled while waiting (a Redis read)
 KEY_TTL = 300.0  # seconds Redis keys outlive their last use
 REDIS_SLOTS = 16  # concurrent Redis calls per RedisPacer
+MAX_SLEEP = 60.0  # seconds: a waiter looks again at least this often
 
 
 @dataclass
@@ -79,6 +80,16 @@ class JobCancelled(ImagineError):
 
     def __init__(self, provider: str | None = None) -> None:
         super().__init__("This picture was cancelled.", provider=provider)
+
+
+class PacingUnavailable(ProviderUnavailableError):
+    """Redis, where the providers' quotas are shared, cannot be reached."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "I could not reach the queue's Redis to wait for the provider's quota; "
+            "try again in a minute."
+        )
 
 
 def submit_in_context(
@@ -273,7 +284,7 @@ class LocalPacer(Pacer):
                         check_cancel = turn.cancelled is not None and now >= next_cancel
                         if ahead != reported or check_cancel:
                             break
-                        timeout = remaining
+                        timeout = min(remaining, MAX_SLEEP)  # the deadline may be math.inf
                         if head:
                             timeout = min(timeout, lane.next_free - now)
                         if turn.cancelled is not None:
@@ -450,8 +461,8 @@ class RedisPacer(Pacer):
     Each waiting call holds a ticket whose liveness it refreshes on every poll; a ticket not
     refreshed for `ticket_ttl` seconds (its process died) is dropped by whoever polls next,
     so a killed process stalls the queue for at most about `ticket_ttl`. Waiters poll: the
-    head sleeps until the next call may start, the others at most `poll` seconds. The pacer
-    owns `client`: close() closes it.
+    head sleeps until the next call may start, the others at most `poll` seconds. `client`
+    stays the caller's (the process shares one): close() leaves it open.
     """
 
     def __init__(
@@ -494,12 +505,9 @@ class RedisPacer(Pacer):
         keys, qprefix = self.keys(provider)
         try:
             return int(self._run(self._waiting, keys, [qprefix, self._key_ttl_ms(provider)]))
-        except redis.RedisError:
+        except PacingUnavailable:
             log.warning("could not count waiting %s calls in Redis", provider, exc_info=True)
             return self._local_waiting[provider]
-
-    def close(self) -> None:
-        self.client.close()
 
     def wait_turn(self, provider: str, *, retry: bool = False) -> None:
         interval = self._intervals.get(provider)
@@ -545,13 +553,16 @@ class RedisPacer(Pacer):
             if not granted:
                 try:
                     self._run(self._leave, keys, [*common, ticket])
-                except redis.RedisError:  # the ticket expires by itself after ticket_ttl
+                except PacingUnavailable:  # the ticket expires by itself after ticket_ttl
                     log.warning("could not remove a %s pacing ticket", provider, exc_info=True)
         _notify(turn.on_start, provider)
 
     def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         with self._slots:
-            return script(keys=keys, args=args)
+            try:
+                return script(keys=keys, args=args)
+            except redis.RedisError as err:  # fail closed, in a sentence the person can read
+                raise PacingUnavailable() from err
 
     def _sleep(
         self, ahead: int, wait: float, interval: float, remaining: float, turn: Turn
@@ -562,13 +573,17 @@ class RedisPacer(Pacer):
         sleeps until then: only its own grant changes its state. Others wake half an
         interval after the call before theirs is due to start, so that the next in line
         learns it is the head in time and the rate is used fully even when `poll` exceeds
-        the interval, and at least every `poll` seconds to report `ahead`.
+        the interval. The next in line also polls every `poll` seconds; calls further back
+        poll only about when they can move up (and every CANCEL_POLL while cancellable):
+        sixty waiting calls polling four times a second would cost more CPU than the calls.
         """
         if ahead == 0:
             seconds = wait + 0.001
+        elif ahead == 1:
+            seconds = min(wait + 0.5 * interval, self.poll)
         else:
-            seconds = min(wait + max(ahead - 1.5, 0.5) * interval, self.poll)
-        seconds = min(seconds, self.ticket_ttl / 3, remaining)
+            seconds = wait + (ahead - 1.5) * interval
+        seconds = min(seconds, self.ticket_ttl / 3, remaining, MAX_SLEEP)
         if turn.cancelled is not None:
             seconds = min(seconds, CANCEL_POLL)
         return max(seconds, 0.0)

@@ -23,6 +23,10 @@ class NotInChannelError(Exception):
     """The bot cannot post in this conversation until someone invites it."""
 
 
+class FileGone(Exception):
+    """Slack will not tell where a file is (deleted, or files:read is missing)."""
+
+
 @dataclass(frozen=True)
 class Upload:
     data: bytes
@@ -50,6 +54,12 @@ class Delivery:
         """Upload images into the channel with `comment`; returns the message ts if Slack
         tells us within `share_wait` seconds (it shares files asynchronously), else None:
         the pictures are posted either way, only voting on them needs the ts."""
+        file_ids = self.upload_files(channel, files, comment)
+        return self._share_ts(file_ids[0], channel) if file_ids else None
+
+    def upload_files(self, channel: str, files: list[Upload], comment: str) -> list[str]:
+        """Upload images into the channel with `comment`; returns the file ids at once
+        (`shared_ts` finds the message they became, when someone needs it)."""
         uploads = [
             {
                 "content": f.data,
@@ -65,23 +75,33 @@ class Delivery:
                 channel=channel, file_uploads=uploads, initial_comment=comment
             ),
         )
-        file_ids = [f["id"] for f in response.get("files") or []]
-        return self._share_ts(file_ids[0], channel) if file_ids else None
+        return [f["id"] for f in response.get("files") or []]
+
+    def shared_ts(self, file_id: str, channel: str) -> str | None:
+        """The ts of the message `file_id` became in `channel`; None while it is not shared.
+
+        Raises FileGone when Slack will not say (a deleted file, an install without
+        files:read): asking again would not help."""
+        try:
+            info = self.client.files_info(file=file_id).get("file") or {}
+        except SlackApiError as err:
+            raise FileGone(err.response.get("error", "")) from None
+        for scope in ("public", "private"):
+            shares = (info.get("shares") or {}).get(scope, {}).get(channel)
+            if shares:
+                return shares[0]["ts"]
+        return None
 
     def _share_ts(self, file_id: str, channel: str) -> str | None:
         deadline = time.monotonic() + self.share_wait
         delay = 0.1
         while True:
             try:
-                info = self.client.files_info(file=file_id).get("file") or {}
-            except SlackApiError:  # e.g. missing_scope on an old install: the post stands
+                ts = self.shared_ts(file_id, channel)
+            except FileGone:  # e.g. missing_scope on an old install: the post stands
                 return None
-            for scope in ("public", "private"):
-                shares = (info.get("shares") or {}).get(scope, {}).get(channel)
-                if shares:
-                    return shares[0]["ts"]
-            if time.monotonic() + delay > deadline:
-                return None
+            if ts is not None or time.monotonic() + delay > deadline:
+                return ts
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 

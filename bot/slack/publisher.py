@@ -86,7 +86,9 @@ class SlackPublisher:
                 return Posted(self.delivery.post_message(job.channel_id, message))
             comment = messages.upload_comment(result, request, job.user_id, seconds)
             files = uploads(result, request)
-            return Posted(self.delivery.upload(job.channel_id, files, comment), mode="file")
+            file_ids = self.delivery.upload_files(job.channel_id, files, comment)
+            # which message the upload became is asked only when someone rates it
+            return Posted(mode="file", file_id=next(iter(file_ids), None))
         except NotInChannelError:
             if linked:
                 message = messages.result_message(result, request, job.user_id, seconds)

@@ -19,13 +19,14 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import (
     Engine,
     Table,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -46,6 +47,7 @@ from bot.votes.schema import (
     MIGRATIONS,
     RATED_POSTS,
     SCHEMA_VERSION,
+    UPLOADS,
     VOTES,
     Migration,
 )
@@ -54,6 +56,7 @@ DEFAULT_URL = "sqlite:///imagine.db"
 TIE, BOTH_BAD, UP, DOWN = "tie", "both_bad", "up", "down"
 COMPARISON, RATED_POST = "comparison", "rated_post"
 POSTING, POSTED, TOLD = "posting", "posted", "told"  # delivery states
+PENDING, SHARED, GONE = "pending", "shared", "gone"  # upload states
 _MIGRATION_LOCK = 0x1A6A_17E0  # pg advisory lock key held while migrating
 _WRITE = "imagine_write"  # execution option: BEGIN IMMEDIATE on SQLite (else a deferred BEGIN)
 
@@ -77,6 +80,14 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+_INSERT_GENERATION = GENERATIONS.insert().returning(GENERATIONS.c.id)
+_FINISH_DELIVERY = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.job_key == bindparam("k"))
+    .values(state=bindparam("s"), message_ts=bindparam("t"), updated_at=bindparam("u"))
+)
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -111,6 +122,19 @@ class RatedPost:
     model: str
     requester_id: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """A single picture uploaded into Slack whose message is not known yet."""
+
+    id: int
+    channel_id: str
+    file_id: str
+    provider: str
+    model: str
+    requester_id: str
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -185,6 +209,77 @@ def replay(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return current
 
 
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """How a claimed job ended: POSTED (with its message) or TOLD (a sentence instead)."""
+
+    job_key: str
+    state: str
+    message_ts: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """The rows one provider's result adds to the history."""
+
+    generation: dict[str, Any]
+    rated_post: dict[str, Any] | None = None
+    upload: dict[str, Any] | None = None
+
+
+def history_entry(
+    *,
+    user_id: str,
+    channel_id: str,
+    prompt: str,
+    provider: str,
+    model: str,
+    options: Mapping[str, Any],
+    timings: Mapping[str, float],
+    outcome: str,
+    image_urls: Sequence[str],
+    request_id: str,
+    message_ts: str | None = None,
+    rated: bool = False,
+    upload_file_id: str | None = None,
+) -> HistoryEntry:
+    """One provider's result for one request (`outcome`: "ok" or an error kind).
+
+    `rated`: the post takes 👍 / 👎 for the model: a rated post when its `message_ts` is known;
+    an upload whose message is not known yet is kept by `upload_file_id` until someone reacts
+    (see `VoteStore.pending_uploads`)."""
+    now = _now()
+    generation = {
+        "created_at": now,
+        "user_id": user_id,
+        "channel_id": channel_id,
+        "prompt": prompt,
+        "provider": provider,
+        "model": model,
+        "options": json.dumps(dict(options), sort_keys=True, default=str),
+        "timings": json.dumps(dict(timings), sort_keys=True),
+        "outcome": outcome,
+        "image_urls": json.dumps(list(image_urls)),
+        "message_ts": message_ts,
+        "request_id": request_id,
+    }
+    who = {"channel_id": channel_id, "provider": provider, "model": model}
+    if rated and message_ts:
+        post = {"created_at": now, "message_ts": message_ts, "requester_id": user_id, **who}
+        return HistoryEntry(generation, rated_post=post)
+    if rated and upload_file_id:
+        upload = {
+            "created_at": now,
+            "file_id": upload_file_id,
+            "requester_id": user_id,
+            "request_id": request_id,
+            "state": PENDING,
+            **who,
+        }
+        return HistoryEntry(generation, upload=upload)
+    return HistoryEntry(generation)
+
+
 # --- the store --------------------------------------------------------------------------------
 
 
@@ -224,6 +319,10 @@ class VoteStore:
                 pool_timeout=pool_timeout,
                 pool_pre_ping=True,
             )
+        # built once: a statement built per call costs more than the insert itself
+        self._insert_rated_post = self._insert_ignore(RATED_POSTS).on_conflict_do_nothing(
+            index_elements=["channel_id", "message_ts"]
+        )
         self.migrate(migrations)
 
     @property
@@ -279,55 +378,40 @@ class VoteStore:
 
     # --- generations ---
 
-    def record_generation(
-        self,
-        *,
-        user_id: str,
-        channel_id: str,
-        prompt: str,
-        provider: str,
-        model: str,
-        options: Mapping[str, Any],
-        timings: Mapping[str, float],
-        outcome: str,
-        image_urls: Sequence[str],
-        request_id: str,
-        message_ts: str | None = None,
-        rated: bool = False,
-    ) -> int:
-        """One provider's result for one request (`outcome`: "ok" or an error kind).
-
-        `rated`: the post at `message_ts` takes 👍 / 👎 for the model; it is registered in the
-        same transaction (see `register_rated_post`)."""
+    def record_generation(self, **fields: Any) -> int:
+        """Write one `history_entry(**fields)` now; returns the generation's id."""
+        entry = history_entry(**fields)
         with self._write() as conn:
-            if rated and message_ts:
-                self._insert_message_row(
-                    conn,
-                    RATED_POSTS,
-                    channel_id,
-                    message_ts,
-                    provider=provider,
-                    model=model,
-                    requester_id=user_id,
+            self._write_extras(conn, [entry])
+            return conn.execute(_INSERT_GENERATION, entry.generation).scalar_one()
+
+    def write_history(
+        self,
+        entries: Sequence[HistoryEntry],
+        outcomes: Sequence[DeliveryOutcome] = (),
+    ) -> None:
+        """Many entries and delivery outcomes in one transaction (see
+        `bot.votes.history.HistoryWriter`)."""
+        if not entries and not outcomes:
+            return
+        with self._write() as conn:
+            if entries:
+                self._write_extras(conn, entries)
+                conn.execute(GENERATIONS.insert(), [e.generation for e in entries])
+            if outcomes:
+                now = _now()
+                conn.execute(
+                    _FINISH_DELIVERY,
+                    [{"k": o.job_key, "s": o.state, "t": o.message_ts, "u": now} for o in outcomes],
                 )
-            return conn.execute(
-                GENERATIONS.insert()
-                .values(
-                    created_at=_now(),
-                    user_id=user_id,
-                    channel_id=channel_id,
-                    prompt=prompt,
-                    provider=provider,
-                    model=model,
-                    options=json.dumps(dict(options), sort_keys=True, default=str),
-                    timings=json.dumps(dict(timings), sort_keys=True),
-                    outcome=outcome,
-                    image_urls=json.dumps(list(image_urls)),
-                    message_ts=message_ts,
-                    request_id=request_id,
-                )
-                .returning(GENERATIONS.c.id)
-            ).scalar_one()
+
+    def _write_extras(self, conn: Connection, entries: Sequence[HistoryEntry]) -> None:
+        rated = [e.rated_post for e in entries if e.rated_post]
+        uploads = [e.upload for e in entries if e.upload]
+        if rated:
+            conn.execute(self._insert_rated_post, rated)
+        if uploads:
+            conn.execute(UPLOADS.insert(), uploads)
 
     def set_generation_message(self, generation_id: int, message_ts: str) -> None:
         with self._write() as conn:
@@ -353,6 +437,63 @@ class VoteStore:
                 out.append(item)
             return out
 
+    # --- uploads waiting to be matched with their message ---
+
+    def pending_uploads(
+        self, channel_id: str, *, within: timedelta = timedelta(days=30), limit: int = 20
+    ) -> list[PendingUpload]:
+        """Uploads in `channel_id` whose message is not known yet, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(UPLOADS)
+                .where(
+                    UPLOADS.c.channel_id == channel_id,
+                    UPLOADS.c.state == PENDING,
+                    UPLOADS.c.created_at >= _now() - within,
+                )
+                .order_by(UPLOADS.c.id.desc())
+                .limit(limit)
+            ).mappings()
+            return [
+                PendingUpload(
+                    r["id"], r["channel_id"], r["file_id"], r["provider"], r["model"],
+                    r["requester_id"], r["request_id"],
+                )
+                for r in rows
+            ]  # fmt: skip
+
+    def resolve_upload(self, upload: PendingUpload, message_ts: str | None) -> None:
+        """The upload became the message at `message_ts` (None: it is gone for good): from now
+        on 👍 / 👎 on that message rate the model, and the history knows the message."""
+        with self._write() as conn:
+            conn.execute(
+                update(UPLOADS)
+                .where(UPLOADS.c.id == upload.id)
+                .values(state=SHARED if message_ts else GONE, message_ts=message_ts)
+            )
+            if message_ts is None:
+                return
+            conn.execute(
+                self._insert_rated_post,
+                {
+                    "created_at": _now(),
+                    "channel_id": upload.channel_id,
+                    "message_ts": message_ts,
+                    "provider": upload.provider,
+                    "model": upload.model,
+                    "requester_id": upload.requester_id,
+                },
+            )
+            conn.execute(
+                update(GENERATIONS)
+                .where(
+                    GENERATIONS.c.request_id == upload.request_id,
+                    GENERATIONS.c.provider == upload.provider,
+                    GENERATIONS.c.message_ts.is_(None),
+                )
+                .values(message_ts=message_ts)
+            )
+
     # --- deliveries: what a job has already shown, so a re-run never posts twice ---
 
     def delivery_state(self, job_key: str) -> str | None:
@@ -373,12 +514,7 @@ class VoteStore:
 
     def finish_delivery(self, job_key: str, state: str, message_ts: str | None = None) -> None:
         """The claimed job's outcome: POSTED (with its message) or TOLD (a sentence instead)."""
-        with self._write() as conn:
-            conn.execute(
-                update(DELIVERIES)
-                .where(DELIVERIES.c.job_key == job_key)
-                .values(state=state, message_ts=message_ts, updated_at=_now())
-            )
+        self.write_history([], [DeliveryOutcome(job_key, state, message_ts)])
 
     # --- comparisons and rated posts ---
 

@@ -123,6 +123,24 @@ DELIVERIES = Table(
     Column("message_ts", String(32)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+# Migration 4: single pictures uploaded into Slack, until a 👍 / 👎 on them asks which message
+# they became (Slack shares uploads asynchronously; looking it up only when someone reacts
+# costs one files.info call per rated picture instead of one or more per picture).
+UPLOADS = Table(
+    "uploads",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("file_id", String(64), nullable=False, unique=True),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("requester_id", String(64), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # pending -> shared | gone
+    Column("message_ts", String(32)),
+    Index("ix_uploads_channel_state", "channel_id", "state"),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -155,8 +173,13 @@ def _create_deliveries(conn: Connection) -> None:
     DELIVERIES.create(conn)
 
 
+def _create_uploads(conn: Connection) -> None:
+    UPLOADS.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create tables", _create_v1),
     Migration(2, "comparisons.details", _add_comparison_details),
     Migration(3, "deliveries", _create_deliveries),
+    Migration(4, "uploads", _create_uploads),
 )

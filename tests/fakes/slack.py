@@ -656,6 +656,9 @@ class FakeSlack(FakeServer):
             upload.thread_ts = thread_ts
             upload.share_ts = share_ts
         objects = [self._file_object(u) for u, _ in uploads]
+        # Slack shares files asynchronously and answers only ids and titles here: where a
+        # file was shared is for files.info to tell
+        answered = [{"id": o["id"], "title": o["title"]} for o in objects]
         if channel_id:
             message = {
                 "type": "message",
@@ -670,7 +673,7 @@ class FakeSlack(FakeServer):
             if thread_ts:
                 message["thread_ts"] = thread_ts
             self._messages.setdefault(channel_id, []).append(message)
-        return {"files": objects}
+        return {"files": answered}
 
     def _file_info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "file")

@@ -107,12 +107,14 @@ class ImagineCommand:
             metrics.REFUSED.labels("invalid").inc()
             log_event(log, "command", **base, outcome="rejected", reason=type(err).__name__)
             return
-        admission = self.runner.submit(job)
+        submitted = self.runner.submit(job)
+        admission = submitted.admission
         if admission is Admission.ACCEPTED:
             if working:
                 ack(text=working)
             else:
                 ack()
+            submitted.start()
             metrics.ACCEPTED.labels(job.kind).inc()
         elif admission is Admission.DUPLICATE:
             ack()  # the same command again (a retry): the first one is on its way

@@ -2,7 +2,8 @@
 
 Only reactions on the bot's own comparison and single-picture posts count. Bolt drops the
 events the bot causes itself (its own voting reactions); Slack's redeliveries carry the same
-`event_id`, which the vote store keeps once, so a vote never counts twice.
+`event_id`, which the vote store keeps once, so a vote never counts twice. A single picture
+uploaded into Slack is matched with its message when the first 👍 / 👎 arrives on it.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from slack_sdk import WebClient
 
 from bot.config import VotingConfig
 from bot.logs import log_event
+from bot.slack.delivery import Delivery, FileGone
 from bot.slack.reveal import Reveal
-from bot.votes.db import COMPARISON, VoteStore
+from bot.votes.db import COMPARISON, DOWN, UP, VoteStore
 
 log = logging.getLogger("imagine.slack")
 
-THUMBS = {"+1": "up", "thumbsup": "up", "-1": "down", "thumbsdown": "down"}
+THUMBS = {"+1": UP, "thumbsup": UP, "-1": DOWN, "thumbsdown": DOWN}
+RATINGS = {UP, DOWN}
 
 
 class ReactionVotes:
@@ -38,6 +41,23 @@ class ReactionVotes:
     def on_removed(self, body: dict, event: dict, context: dict, client: WebClient) -> None:
         self._on_reaction(body, event, context, client, added=False)
 
+    def find_upload(self, channel: str, ts: str, client: WebClient) -> bool:
+        """Match the channel's pending uploads with the messages they became (each upload is
+        looked up once, newest first) until one is the message at `ts`."""
+        delivery = Delivery(client)
+        for upload in self.votes.pending_uploads(channel):
+            try:
+                shared = delivery.shared_ts(upload.file_id, channel)
+            except FileGone:
+                self.votes.resolve_upload(upload, None)
+                continue
+            if shared is None:
+                continue  # not shared yet: ask again on the next thumb
+            self.votes.resolve_upload(upload, shared)
+            if shared == ts:
+                return True
+        return False
+
     def choice_for(self, reaction: str) -> str | None:
         """Reaction name (skin tone ignored) -> a comparison choice or a thumb, else None."""
         name = reaction.split("::", 1)[0]
@@ -52,10 +72,21 @@ class ReactionVotes:
         if item.get("type") != "message" or choice is None or voter == context.get("bot_user_id"):
             return
         channel, ts = item.get("channel", ""), item.get("ts", "")
-        try:
-            change = self.votes.apply_reaction(
+
+        def apply():
+            return self.votes.apply_reaction(
                 body["event_id"], channel, ts, voter, choice, added, event["event_ts"]
             )
+
+        try:
+            change = apply()
+            if (
+                change is None
+                and choice in RATINGS
+                and event.get("item_user") == context.get("bot_user_id")
+            ):  # a thumb on one of our messages we do not know: an upload, perhaps
+                if self.find_upload(channel, ts, client):
+                    change = apply()
         except ValueError:
             return  # a thumb on a comparison or a letter on a single post: not a vote
         if change is None:
