@@ -10,13 +10,14 @@ is uploaded. Modes:
 - `redis`: `python -m bot serve` + two `python -m bot worker` on Redis (`--redis-url`).
 
 It prints, per mode: acknowledgement p50/p99, the time until all are posted, the app's CPU
-milliseconds per command (user+system of all its processes during the burst) and peak RSS.
+milliseconds per command (user+system of all its processes during the burst) and peak RSS;
+with `--repeat N`, the median of N runs of each.
 With `--quota RPM` the fake enforces that quota over 10-second windows (as Azure does) and the
 app paces to it (OPENAI_REQUESTS_PER_MINUTE); the figures then include refused calls and the
 time to the last picture against the quota's floor.
 
-    python -m bench.load --commands 50 --latency 2
-    python -m bench.load --commands 200 --latency 2
+    python -m bench.load --commands 50 --latency 2 --repeat 3
+    python -m bench.load --commands 200 --latency 2 --repeat 3
     python -m bench.load --commands 60 --latency 2 --quota 60 --modes redis,embedded
 """
 
@@ -154,11 +155,15 @@ def main() -> None:
     parser.add_argument("--quota", type=float, help="the provider's requests per minute")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; medians printed")
     args = parser.parse_args()
     quota = f", quota {args.quota:g}/min" if args.quota else ""
     print(f"{args.commands} concurrent commands, provider latency {args.latency:g} s{quota}")
     for mode in args.modes.split(","):
-        f = run(mode, args.commands, args.latency, args.timeout, args)
+        runs = [
+            run(mode, args.commands, args.latency, args.timeout, args) for _ in range(args.repeat)
+        ]
+        f = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         line = (
             f"{mode:>9}: ack p50 {f['ack_p50_ms']:4.0f} ms, p99 {f['ack_p99_ms']:4.0f} ms; "
             f"all posted in {f['all_posted_s']:5.1f} s; "

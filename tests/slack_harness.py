@@ -226,6 +226,22 @@ def slack_env(slack: FakeSlack, **extra: str) -> dict[str, str]:
     }
 
 
+def providers_env(
+    vertex, openai, key: dict[str, str], deployment: str = "img", model: str = "gpt-image-2"
+) -> dict[str, str]:
+    """The settings that point both providers at the fakes: Vertex AI with a service-account
+    key it trusts, and an Azure OpenAI deployment."""
+    return {
+        "GOOGLE_CLOUD_PROJECT": "test-project",
+        "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
+        "VERTEX_AI_BASE_URL": vertex.url,
+        "AZURE_OPENAI_ENDPOINT": openai.url,
+        "AZURE_OPENAI_API_KEY": openai.azure_api_key,
+        "AZURE_OPENAI_IMAGE_DEPLOYMENT": deployment,
+        "OPENAI_IMAGE_MODEL": model,
+    }
+
+
 class AppProcess:
     """`python -m bot serve` as a subprocess, with its output captured to a file."""
 

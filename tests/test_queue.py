@@ -20,7 +20,7 @@ from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import PrivateRedis, postgres_schema, redis_database
-from tests.slack_harness import AppProcess, WorkerProcess, slack_env
+from tests.slack_harness import AppProcess, WorkerProcess, providers_env, slack_env
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +42,7 @@ def env(fakes):
     with redis_database() as redis_url, postgres_schema() as database_url:
         yield slack_env(
             slack,
-            GOOGLE_CLOUD_PROJECT="test-project",
-            GOOGLE_SERVICE_ACCOUNT_JSON=json.dumps(key),
-            VERTEX_AI_BASE_URL=vertex.url,
-            AZURE_OPENAI_ENDPOINT=openai.url,
-            AZURE_OPENAI_API_KEY=openai.azure_api_key,
-            AZURE_OPENAI_IMAGE_DEPLOYMENT="img",
-            OPENAI_IMAGE_MODEL="gpt-image-2",
+            **providers_env(vertex, openai, key),
             REDIS_URL=redis_url,
             DATABASE_URL=database_url,
             IMAGINE_RETRY_BACKOFF="0.05",

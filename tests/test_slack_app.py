@@ -16,7 +16,13 @@ from tests.fakes.images import png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.slack_harness import SIGNING_SECRET, AppProcess, reaction_added, slack_env
+from tests.slack_harness import (
+    SIGNING_SECRET,
+    AppProcess,
+    providers_env,
+    reaction_added,
+    slack_env,
+)
 
 AZURE_KEY = "azure-key-that-must-never-be-logged"
 
@@ -48,13 +54,7 @@ def provider_env(fakes, deployment="img", model="gpt-image-2", **extra) -> dict[
     slack, vertex, openai, key = fakes
     return slack_env(
         slack,
-        GOOGLE_CLOUD_PROJECT="test-project",
-        GOOGLE_SERVICE_ACCOUNT_JSON=json.dumps(key),
-        VERTEX_AI_BASE_URL=vertex.url,
-        AZURE_OPENAI_ENDPOINT=openai.url,
-        AZURE_OPENAI_API_KEY=AZURE_KEY,
-        AZURE_OPENAI_IMAGE_DEPLOYMENT=deployment,
-        OPENAI_IMAGE_MODEL=model,
+        **providers_env(vertex, openai, key, deployment, model),
         **{
             "IMAGINE_RETRY_BACKOFF": "0.01",
             "IMAGINE_PROVIDER_TIMEOUT": "5",
@@ -414,6 +414,10 @@ def test_embedded_pacing_spaces_the_calls_and_tells_who_waits(fakes, start_app):
     last = [r.text for r in slack.responses_to(urls[-1])]
     assert any("ahead of you" in text for text in last)  # it waited, and was told so
     assert "Drawing" in last[-1]
+    waits = re.search(
+        r'imagine_quota_wait_seconds_count\{provider="imagen"\} (\d+)', app.get("/metrics")[1]
+    )
+    assert waits and int(waits.group(1)) >= 3  # three of the four waited their turn
 
 
 def test_metrics_count_jobs_and_provider_time(app, fakes):

@@ -22,7 +22,13 @@ from tests.fakes.gcs import GcsFront, start_gcs_emulator
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.slack_harness import AppProcess, reaction_added, reaction_removed, slack_env
+from tests.slack_harness import (
+    AppProcess,
+    providers_env,
+    reaction_added,
+    reaction_removed,
+    slack_env,
+)
 
 MODELS = {"gemini-3.1-flash-image", "gpt-image-2"}
 CHOICES = {"a": "A", "b": "B", "handshake": "tie", "x": "both_bad"}
@@ -42,13 +48,7 @@ def world(tmp_path_factory):
             key = service_account_info(token_uri=vertex.url + "/token")
             env = slack_env(
                 slack,
-                GOOGLE_CLOUD_PROJECT="test-project",
-                GOOGLE_SERVICE_ACCOUNT_JSON=json.dumps(key),
-                VERTEX_AI_BASE_URL=vertex.url,
-                AZURE_OPENAI_ENDPOINT=openai.url,
-                AZURE_OPENAI_API_KEY=openai.azure_api_key,
-                AZURE_OPENAI_IMAGE_DEPLOYMENT="img",
-                OPENAI_IMAGE_MODEL="gpt-image-2",
+                **providers_env(vertex, openai, key),
                 GCS_BUCKET="imgs",
                 STORAGE_EMULATOR_HOST=gcs.url,
                 DATABASE_URL=db,

@@ -1,10 +1,11 @@
 """The application's workflows: draw, compare, rank. One set for every front end.
 
 `Workflows.run(job)` is what a runner calls, in the process that acknowledged the job or in a
-worker on the queue. It checks that the job still needs doing (not cancelled, not expired, not
-already shown by an earlier run), draws under the providers' quotas, records the history, and
-hands the outcome to the front end's `Publisher`. Every job ends in a post or in one sentence
-to the person who asked.
+worker on the queue. It checks that the job still needs doing (not cancelled, not expired),
+draws under the providers' quotas, claims the delivery (a second run of the same job, after a
+worker died, finds the claim and posts nothing), hands the outcome to the front end's
+`Publisher`, and records the history. Every job ends in a post or in one sentence to the
+person who asked.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from bot import metrics
 from bot.generation.types import ImagineError, ProviderUnavailableError, RateLimitError
 
 log = logging.getLogger("imagine.pacing")
@@ -118,6 +119,12 @@ def _notify(callback: Callable[..., None] | None, *args: Any) -> None:
         callback(*args)
     except Exception:
         log.exception("pacing callback %r failed", callback)
+
+
+def _started(turn: Turn, provider: str, since: float) -> None:
+    """A call that had to wait got its turn: count the wait, tell the job."""
+    metrics.QUOTA_WAIT.labels(provider).observe(time.monotonic() - since)
+    _notify(turn.on_start, provider)
 
 
 def _ahead(lengths: list[int], j: int, k: int) -> int:
@@ -261,7 +268,7 @@ class LocalPacer(Pacer):
                 lane.cond.notify_all()
                 return
             ahead = lane.ahead(waiter)
-        granted = False
+        granted, since = False, time.monotonic()
         try:
             _notify(turn.on_wait, provider, ahead)
             reported = ahead
@@ -304,7 +311,7 @@ class LocalPacer(Pacer):
                 with lane.cond:
                     lane.remove(waiter)
                     lane.cond.notify_all()
-        _notify(turn.on_start, provider)
+        _started(turn, provider, since)
 
 
 # ---------------------------------------------------------------------------------------
@@ -524,6 +531,7 @@ class RedisPacer(Pacer):
         )
         if granted:
             return
+        since = time.monotonic()
         with self._lock:
             self._local_waiting[provider] += 1
         try:
@@ -555,7 +563,7 @@ class RedisPacer(Pacer):
                     self._run(self._leave, keys, [*common, ticket])
                 except PacingUnavailable:  # the ticket expires by itself after ticket_ttl
                     log.warning("could not remove a %s pacing ticket", provider, exc_info=True)
-        _notify(turn.on_start, provider)
+        _started(turn, provider, since)
 
     def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         with self._slots:
