@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from bot.config import Config
+from bot.core.choice import ProviderChoice
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, new_request_id
 from bot.core.ports import ComparisonPost, ComposedComparison, Posted, Waiting
 from bot.generation.service import GenerationService
@@ -119,24 +120,25 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
         quality=args.quality,
         style=args.style,
     )
-    publisher = ConsolePublisher(out)
-    store = DirectoryImageStore(args.out) if args.out else "default"
-    services = build_for_cli(config, publisher, store=store)
-    try:
-        named = getattr(args, "provider", None)
+    service = build_service(config, store=DirectoryImageStore(args.out) if args.out else "default")
+    choice = ProviderChoice(service, config.default_provider)
+    named = getattr(args, "provider", None)
+    try:  # what to draw, and with what, comes first: nothing is touched before it is valid
         if named:
-            providers = tuple(services.choice.choose(word)[0] for word in named)
+            providers = tuple(choice.choose(word)[0] for word in named)
         else:
-            providers = services.choice.choose(compare=compare)
-        services.service.validate(request, providers)  # what to draw, and with what, comes first
+            providers = choice.choose(compare=compare)
+        service.validate(request, providers)
     except ImagineError as err:
         print(f"error: {err.message}", file=out)
         return 2
-    if services.service.store is None:
+    if service.store is None:
         print(
             "error: GCS_BUCKET is not set: set it, or pass --out DIR to save the images.", file=out
         )
         return 2
+    publisher = ConsolePublisher(out)
+    services = build_for_cli(config, publisher, service)
     now = time.time()
     kind = CompareJob if compare or (not named and len(providers) > 1) else GenerateJob
     job = kind(

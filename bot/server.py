@@ -180,6 +180,14 @@ def main_worker() -> int:
             file=sys.stderr,
         )
         return 2
+    except OSError as err:  # URLError, timeouts: the network, not the token
+        reason = getattr(err, "reason", err)
+        print(
+            f"error: could not reach Slack at {client.base_url} ({reason}); check the network "
+            "and SLACK_API_URL",
+            file=sys.stderr,
+        )
+        return 2
     services = build_for_slack(config, publisher_factory(config, client), worker=True)
     port = config.jobs.metrics_port
     if port is None:

@@ -101,10 +101,10 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
 
 
 def build_for_cli(
-    config: Config, publisher: Publisher, *, store: ImageStore | None | str = "default"
+    config: Config, publisher: Publisher, service: GenerationService | None = None
 ) -> Services:
     """The command line: jobs run in the foreground, unpaced unless quotas are set."""
-    service = build_service(config, store=store)
+    service = service or build_service(config)
     votes = VoteStore(config.database_url)
     board = LocalJobBoard(config.jobs.max_queued_per_user)
     workflows = Workflows(service, votes, publisher, config.voting, board=board, ledger=False)

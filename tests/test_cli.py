@@ -174,3 +174,30 @@ def test_serve_without_slack_settings_names_them(tmp_path):
         "error: set SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET (or SLACK_APP_TOKEN for Socket Mode)"
         " to run the Slack app"
     )
+
+
+def test_compare_with_one_provider_says_so_and_touches_nothing(cloud_env, tmp_path):
+    one = {k: v for k, v in cloud_env.items() if not k.startswith("AZURE_")}
+    run = bot("compare", "a fox", env=one, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stdout.strip() == (
+        "error: Comparing needs two configured providers; only imagen is set up here "
+        "(see `/imagine help`)."
+    )
+    assert list(tmp_path.iterdir()) == []  # no database, no pictures: nothing was started
+
+
+def test_worker_names_what_it_needs_and_one_line_when_slack_is_unreachable(tmp_path):
+    run = bot("worker", env={}, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: set SLACK_BOT_TOKEN, REDIS_URL to run a worker"
+    unreachable = {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "REDIS_URL": "redis://127.0.0.1:6379/15",
+        "LOG_LEVEL": "CRITICAL",
+    }
+    run = bot("worker", env=unreachable, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("error: could not reach Slack at http://127.0.0.1:9/")
+    assert "Traceback" not in run.stderr and "xoxb-test-token" not in run.stderr

@@ -44,9 +44,10 @@ class ProviderChoice:
         if compare:
             configured = self.service.configured_providers()
             if len(configured) < 2:
+                here = f"only {configured[0]} is" if configured else "none is"
                 raise ConfigurationError(
-                    "Comparing needs two configured providers; only "
-                    f"{', '.join(configured) or 'none'} is set up here (see `/imagine help`)."
+                    f"Comparing needs two configured providers; {here} set up here "
+                    "(see `/imagine help`)."
                 )
             return tuple(configured)
         return (self.service.provider(named or "").name,)
