@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.config import Config
+from bot.config import Config, RetryConfig
 from bot.core.choice import ProviderChoice
 from bot.core.jobs import (
     CompareJob,
@@ -24,6 +24,8 @@ from bot.core.jobs import (
 from bot.core.ports import Waiting
 from bot.core.progress import MAX_NOTES, JobProgress
 from bot.core.runner import Admission, JobBoard, LocalJobBoard
+from bot.generation.pacing import Turn, current_turn
+from bot.generation.retry import next_wait
 from bot.generation.service import GenerationService
 from bot.generation.types import ConfigurationError, ImageRequest, InvalidRequestError
 from bot.slack.app import build_web_client, publisher_factory
@@ -304,3 +306,30 @@ def test_when_all_retries_crashed_the_person_hears_once(world):
     assert "Something went wrong" in reply.text
     assert services.store.delivery_state(crashed.key) == TOLD
     assert services.store.delivery_state("never-seen") is None
+
+
+# -- 429s within a job: retried until its deadline ----------------------------------------------
+@pytest.mark.parametrize(
+    ("remaining", "retry_after", "expected"),
+    [
+        (60.0, None, "backoff"),  # our own jittered backoff
+        (60.0, 20.0, 20.0),  # the provider said when
+        (10.0, 20.0, None),  # ... and that is after the deadline: say so now
+        (2.0, None, (0, 1.5)),  # the backoff is cut so one last try starts before the deadline
+        (0.3, None, None),  # too late for another try
+    ],
+)
+def test_a_refused_call_in_a_job_is_retried_until_the_deadline(remaining, retry_after, expected):
+    config = RetryConfig(max_retries=2, backoff=1.0, max_wait=30.0)
+    token = current_turn.set(Turn(user="U1", deadline=time.time() + remaining))
+    try:
+        wait = next_wait(9, retry_after, config, throttled=True)  # long past max_retries
+    finally:
+        current_turn.reset(token)
+    if expected == "backoff":
+        assert 15.0 <= wait <= 30.0  # 2**9 s, capped at max_wait, jittered down to half
+    elif isinstance(expected, tuple):
+        assert expected[0] < wait <= expected[1]
+    else:
+        assert wait == expected
+    assert next_wait(9, None, config) is None  # outside a job: max_retries still holds

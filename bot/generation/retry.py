@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from bot.config import RetryConfig
 from bot.generation.pacing import current_turn
 
+LAST_TRY = 0.5  # seconds before a job's deadline that its last retry starts
+
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """The server's requested wait, from `retry-after-ms` or `retry-after` (seconds)."""
@@ -43,7 +45,11 @@ def next_wait(
     wait = retry_after if retry_after is not None else backoff(attempt, config)
     turn = current_turn.get()
     if throttled and turn is not None:
-        return wait if time.time() + wait < turn.deadline else None
+        remaining = turn.deadline - time.time()
+        if retry_after is not None:  # the provider said when: earlier is futile, later too late
+            return wait if wait < remaining else None
+        # our own backoff: one more try just before the deadline rather than giving up early
+        return min(wait, remaining - LAST_TRY) if remaining > LAST_TRY else None
     if attempt >= config.max_retries:
         return None
     return wait if wait <= config.max_wait else None

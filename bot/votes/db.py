@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -837,6 +839,21 @@ def _to_comparison(row: Mapping[str, Any] | None) -> Comparison | None:
     )
 
 
+def _enter_wal(cursor: Any, busy_timeout: float) -> None:
+    """Switch to WAL, waiting while another connection holds the file: SQLite answers "database
+    is locked" at once here, without its busy handler, when several processes open a new
+    database together."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
     """WAL, busy timeout, foreign keys; BEGIN IMMEDIATE for our writes so writers queue up
     front."""
@@ -845,8 +862,8 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        _enter_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
