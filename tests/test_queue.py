@@ -171,14 +171,21 @@ def test_waiting_people_are_served_in_turn_and_can_cancel(fakes, env, start_app)
     env = {**env, "IMAGEN_REQUESTS_PER_MINUTE": "30"}  # one call every 2 s
     web = start_app(env)
     start_app(env, cls=WorkerProcess)
-    alice = [send(web, slack, f"imagen alice {i}", "UALICE")[2] for i in range(5)]
-    slack.wait_for(lambda: len(vertex.api_calls()) >= 1, timeout=10)
-    time.sleep(0.5)
+    alice = {f"alice {i}": send(web, slack, f"imagen alice {i}", "UALICE")[2] for i in range(5)}
+
+    def waiting_notes() -> dict[str, str]:
+        """Alice's prompts whose note says they wait, with that note's text."""
+        notes = {p: [r.text for r in slack.responses_to(url)] for p, url in alice.items()}
+        return {p: texts[0] for p, texts in notes.items() if texts and "Waiting" in texts[0]}
+
+    # One is drawn at once; the worker's threads take the other four in any order, and each
+    # note tells its place in line (next, 1, 2 or 3 ahead).
+    notes = slack.wait_for(lambda: len(waiting_notes()) == 4 and waiting_notes(), timeout=10)
     _, _, bob = send(web, slack, "imagen bob 0", "UBOB")
-    # Alice's last picture waits: its note says so and offers Cancel.
-    note = slack.wait_for(lambda: [r for r in slack.responses_to(alice[4]) if "ahead" in r.text])
-    assert note[0].body["replace_original"] is True
-    [button] = [e for b in note[0].body["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    [last] = [p for p, text in notes.items() if "3 ahead of you" in text]
+    [note] = [r for r in slack.responses_to(alice[last]) if "ahead" in r.text]
+    assert note.body["replace_original"] is True
+    [button] = [e for b in note.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
     click_url = slack.response_url()
     status, _, _ = web.post_action(
         action_id=button["action_id"],
@@ -193,7 +200,7 @@ def test_waiting_people_are_served_in_turn_and_can_cancel(fakes, env, start_app)
     slack.wait_for(lambda: len(uploaded_prompts(slack)) == 5, timeout=30)
     time.sleep(2.5)
     drawn = [json.loads(c.body)["contents"][0]["parts"][0]["text"] for c in vertex.api_calls()]
-    assert "alice 4" not in " ".join(drawn)  # cancelled: never drawn
+    assert last not in drawn and len(drawn) == 5  # cancelled: never drawn
     assert drawn.index("bob 0") <= 2  # served in turn, not behind Alice's five
     bob_notes = [r.text for r in slack.responses_to(bob)]
     assert any("Drawing" in text for text in bob_notes) or not bob_notes
