@@ -180,6 +180,11 @@ def test_imagen_quality_and_style_become_notes(
     assert "quality" not in json.dumps(vertex.api_calls()[0].json())
 
 
+def test_quality_auto_needs_no_note(vertex: FakeVertexAI, make_provider: MakeProvider) -> None:
+    output = make_provider(GEMINI).generate(ImageRequest("a cat", quality="auto"))
+    assert len(output.images) == 1 and output.notes == []
+
+
 def test_imagen_partial_filtering_returns_survivors_with_a_note(
     vertex: FakeVertexAI, make_provider: MakeProvider
 ) -> None:
