@@ -628,6 +628,7 @@ def test_totally_filtered_answer_is_a_content_policy_error(fake: FakeOpenAIImage
     with pytest.raises(ContentPolicyError) as caught:
         provider(azure(fake)).generate(ImageRequest("a duel", n=2))
     assert caught.value.reason == "sexual (medium)"
+    assert "drew the pictures but its content filter withheld them" in caught.value.message
 
 
 def test_one_refused_dalle3_call_of_three_keeps_the_others(fake: FakeOpenAIImages) -> None:

@@ -448,10 +448,11 @@ class OpenAIImageProvider(ImageProvider):
                     provider=self.name,
                 )
             reason = ", ".join(reasons) or None
+            drawn = "the pictures" if withheld > 1 else "the picture"
             raise ContentPolicyError(
-                f"{self.mode} drew the picture but its content filter withheld it"
-                f"{f' ({reason})' if reason else ''}; the prompt itself was accepted, so try "
-                "again or rephrase it.",
+                f"{self.mode} drew {drawn} but its content filter withheld "
+                f"{'them' if withheld > 1 else 'it'}{f' ({reason})' if reason else ''}; the "
+                "prompt itself was accepted, so try again or rephrase it.",
                 reason=reason or "content_filter",
                 provider=self.name,
                 stage="image",
