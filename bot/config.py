@@ -15,6 +15,7 @@ DEFAULT_IMAGEN_MODEL = "gemini-3.1-flash-image"
 DEFAULT_OPENAI_IMAGE_MODEL = "gpt-image-2"
 DEFAULT_OPENAI_API_VERSION = "2025-04-01-preview"
 MAX_SIGNED_URL_TTL = 7 * 24 * 3600
+TOKEN_HEADERS = ("authorization", "api-key")  # where a client-credentials token is sent
 
 
 class SettingError(ValueError):
@@ -119,6 +120,8 @@ class OpenAIConfig:
     azure_client_id: str | None = None
     azure_client_secret: str | None = field(default=None, repr=False)
     azure_token_scope: str | None = None
+    azure_token_header: str = "authorization"  # "api-key": the token goes in as the API key
+    azure_app_key: str | None = field(default=None, repr=False)  # sent as user={"appkey": ...}
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     model: str = DEFAULT_OPENAI_IMAGE_MODEL
@@ -204,6 +207,11 @@ class Config:
         if ttl > MAX_SIGNED_URL_TTL:
             raise SettingError("GCS_SIGNED_URL_TTL can be at most 7 days (604800 seconds)")
         port = int(_number(env, "PORT", 3000, minimum=0))
+        token_header = (_text(env, "AZURE_OPENAI_TOKEN_HEADER", "authorization") or "").lower()
+        if token_header not in TOKEN_HEADERS:
+            raise SettingError(
+                f"AZURE_OPENAI_TOKEN_HEADER must be authorization or api-key, not {token_header!r}"
+            )
         return cls(
             google=GoogleConfig(
                 project=_text(env, "GOOGLE_CLOUD_PROJECT"),
@@ -225,6 +233,8 @@ class Config:
                 azure_client_id=_text(env, "AZURE_OPENAI_CLIENT_ID"),
                 azure_client_secret=_text(env, "AZURE_OPENAI_CLIENT_SECRET"),
                 azure_token_scope=_text(env, "AZURE_OPENAI_TOKEN_SCOPE"),
+                azure_token_header=token_header,
+                azure_app_key=_text(env, "AZURE_OPENAI_APP_KEY"),
                 api_key=_text(env, "OPENAI_API_KEY"),
                 base_url=_text(env, "OPENAI_BASE_URL"),
                 model=_text(env, "OPENAI_IMAGE_MODEL", DEFAULT_OPENAI_IMAGE_MODEL),

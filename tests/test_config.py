@@ -79,3 +79,16 @@ def test_voting_defaults_and_custom_emoji():
 def test_voting_emoji_must_be_distinct(env):
     with pytest.raises(SettingError, match="four different emoji"):
         Config.from_env(env)
+
+
+def test_gateway_token_header_and_app_key():
+    default = Config.from_env({}).openai
+    assert default.azure_token_header == "authorization" and default.azure_app_key is None
+    gateway = Config.from_env(
+        {"AZURE_OPENAI_TOKEN_HEADER": "API-Key", "AZURE_OPENAI_APP_KEY": "app-secret-4"}
+    )
+    assert gateway.openai.azure_token_header == "api-key"
+    assert gateway.openai.azure_app_key == "app-secret-4"
+    assert "secret" not in repr(gateway)
+    with pytest.raises(SettingError, match="AZURE_OPENAI_TOKEN_HEADER must be authorization or"):
+        Config.from_env({"AZURE_OPENAI_TOKEN_HEADER": "bearer"})

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from google.auth.transport.requests import AuthorizedSession
+from google.oauth2 import service_account
 
 from bot.config import Config, GoogleConfig, RetryConfig
 from bot.generation.providers.google import (
@@ -24,6 +26,7 @@ from bot.generation.types import (
     ImageRequest,
     ImagineError,
     InvalidRequestError,
+    NoImageError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     RateLimitError,
@@ -177,6 +180,11 @@ def test_imagen_quality_and_style_become_notes(
     assert "quality" not in json.dumps(vertex.api_calls()[0].json())
 
 
+def test_quality_auto_needs_no_note(vertex: FakeVertexAI, make_provider: MakeProvider) -> None:
+    output = make_provider(GEMINI).generate(ImageRequest("a cat", quality="auto"))
+    assert len(output.images) == 1 and output.notes == []
+
+
 def test_imagen_partial_filtering_returns_survivors_with_a_note(
     vertex: FakeVertexAI, make_provider: MakeProvider
 ) -> None:
@@ -283,23 +291,55 @@ def test_gemini_makes_n_concurrent_calls(vertex: FakeVertexAI, make_provider: Ma
     assert len({image.data for image in output.images}) == 3
 
 
-def test_gemini_prompt_block_is_a_content_policy_error(
+def test_gemini_prompt_block_says_the_prompt_was_refused_in_googles_words(
     vertex: FakeVertexAI, make_provider: MakeProvider
 ) -> None:
     vertex.block_prompt("PROHIBITED_CONTENT")
     with pytest.raises(ContentPolicyError) as caught:
         make_provider(GEMINI).generate(ImageRequest("a blocked prompt"))
     assert caught.value.reason == "PROHIBITED_CONTENT"
+    assert caught.value.stage == "prompt"
+    message = caught.value.message
+    assert message.startswith("Google refused this prompt (PROHIBITED_CONTENT: ")
+    assert "The prompt was blocked due to prohibited content" in message  # blockReasonMessage
 
 
-def test_gemini_image_safety_on_every_call_is_a_content_policy_error(
+def test_gemini_image_safety_says_the_picture_was_withheld_in_googles_words(
     vertex: FakeVertexAI, make_provider: MakeProvider
 ) -> None:
     vertex.finish_without_image("IMAGE_SAFETY", times=2)
     with pytest.raises(ContentPolicyError) as caught:
         make_provider(GEMINI).generate(ImageRequest("unsafe picture", n=2))
     assert caught.value.reason == "IMAGE_SAFETY"
+    assert caught.value.stage == "image"
+    message = caught.value.message
+    assert "drew a picture but Google's safety filter withheld it" in message
+    assert "refused this prompt" not in message
+    # finishMessage, without the boilerplate about charges and feedback
+    assert "violated Google's Generative AI Prohibited Use policy" in message
+    assert "You will not be charged" not in message
     assert len(vertex.api_calls()) == 2
+
+
+def test_gemini_no_image_is_not_blamed_on_the_safety_filter(
+    vertex: FakeVertexAI, make_provider: MakeProvider
+) -> None:
+    vertex.finish_without_image("NO_IMAGE")
+    with pytest.raises(NoImageError) as caught:
+        make_provider(GEMINI).generate(ImageRequest("a recipe for soup"))
+    message = caught.value.message
+    assert f"{GEMINI} answered without a picture (NO_IMAGE: " in message
+    assert "The model did not generate an image for this prompt" in message
+    assert "safety" not in message
+
+
+def test_gemini_text_answer_explains_a_missing_image(
+    vertex: FakeVertexAI, make_provider: MakeProvider
+) -> None:
+    vertex.finish_without_image("STOP", message="", text="I can only draw one cat at a time.")
+    with pytest.raises(NoImageError) as caught:
+        make_provider(GEMINI).generate(ImageRequest("a thousand cats"))
+    assert "I can only draw one cat at a time" in caught.value.message
 
 
 def test_gemini_partial_block_returns_survivors_with_a_note(
@@ -308,7 +348,110 @@ def test_gemini_partial_block_returns_survivors_with_a_note(
     vertex.finish_without_image("IMAGE_SAFETY", times=1)
     output = make_provider(GEMINI).generate(ImageRequest("two of three", n=3))
     assert len(output.images) == 2
-    assert output.notes == ["1 of 3 images was blocked by Google's safety filter: IMAGE_SAFETY"]
+    assert output.notes == [
+        "1 of 3 images was withheld by Google's safety filter (IMAGE_SAFETY: Unable to show "
+        "the generated image. The image was filtered out because it violated Google's "
+        "Generative AI Prohibited Use policy)."
+    ]
+
+
+# -- seeds: Gemini's is an int32, Imagen's a uint32 ----------------------------------------------
+
+
+def test_the_fake_refuses_seeds_out_of_range_like_vertex(
+    vertex: FakeVertexAI, sa_info: dict[str, str]
+) -> None:
+    credentials = service_account.Credentials.from_service_account_info(
+        sa_info, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+    )
+    with AuthorizedSession(credentials) as session:
+        base = f"{vertex.url}/v1/projects/test-project/locations/us-central1/publishers/google"
+        gemini = session.post(
+            f"{base}/models/{GEMINI}:generateContent",
+            json={
+                "contents": [{"role": "user", "parts": [{"text": "a cat"}]}],
+                "generationConfig": {"responseModalities": ["IMAGE"], "seed": 2**31},
+            },
+            timeout=5,
+        )
+        imagen = session.post(
+            f"{base}/models/{IMAGEN}:predict",
+            json={
+                "instances": [{"prompt": "a cat"}],
+                "parameters": {"sampleCount": 1, "seed": 2**32, "addWatermark": False},
+            },
+            timeout=5,
+        )
+        largest = session.post(
+            f"{base}/models/{IMAGEN}:predict",
+            json={"instances": [{"prompt": "a cat"}], "parameters": {"seed": 2**32 - 1}},
+            timeout=5,
+        )
+    assert gemini.status_code == 400
+    error = gemini.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert error["message"] == "Invalid value at 'generation_config.seed' (TYPE_INT32), 2147483648"
+    assert error["details"][0]["fieldViolations"][0]["field"] == "generation_config.seed"
+    assert imagen.status_code == 400 and imagen.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert largest.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("model", "seed", "sent", "noted"),
+    [
+        (GEMINI, 2**31 - 1, 2**31 - 1, False),
+        (GEMINI, -5, -5, False),  # an int32 takes negative seeds
+        (GEMINI, 3_000_000_000, 3_000_000_000 - 2**31, True),
+        (GEMINI, 2**32 - 1, 2**31 - 1, True),
+        (IMAGEN, 2**32 - 1, 2**32 - 1, False),
+        (IMAGEN, 2**32 + 7, 7, True),
+        (IMAGEN, -1, 2**32 - 1, True),  # from the command line; a uint32 has no sign
+    ],
+)
+def test_seeds_beyond_the_models_range_are_mapped_in_and_noted(
+    vertex: FakeVertexAI,
+    make_provider: MakeProvider,
+    model: str,
+    seed: int,
+    sent: int,
+    noted: bool,
+) -> None:
+    output = make_provider(model).generate(ImageRequest("a koi pond", seed=seed))
+    body = vertex.api_calls()[0].json()
+    config = body["generationConfig"] if model == GEMINI else body["parameters"]
+    assert config["seed"] == sent
+    assert len(output.images) == 1
+    if noted:
+        (note,) = output.notes
+        assert f"seed {seed} was used as {sent}" in note and model in note
+    else:
+        assert output.notes == []
+    again = make_provider(model).generate(ImageRequest("a koi pond", seed=seed))
+    assert again.images[0].data == output.images[0].data  # the same seed, the same picture
+
+
+# -- damaged image data --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [IMAGEN, GEMINI])
+def test_undecodable_image_data_is_a_provider_error_not_a_crash(
+    vertex: FakeVertexAI, make_provider: MakeProvider, model: str
+) -> None:
+    vertex.damaged_image()
+    with pytest.raises(ProviderUnavailableError) as caught:
+        make_provider(model).generate(ImageRequest("a cat"))
+    assert "could not decode" in caught.value.message
+
+
+def test_one_undecodable_gemini_image_of_two_is_left_out_with_a_note(
+    vertex: FakeVertexAI, make_provider: MakeProvider
+) -> None:
+    vertex.damaged_image(times=1)
+    output = make_provider(GEMINI).generate(ImageRequest("two cats", n=2))
+    assert len(output.images) == 1 and output.images[0].data.startswith(PNG_MAGIC)
+    assert output.notes == [
+        "1 of 2 images was left out: the image data Google sent did not decode."
+    ]
 
 
 # -- errors and retries ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from bot.generation.types import (
     RateLimitError,
 )
 from tests.fakes._http import Reply
-from tests.fakes.openai_images import FakeOpenAIImages
+from tests.fakes.openai_images import FakeAzureGateway, FakeOpenAIImages
 
 AZURE_KEY = "azure-key-0123456789abcdef"
 OPENAI_KEY = "sk-test-0123456789abcdef"
@@ -41,7 +42,7 @@ def server() -> Iterator[FakeOpenAIImages]:
         azure_api_key=AZURE_KEY,
         openai_api_key=OPENAI_KEY,
         client_secret=CLIENT_SECRET,
-        deployments={"img": "gpt-image-1", "d3": "dall-e-3"},
+        deployments={"img": "gpt-image-1", "d3": "dall-e-3", "g2": "gpt-image-2"},
         openai_models={"gpt-image-2", "dall-e-3-hd-preview"},
     )
     with fake:
@@ -86,8 +87,11 @@ def provider(settings: OpenAIConfig, retry: RetryConfig = RETRY) -> OpenAIImageP
     return OpenAIImageProvider(settings, retry)
 
 
+APP_KEY = "app-key-0123456789abcdef"
+
+
 def assert_no_secrets(text: str) -> None:
-    for secret in (AZURE_KEY, OPENAI_KEY, CLIENT_SECRET, "tok-"):
+    for secret in (AZURE_KEY, OPENAI_KEY, CLIENT_SECRET, APP_KEY, "tok-"):
         assert secret not in text
 
 
@@ -278,6 +282,97 @@ def test_unreachable_token_url_is_reported_as_unavailable(fake: FakeOpenAIImages
     assert "AZURE_OPENAI_TOKEN_URL" in caught.value.message
 
 
+# -- a corporate gateway: the token as the API key, the application named in `user` -----------
+
+
+@pytest.fixture(scope="module")
+def gateway_server() -> Iterator[FakeAzureGateway]:
+    gateway = FakeAzureGateway(
+        app_key=APP_KEY, client_secret=CLIENT_SECRET, deployments={"img": "gpt-image-1"}
+    )
+    with gateway:
+        yield gateway
+
+
+@pytest.fixture
+def gateway(gateway_server: FakeAzureGateway) -> Iterator[FakeAzureGateway]:
+    gateway_server.reset()
+    yield gateway_server
+    gateway_server.reset()
+
+
+def through_gateway(gateway: FakeAzureGateway, **changes: object) -> OpenAIConfig:
+    defaults: dict[str, object] = {"azure_token_header": "api-key", "azure_app_key": APP_KEY}
+    return azure_tokens(gateway, **{**defaults, **changes})  # type: ignore[arg-type]
+
+
+def test_gateway_token_goes_in_as_the_api_key_with_the_app_key_in_user(
+    gateway: FakeAzureGateway,
+) -> None:
+    gateway.token_delay = 0.2  # every thread wants the token at once
+    shared = provider(through_gateway(gateway))
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda i: shared.generate(ImageRequest(f"cat {i}")), range(8)))
+    assert all(len(out.images) == 1 for out in outs)
+    (token,) = gateway.issued_tokens  # fetched once for the process
+    calls = gateway.calls(GEN)
+    assert len(calls) == 8
+    assert {c.headers.get("api-key") for c in calls} == {token}
+    assert all("authorization" not in c.headers for c in calls)
+    assert {c.json()["user"] for c in calls} == {'{"appkey": "app-key-0123456789abcdef"}'}
+    expected = base64.b64encode(f"imagine-client:{CLIENT_SECRET}".encode()).decode()
+    assert gateway.token_calls()[0].headers["authorization"] == f"Basic {expected}"
+
+
+def test_gateway_token_is_renewed_and_refreshed_after_a_401(gateway: FakeAzureGateway) -> None:
+    gateway.token_lifetime = 1  # renewed 0.1 s before it expires
+    shared = provider(through_gateway(gateway))
+    shared.generate(ImageRequest("a"))
+    shared.generate(ImageRequest("b"))
+    assert len(gateway.token_calls()) == 1
+    gateway.token_lifetime = 3600  # the next token lasts
+    threading.Event().wait(0.95)
+    shared.generate(ImageRequest("c"))
+    assert len(gateway.token_calls()) == 2
+    shared.generate(ImageRequest("d"))
+    gateway.revoke_tokens()  # the gateway stops accepting the cached token
+    assert len(shared.generate(ImageRequest("e")).images) == 1
+    assert len(gateway.token_calls()) == 3
+    keys = [c.headers["api-key"] for c in gateway.calls(GEN)]
+    assert keys[-1] == gateway.issued_tokens[-1] != keys[-2]
+
+
+def test_gateway_refuses_a_bearer_token_and_a_missing_app_key(gateway: FakeAzureGateway) -> None:
+    bearer = provider(through_gateway(gateway, azure_token_header="authorization"))
+    with pytest.raises(ConfigurationError) as caught:
+        bearer.generate(ImageRequest("a cat"))
+    assert "AZURE_OPENAI_CLIENT_ID" in caught.value.message
+    no_app_key = provider(through_gateway(gateway, azure_app_key=None))
+    with pytest.raises(ConfigurationError) as caught:
+        no_app_key.generate(ImageRequest("a cat"))
+    assert "AZURE_OPENAI_APP_KEY" in caught.value.message
+    wrong = provider(through_gateway(gateway, azure_app_key="wrong-app-key-abcdef"))
+    with pytest.raises(ConfigurationError) as caught:
+        wrong.generate(ImageRequest("a cat"))
+    assert "AZURE_OPENAI_APP_KEY" in caught.value.message
+    assert "wrong-app-key-abcdef" not in caught.value.message
+    assert_no_secrets(caught.value.message)
+
+
+def test_check_through_the_gateway(gateway: FakeAzureGateway) -> None:
+    assert "Azure OpenAI" in provider(through_gateway(gateway)).check()
+    (call,) = gateway.calls("/models")
+    assert call.headers["api-key"] == gateway.issued_tokens[0]
+
+
+def test_app_key_is_sent_with_an_api_key_too_and_never_to_openai(fake: FakeOpenAIImages) -> None:
+    provider(azure(fake, azure_app_key=APP_KEY)).generate(ImageRequest("a cat"))
+    provider(plain(fake, azure_app_key=APP_KEY)).generate(ImageRequest("a cat"))
+    azure_call, openai_call = fake.calls(GEN)
+    assert json.loads(azure_call.json()["user"]) == {"appkey": APP_KEY}
+    assert "user" not in openai_call.json()
+
+
 # -- plain OpenAI ------------------------------------------------------------------------------
 
 
@@ -290,9 +385,10 @@ def test_plain_openai_model_in_body_and_bearer_key(fake: FakeOpenAIImages) -> No
         "prompt": "a red fox",
         "model": "gpt-image-2",
         "n": 3,
-        "size": "1024x1536",
+        "size": "864x1536",  # gpt-image-2 on OpenAI: exactly 9:16
     }
     assert out.model == "gpt-image-2" and len(out.images) == 3
+    assert out.notes == []
 
 
 # -- option mapping ----------------------------------------------------------------------------
@@ -382,6 +478,91 @@ def test_impossible_options_are_rejected_before_any_call(
     assert fake.calls(GEN) == []
 
 
+@pytest.mark.parametrize(
+    ("model", "sent"),
+    [("gpt-image-1", {"quality": "auto"}), ("dall-e-3", {})],  # DALL·E 3: its default
+)
+def test_quality_auto_is_the_apis_default_and_accepted(
+    fake: FakeOpenAIImages, model: str, sent: dict[str, str]
+) -> None:
+    deployment = "d3" if model == "dall-e-3" else "img"
+    shared = provider(azure(fake, model=model, azure_deployment=deployment))
+    out = shared.generate(ImageRequest("a cat", quality="auto"))
+    body = fake.calls(GEN)[0].json()
+    assert {k: v for k, v in body.items() if k == "quality"} == sent
+    assert len(out.images) == 1 and out.notes == []
+
+
+@pytest.mark.parametrize(
+    ("aspect", "size"),
+    [
+        ("1:1", "1024x1024"),
+        ("16:9", "1536x864"),
+        ("9:16", "864x1536"),
+        ("4:3", "1536x1152"),
+        ("3:4", "1152x1536"),
+    ],
+)
+def test_gpt_image_2_on_openai_draws_exact_aspect_ratios(
+    fake: FakeOpenAIImages, aspect: str, size: str
+) -> None:
+    out = provider(plain(fake)).generate(ImageRequest("a fox", aspect_ratio=aspect))
+    assert fake.calls(GEN)[0].json()["size"] == size
+    assert len(out.images) == 1 and out.notes == []  # exact: nothing to apologise for
+    width, height = (int(side) for side in size.split("x"))
+    wanted_w, wanted_h = (int(part) for part in aspect.split(":"))
+    assert width * wanted_h == height * wanted_w
+
+
+def test_gpt_image_2_on_azure_keeps_the_fixed_sizes(fake: FakeOpenAIImages) -> None:
+    shared = provider(azure(fake, azure_deployment="g2", model="gpt-image-2"))
+    out = shared.generate(ImageRequest("a fox", aspect_ratio="16:9"))
+    assert fake.calls(GEN)[0].json()["size"] == "1536x1024"
+    assert any("drew 1536x1024" in note for note in out.notes)
+
+
+@pytest.mark.parametrize(
+    ("size", "accepted", "problem"),
+    [
+        ("1536x864", True, None),
+        ("3840x2160", True, None),  # the largest
+        ("1024x768", True, None),
+        ("auto", True, None),
+        ("1000x1000", False, "multiples of 16"),
+        ("4096x2304", False, "at most 3840"),
+        ("3840x1024", False, "between 1:3 and 3:1"),
+        ("512x512", False, "between 655360 and 8294400 pixels"),
+        ("3840x2176", False, "between 655360 and 8294400 pixels"),
+        ("big", False, "WIDTHxHEIGHT"),
+    ],
+)
+def test_the_fake_takes_the_sizes_openai_takes_for_gpt_image_2(
+    fake: FakeOpenAIImages, size: str, accepted: bool, problem: str | None
+) -> None:
+    answer = requests.post(
+        f"{fake.url}/v1/images/generations",
+        headers={"authorization": f"Bearer {OPENAI_KEY}"},
+        json={"model": "gpt-image-2", "prompt": "a fox", "size": size},
+        timeout=5,
+    )
+    if accepted:
+        assert answer.status_code == 200
+    else:
+        assert answer.status_code == 400
+        error = answer.json()["error"]
+        assert problem in error["message"] and error["param"] == "size"
+
+
+def test_the_fake_azure_refuses_flexible_sizes(fake: FakeOpenAIImages) -> None:
+    answer = requests.post(
+        f"{fake.url}/openai/deployments/g2/images/generations?api-version=2025-04-01-preview",
+        headers={"api-key": AZURE_KEY},
+        json={"prompt": "a fox", "size": "1536x864"},
+        timeout=5,
+    )
+    assert answer.status_code == 400
+
+
 def test_gpt_image_takes_long_prompts(fake: FakeOpenAIImages) -> None:
     shared = provider(azure(fake))
     shared.validate(ImageRequest("x" * 20000))
@@ -447,6 +628,7 @@ def test_totally_filtered_answer_is_a_content_policy_error(fake: FakeOpenAIImage
     with pytest.raises(ContentPolicyError) as caught:
         provider(azure(fake)).generate(ImageRequest("a duel", n=2))
     assert caught.value.reason == "sexual (medium)"
+    assert "drew the pictures but its content filter withheld them" in caught.value.message
 
 
 def test_one_refused_dalle3_call_of_three_keeps_the_others(fake: FakeOpenAIImages) -> None:
@@ -468,6 +650,56 @@ def test_content_policy_violation_names_the_filtered_categories(fake: FakeOpenAI
     assert caught.value.reason == "hate (low), violence (medium)"
     assert "violence (medium)" in caught.value.message
     assert caught.value.provider == "dalle3"
+
+
+def test_a_filtered_output_image_is_not_called_a_refused_prompt(fake: FakeOpenAIImages) -> None:
+    fake.script_output_filtered()
+    with pytest.raises(ContentPolicyError) as caught:
+        provider(azure(fake, azure_deployment="d3", model="dall-e-3")).generate(
+            ImageRequest("a knight")
+        )
+    assert caught.value.stage == "image"
+    message = caught.value.message
+    assert "drew the picture but its content filter withheld it" in message
+    assert "prompt itself was accepted" in message
+    assert "refused this prompt" not in message
+
+
+@pytest.mark.parametrize(
+    "script", ["script_content_policy", "script_task_failed", "script_moderation_blocked"]
+)
+def test_a_refused_prompt_says_so(fake: FakeOpenAIImages, script: str) -> None:
+    getattr(fake, script)()
+    with pytest.raises(ContentPolicyError) as caught:
+        provider(azure(fake)).generate(ImageRequest("a duel"))
+    assert caught.value.stage == "prompt"
+    assert "refused this prompt" in caught.value.message
+
+
+def test_an_answer_filtered_within_a_200_says_the_picture_was_withheld(
+    fake: FakeOpenAIImages,
+) -> None:
+    fake.script_filtered(1, "violence", "high")
+    with pytest.raises(ContentPolicyError) as caught:
+        provider(azure(fake)).generate(ImageRequest("a duel"))
+    assert caught.value.stage == "image" and "withheld" in caught.value.message
+
+
+def test_undecodable_b64_json_is_a_provider_error_not_a_crash(fake: FakeOpenAIImages) -> None:
+    fake.script_damaged_image()
+    with pytest.raises(ProviderUnavailableError) as caught:
+        provider(azure(fake)).generate(ImageRequest("a cat", n=2))
+    assert "could not decode" in caught.value.message
+
+
+def test_one_undecodable_image_of_two_is_left_out_with_a_note(fake: FakeOpenAIImages) -> None:
+    fake.script_damaged_image()
+    shared = OpenAIImageProvider(
+        azure(fake, azure_deployment="d3", model="dall-e-3"), RETRY, response_format="b64_json"
+    )
+    out = shared.generate(ImageRequest("two cats", n=2))  # two calls: one answer damaged
+    assert len(out.images) == 1 and out.images[0].data.startswith(PNG)
+    assert out.notes == ["1 of 2 images left out: their data did not decode."]
 
 
 def test_moderation_blocked_is_a_content_policy_error(fake: FakeOpenAIImages) -> None:

@@ -103,13 +103,32 @@ class InvalidRequestError(ImagineError):
 
 
 class ContentPolicyError(ImagineError):
-    """The provider refused the prompt or filtered every image."""
+    """The provider refused the prompt, or drew the picture and then withheld it.
+
+    `stage` says which: "prompt" (the words were refused before anything was drawn) or
+    "image" (the output was filtered; the prompt itself was accepted). People act differently
+    on each, so the message names it too.
+    """
 
     kind = "content_policy"
 
-    def __init__(self, message: str, *, reason: str | None = None, provider: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        provider: str | None = None,
+        stage: str | None = None,
+    ):
         super().__init__(message, provider=provider)
         self.reason = reason
+        self.stage = stage
+
+
+class NoImageError(ImagineError):
+    """The provider answered without a picture and without blaming its safety filter."""
+
+    kind = "no_image"
 
 
 class RateLimitError(ImagineError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import math
 import re
 import threading
@@ -24,10 +25,45 @@ GENERATIONS = "/images/generations"
 AZURE_PATH = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/images/generations$")
 DALLE3_SIZES = {"1024x1024", "1792x1024", "1024x1792"}
 GPT_IMAGE_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
+# gpt-image-2 and later on OpenAI (not Azure, whose API versions keep the enum above): any
+# WIDTHxHEIGHT, both multiples of 16, long side at most 3840 and at most 3 times the short
+# one, 655,360 to 8,294,400 pixels (3840x2160).
+MAX_EDGE, MAX_RATIO, MIN_PIXELS, MAX_PIXELS = 3840, 3.0, 655_360, 8_294_400
+_SIZE = re.compile(r"^(\d+)x(\d+)$")
+_FLEXIBLE_MODEL = re.compile(r"^gpt-image-(\d+(?:\.\d+)?)")
+FILTERED_OUTPUT_MESSAGE = "Generated image was filtered as a result of our safety system."
+TASK_FAILED_MESSAGE = "Your task failed as a result of our safety system."
 
 
 def is_dalle3(model: str) -> bool:
     return model.lower().startswith(("dall-e-3", "dalle3", "dall-e3"))
+
+
+def takes_flexible_sizes(model: str, *, azure: bool) -> bool:
+    version = _FLEXIBLE_MODEL.match(model.lower())
+    return not azure and version is not None and float(version.group(1)) >= 2
+
+
+def flexible_size_problem(size: Any) -> str | None:
+    """Why OpenAI refuses `size` for gpt-image-2, or None when it takes it."""
+    if size == "auto":
+        return None
+    match = _SIZE.match(size) if isinstance(size, str) else None
+    if not match:
+        return f"Invalid size '{size}'. Use WIDTHxHEIGHT or auto."
+    width, height = int(match[1]), int(match[2])
+    if width % 16 or height % 16:
+        return f"Invalid size '{size}'. Width and height must both be multiples of 16."
+    if max(width, height) > MAX_EDGE:
+        return f"Invalid size '{size}'. The longest side can be at most {MAX_EDGE} pixels."
+    if min(width, height) == 0 or max(width, height) / min(width, height) > MAX_RATIO:
+        return f"Invalid size '{size}'. The aspect ratio must be between 1:3 and 3:1."
+    if not MIN_PIXELS <= width * height <= MAX_PIXELS:
+        return (
+            f"Invalid size '{size}'. The image must have between {MIN_PIXELS} and "
+            f"{MAX_PIXELS} pixels."
+        )
+    return None
 
 
 def error(status: int, message: str, code: str | None = None, **extra: Any) -> Reply:
@@ -255,8 +291,13 @@ class FakeOpenAIImages(FakeServer):
                     return error(400, f"Unknown parameter: '{unknown}'.", "unknown_parameter")
             if not isinstance(n, int) or not 1 <= n <= 10:
                 return error(400, "n must be between 1 and 10.", "invalid_value")
-            if body.get("size", "auto") not in GPT_IMAGE_SIZES:
-                return error(400, f"Invalid size '{body.get('size')}'.", "invalid_value")
+            size = body.get("size", "auto")
+            if takes_flexible_sizes(model, azure=azure):
+                problem = flexible_size_problem(size)
+                if problem:
+                    return error(400, problem, "invalid_value", param="size")
+            elif size not in GPT_IMAGE_SIZES:
+                return error(400, f"Invalid size '{size}'.", "invalid_value", param="size")
             if body.get("quality", "auto") not in ("low", "medium", "high", "auto"):
                 return error(400, f"Invalid quality '{body.get('quality')}'.", "invalid_value")
             fmt = "b64_json"
@@ -330,6 +371,43 @@ class FakeOpenAIImages(FakeServer):
             )
         )
 
+    def script_output_filtered(self) -> None:
+        """Azure: the picture was drawn, then its output filter withheld it (400 contentFilter,
+        no inner_error: the prompt passed)."""
+        self._queue(
+            Reply(
+                400,
+                {
+                    "created": int(time.time()),
+                    "error": {"code": "contentFilter", "message": FILTERED_OUTPUT_MESSAGE},
+                },
+            )
+        )
+
+    def script_task_failed(self) -> None:
+        """Azure DALL·E's older prompt refusal: 400 contentFilter, "Your task failed ..."."""
+        self._queue(
+            Reply(
+                400,
+                {
+                    "created": int(time.time()),
+                    "error": {"code": "contentFilter", "message": TASK_FAILED_MESSAGE},
+                },
+            )
+        )
+
+    def script_damaged_image(self) -> None:
+        """The next answer's b64_json entries are not base64 (a truncated or garbled body)."""
+
+        def reply(request: RecordedRequest) -> Reply:
+            answer = self.answer(request)
+            for entry in answer.body.get("data", []):
+                if "b64_json" in entry:
+                    entry["b64_json"] = "iVBORw0KGgo*garbled"
+            return answer
+
+        self._queue(reply)
+
     def script_moderation_blocked(self) -> None:
         """OpenAI gpt-image refusal."""
         self._queue(
@@ -380,3 +458,39 @@ class FakeOpenAIImages(FakeServer):
 
     def server_error(self, times: int = 1) -> None:
         self._queue(*[error(500, "The server had an error.", "server_error")] * times)
+
+
+class FakeAzureGateway(FakeOpenAIImages):
+    """A corporate gateway in front of Azure OpenAI, as the prototype met it.
+
+    Its client-credentials token (from `/oauth/token`, HTTP Basic client id and secret) is
+    accepted only in the `api-key` header, never as a Bearer token, and every generation must
+    name the application in `user` as the JSON text `{"appkey": "<key>"}`.
+    """
+
+    def __init__(self, *, app_key: str = "imagine-app-key", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.app_key = app_key
+
+    def _azure_auth(self, request: RecordedRequest) -> Reply | None:
+        if request.headers.get("api-key") in self.issued_tokens:
+            return None
+        return Reply(
+            401,
+            {"statusCode": 401, "message": "Access denied due to missing or invalid token."},
+        )
+
+    def _azure_generation(self, request: RecordedRequest, deployment: str) -> Reply:
+        denied = self._azure_auth(request)
+        if denied is None and self._app_key_of(request) != self.app_key:
+            return error(403, "The application key in 'user' is missing or not recognised.", "403")
+        return denied or super()._azure_generation(request, deployment)
+
+    @staticmethod
+    def _app_key_of(request: RecordedRequest) -> str | None:
+        user = (request.json() or {}).get("user")
+        try:
+            named = json.loads(user) if isinstance(user, str) else None
+        except ValueError:
+            return None
+        return named.get("appkey") if isinstance(named, dict) else None

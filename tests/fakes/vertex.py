@@ -57,6 +57,15 @@ RESPONSIBLE_AI_MESSAGE = (
     "Try rephrasing the prompt. If you think this was an error, send feedback. "
     "Support codes: {code}"
 )
+INT32 = (-(2**31), 2**31 - 1)  # Gemini's generationConfig.seed (a proto int32)
+UINT32 = (0, 2**32 - 1)  # Imagen's parameters.seed
+IMAGE_SAFETY_MESSAGE = (
+    "Unable to show the generated image. The image was filtered out because it violated "
+    "Google's Generative AI Prohibited Use policy. You will not be charged for blocked images. "
+    "Try rephrasing the prompt. If you think this was an error, send feedback."
+)
+NO_IMAGE_MESSAGE = "The model did not generate an image for this prompt. Try rephrasing it."
+PROMPT_BLOCKED_MESSAGE = "The prompt was blocked due to prohibited content."
 QUOTA_MESSAGE = (
     "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model "
     "with base model: {model}. Please submit a quota increase request. "
@@ -107,6 +116,27 @@ def service_account_info(
 
 def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _in_range(value: Any, bounds: tuple[int, int]) -> bool:
+    low, high = bounds
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _invalid_field(field: str, proto_type: str, value: Any) -> Reply:
+    """Google's answer when a JSON value does not fit the request's proto field (400)."""
+    message = f"Invalid value at '{field}' ({proto_type}), {json.dumps(value)}"
+    return google_error(
+        400,
+        "INVALID_ARGUMENT",
+        message,
+        details=[
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": field, "description": message}],
+            }
+        ],
+    )
 
 
 def google_error(status: int, google_status: str, message: str, **extra: Any) -> Reply:
@@ -285,8 +315,11 @@ class FakeVertexAI(FakeServer):
             not in SAFETY_SETTINGS
         ):
             return f"Invalid safetySetting: {params.get('safetySetting')}."
-        if "seed" in params and not isinstance(params["seed"], int):
-            return "seed must be an integer."
+        if "seed" in params and not _in_range(params["seed"], UINT32):
+            return (
+                "Image generation failed with the following error: seed must be an unsigned "
+                f"32-bit integer (0 to {UINT32[1]}), got {params['seed']}."
+            )
         return None
 
     def _generate_content(self, request: RecordedRequest) -> Reply:
@@ -303,6 +336,8 @@ class FakeVertexAI(FakeServer):
         if ratio not in GEMINI_RATIOS:
             return google_error(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}.")
         seed = config.get("seed")
+        if seed is not None and not _in_range(seed, INT32):
+            return _invalid_field("generation_config.seed", "TYPE_INT32", seed)
         salt = seed if seed is not None else next(self._counter)
         image = base64.b64encode(png_bytes(f"{text}|{salt}")).decode()
         parts: list[dict[str, Any]] = []
@@ -431,30 +466,58 @@ class FakeVertexAI(FakeServer):
 
         self._queue_replies(reply, 1)
 
-    def block_prompt(self, reason: str = "PROHIBITED_CONTENT", times: int = 1) -> None:
+    def block_prompt(
+        self,
+        reason: str = "PROHIBITED_CONTENT",
+        times: int = 1,
+        message: str | None = PROMPT_BLOCKED_MESSAGE,
+    ) -> None:
         """Gemini: the prompt itself is blocked (promptFeedback.blockReason, no candidates)."""
+        feedback = {"blockReason": reason}
+        if message:
+            feedback["blockReasonMessage"] = message
         body = {
-            "promptFeedback": {
-                "blockReason": reason,
-                "blockReasonMessage": "The prompt was blocked due to prohibited content.",
-            },
+            "promptFeedback": feedback,
             "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
         }
         self._queue_replies(Reply(200, body), times)
 
-    def finish_without_image(self, finish_reason: str = "IMAGE_SAFETY", times: int = 1) -> None:
-        """Gemini: a candidate that stopped for `finish_reason` with no image part."""
+    def finish_without_image(
+        self,
+        finish_reason: str = "IMAGE_SAFETY",
+        times: int = 1,
+        message: str | None = None,
+        text: str | None = None,
+    ) -> None:
+        """Gemini: a candidate that stopped for `finish_reason` with no image part, explained
+        in `finishMessage` (by default Google's wording for the reason) and/or a text part."""
+        if message is None:
+            message = NO_IMAGE_MESSAGE if finish_reason == "NO_IMAGE" else IMAGE_SAFETY_MESSAGE
+        candidate: dict[str, Any] = {"content": {"role": "model"}, "finishReason": finish_reason}
+        if message:
+            candidate["finishMessage"] = message
+        if text:
+            candidate["content"]["parts"] = [{"text": text}]
         body = {
-            "candidates": [
-                {
-                    "content": {"role": "model"},
-                    "finishReason": finish_reason,
-                    "finishMessage": "Unable to show the generated image.",
-                }
-            ],
+            "candidates": [candidate],
             "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
         }
         self._queue_replies(Reply(200, body), times)
+
+    def damaged_image(self, times: int = 1) -> None:
+        """The normal answer, with each image's base64 replaced by text that does not decode."""
+
+        def reply(request: RecordedRequest) -> Reply:
+            answer = self.answer(request)
+            for prediction in answer.body.get("predictions", []):
+                prediction["bytesBase64Encoded"] = "not*base64!"
+            for candidate in answer.body.get("candidates", []):
+                for part in candidate["content"]["parts"]:
+                    if "inlineData" in part:
+                        part["inlineData"]["data"] = "not*base64!"
+            return answer
+
+        self._queue_replies(reply, times)
 
     def slow(self, delay: float, times: int = 1) -> None:
         """The normal answer, after `delay` seconds."""

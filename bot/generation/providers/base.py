@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from bot.config import Config
 from bot.generation.pacing import NoPacer, Pacer
 from bot.generation.types import ImageRequest, InvalidRequestError, ProviderOutput
+
+
+def decode_image(encoded: object) -> bytes | None:
+    """Base64 image data as bytes, or None when it is not valid base64 or decodes to nothing.
+
+    Strict (`validate=True`): the lenient decoder drops stray characters and would hand on
+    garbage as a picture. A provider reports None as a failed image, never a crash.
+    """
+    if not isinstance(encoded, str | bytes):
+        return None
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data or None
 
 
 class ImageProvider(ABC):

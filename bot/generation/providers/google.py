@@ -7,7 +7,6 @@ can then serve every thread of the process.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
@@ -29,7 +28,7 @@ from requests.adapters import HTTPAdapter
 from bot import metrics
 from bot.config import Config, GoogleConfig, RetryConfig
 from bot.generation.pacing import submit_in_context
-from bot.generation.providers.base import ImageProvider
+from bot.generation.providers.base import ImageProvider, decode_image
 from bot.generation.retry import next_wait, retry_after_seconds
 from bot.generation.types import (
     MAX_IMAGES,
@@ -39,6 +38,7 @@ from bot.generation.types import (
     ImageRequest,
     ImagineError,
     InvalidRequestError,
+    NoImageError,
     ProviderOutput,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -54,6 +54,26 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 POOL_SIZE = 64  # connections kept per host: many generations run at once
 GEMINI_WORKERS = 32  # threads for the one-image-per-call Gemini fan-out
 RATE_LIMIT_RETRY_AFTER = 60.0  # Vertex sends no Retry-After; quotas are per minute
+# Seeds the APIs accept: Gemini's generationConfig.seed is an int32, Imagen's seed a uint32.
+# Vertex answers 400 outside them, so a seed beyond is mapped in (seed mod 2^31 or 2^32: the
+# same seed always gives the same picture) and the post says so, rather than refused: the
+# Slack command takes any uint32, and a comparison should not fail on one model's range.
+GEMINI_SEEDS = (-(2**31), 2**31 - 1)
+IMAGEN_SEEDS = (0, 2**32 - 1)
+# Gemini finish reasons that mean "the safety filter withheld the picture"; others (NO_IMAGE,
+# IMAGE_OTHER, MAX_TOKENS, ...) mean the model simply answered without one.
+GEMINI_SAFETY_FINISH = frozenset(
+    {
+        "SAFETY",
+        "IMAGE_SAFETY",
+        "PROHIBITED_CONTENT",
+        "IMAGE_PROHIBITED_CONTENT",
+        "BLOCKLIST",
+        "SPII",
+        "RECITATION",
+        "IMAGE_RECITATION",
+    }
+)
 _CREDENTIALS_HINT = "GOOGLE_SERVICE_ACCOUNT_JSON (or GOOGLE_APPLICATION_CREDENTIALS)"
 
 
@@ -116,13 +136,48 @@ def _plural(count: int, total: int, verb: str) -> str:
     return f"{count} of {total} images {'was' if count == 1 else 'were'} {verb}"
 
 
+def seed_in_range(seed: int, seeds: tuple[int, int], model: str) -> tuple[int, str | None]:
+    """`seed` if the model takes it, else the same seed mapped into range and a note saying so."""
+    low, high = seeds
+    if low <= seed <= high:
+        return seed, None
+    mapped = seed % (high + 1)
+    return mapped, (
+        f"{model} takes seeds from {low} to {high}; seed {seed} was used as {mapped} "
+        f"({seed} mod {high + 1})."
+    )
+
+
+@dataclass(frozen=True)
+class _NoImage:
+    """Why one Gemini call made no picture, in Google's words."""
+
+    reason: str  # blockReason or finishReason: "PROHIBITED_CONTENT", "IMAGE_SAFETY", "NO_IMAGE"
+    explanation: str  # blockReasonMessage, finishMessage or the model's text; may be empty
+    stage: str  # "prompt" (refused), "image" (drawn, then filtered), "none" (no picture made)
+
+    def describe(self) -> str:
+        """`REASON: Google's explanation` without its boilerplate."""
+        explained = _rai_summary(self.explanation).rstrip(".") if self.explanation else ""
+        return f"{self.reason}: {explained}" if explained else self.reason
+
+
+_UNDECODABLE = "the image data Google sent did not decode."
+_NO_IMAGE_VERBS = (
+    ("prompt", "refused by Google"),
+    ("image", "withheld by Google's safety filter"),
+    ("none", "not drawn"),
+)
+
+
 @dataclass
 class _CallOutcome:
     """One Gemini call: its images, or why it made none."""
 
     images: list[GeneratedImage] = field(default_factory=list)
-    blocked: str | None = None
+    blocked: _NoImage | None = None
     error: ImagineError | None = None
+    damaged: int = 0  # image parts whose base64 did not decode
 
 
 class GoogleImageProvider(ImageProvider):
@@ -429,13 +484,20 @@ class GoogleImageProvider(ImageProvider):
 
     def _unsupported_notes(self, request: ImageRequest) -> list[str]:
         notes = []
-        if request.quality:
+        if request.quality and request.quality.strip().lower() != "auto":
             notes.append(f"{self.model} has no quality setting; quality={request.quality} ignored.")
         if request.style:
             notes.append(f"{self.model} has no style setting; style={request.style} ignored.")
         return notes
 
+    def _undecodable(self) -> ProviderUnavailableError:
+        return ProviderUnavailableError(
+            "Google Vertex AI sent image data we could not decode; try again.",
+            provider=self.name,
+        )
+
     def _generate_imagen(self, request: ImageRequest, project: str) -> ProviderOutput:
+        notes = self._unsupported_notes(request)
         parameters: dict[str, Any] = {
             "sampleCount": request.n,
             "aspectRatio": request.aspect_ratio,
@@ -443,7 +505,9 @@ class GoogleImageProvider(ImageProvider):
         if request.negative_prompt:
             parameters["negativePrompt"] = request.negative_prompt
         if request.seed is not None:
-            parameters["seed"] = request.seed
+            seed, note = seed_in_range(request.seed, IMAGEN_SEEDS, self.model)
+            notes.extend([note] if note else [])
+            parameters["seed"] = seed
             parameters["addWatermark"] = False  # Imagen ignores the seed while watermarking
         parameters["personGeneration"] = self._google.person_generation
         parameters["safetySetting"] = self._google.safety_setting
@@ -454,13 +518,18 @@ class GoogleImageProvider(ImageProvider):
         images: list[GeneratedImage] = []
         reasons: list[str] = []
         revised: str | None = None
+        damaged = 0
         for prediction in data.get("predictions") or []:
             if not isinstance(prediction, dict):
                 continue
             encoded = prediction.get("bytesBase64Encoded")
             if encoded:
+                decoded = decode_image(encoded)
+                if decoded is None:
+                    damaged += 1
+                    continue
                 mime = prediction.get("mimeType") or "image/png"
-                images.append(GeneratedImage(data=base64.b64decode(encoded), mime_type=mime))
+                images.append(GeneratedImage(data=decoded, mime_type=mime))
                 enhanced = prediction.get("prompt")
                 if revised is None and enhanced and enhanced != request.prompt:
                     revised = str(enhanced)
@@ -468,13 +537,16 @@ class GoogleImageProvider(ImageProvider):
                 reasons.append(str(prediction["raiFilteredReason"]))
         reason = "; ".join(dict.fromkeys(reasons)) or None
         if not images:
+            if damaged and not reason:
+                raise self._undecodable()
             raise ContentPolicyError(
-                "Google's safety filter blocked every image for this prompt; try rewording it.",
+                "Google's safety filter withheld every image drawn for this prompt; try "
+                "rewording it.",
                 reason=_trim(reason, 400) if reason else "Google returned no images.",
                 provider=self.name,
+                stage="image",
             )
-        notes = self._unsupported_notes(request)
-        missing = request.n - len(images)
+        missing = request.n - len(images) - damaged
         if reason:
             filtered = max(missing, len(reasons))
             notes.append(
@@ -483,6 +555,8 @@ class GoogleImageProvider(ImageProvider):
             )
         elif missing > 0:
             notes.append(f"Google returned {len(images)} of the {request.n} images asked for.")
+        if damaged:
+            notes.append(f"{_plural(damaged, request.n, 'left out')}: {_UNDECODABLE}")
         return ProviderOutput(images=images, model=self.model, revised_prompt=revised, notes=notes)
 
     def _generate_gemini(self, request: ImageRequest, project: str) -> ProviderOutput:
@@ -498,7 +572,9 @@ class GoogleImageProvider(ImageProvider):
             "imageConfig": {"aspectRatio": request.aspect_ratio},
         }
         if request.seed is not None:
-            config["seed"] = request.seed
+            seed, note = seed_in_range(request.seed, GEMINI_SEEDS, self.model)
+            notes.extend([note] if note else [])
+            config["seed"] = seed
         body = {
             "contents": [{"role": "user", "parts": [{"text": text}]}],
             "generationConfig": config,
@@ -516,26 +592,53 @@ class GoogleImageProvider(ImageProvider):
         images = [image for outcome in outcomes for image in outcome.images][: request.n]
         blocked = [o.blocked for o in outcomes if o.blocked]
         errors = [o.error for o in outcomes if o.error]
+        damaged = sum(o.damaged for o in outcomes)
         if not images:
             others = [e for e in errors if not isinstance(e, ContentPolicyError)]
-            if others:
-                raise others[0]
-            if errors:
-                raise errors[0]
-            raise ContentPolicyError(
-                "Google's safety filter blocked this prompt or its image; try rewording it.",
-                reason=", ".join(dict.fromkeys(blocked)) or "Google returned no image.",
-                provider=self.name,
-            )
-        if blocked:
-            reason = ", ".join(dict.fromkeys(blocked))
-            notes.append(
-                f"{_plural(len(blocked), request.n, 'blocked')} by Google's safety filter: "
-                f"{_trim(reason, 200)}"
-            )
+            if others or errors:
+                raise (others or errors)[0]
+            if blocked:
+                raise self._no_image_error(blocked[0])
+            raise self._undecodable() if damaged else self._no_image_error(None)
+        for stage, verb in _NO_IMAGE_VERBS:
+            group = [b for b in blocked if b.stage == stage]
+            if group:
+                why = "; ".join(dict.fromkeys(b.describe() for b in group))
+                notes.append(f"{_plural(len(group), request.n, verb)} ({_trim(why, 300)}).")
         for error in errors:
             notes.append(f"One of the {request.n} images failed: {error.message}")
+        if damaged:
+            notes.append(f"{_plural(damaged, request.n, 'left out')}: {_UNDECODABLE}")
         return ProviderOutput(images=images, model=self.model, notes=notes)
+
+    def _no_image_error(self, blocked: _NoImage | None) -> ImagineError:
+        """One sentence saying which it was: the prompt refused, the picture withheld, or none
+        made at all, with Google's own explanation (finishMessage / blockReasonMessage)."""
+        if blocked is None:
+            return NoImageError(
+                f"{self.model} answered without a picture; try again or reword the prompt.",
+                provider=self.name,
+            )
+        why = f" ({_trim(blocked.describe(), 300)})"
+        if blocked.stage == "prompt":
+            return ContentPolicyError(
+                f"Google refused this prompt{why}; try rewording it.",
+                reason=blocked.reason,
+                provider=self.name,
+                stage="prompt",
+            )
+        if blocked.stage == "image":
+            return ContentPolicyError(
+                f"{self.model} drew a picture but Google's safety filter withheld it{why}; "
+                "try rewording the prompt.",
+                reason=blocked.reason,
+                provider=self.name,
+                stage="image",
+            )
+        return NoImageError(
+            f"{self.model} answered without a picture{why}; try again or reword the prompt.",
+            provider=self.name,
+        )
 
     def _gemini_once(self, url: str, body: dict[str, Any]) -> _CallOutcome:
         """One `generateContent` call; failures are returned so the other calls still count."""
@@ -545,25 +648,40 @@ class GoogleImageProvider(ImageProvider):
             return _CallOutcome(error=exc)
         feedback = data.get("promptFeedback") or {}
         if isinstance(feedback, dict) and feedback.get("blockReason"):
-            return _CallOutcome(blocked=str(feedback["blockReason"]))
-        images: list[GeneratedImage] = []
+            message = str(feedback.get("blockReasonMessage") or "")
+            return _CallOutcome(blocked=_NoImage(str(feedback["blockReason"]), message, "prompt"))
+        outcome = _CallOutcome()
         finish_reasons: list[str] = []
+        explanations: list[str] = []
         for candidate in data.get("candidates") or []:
             if not isinstance(candidate, dict):
                 continue
             parts = (candidate.get("content") or {}).get("parts") or []
             for part in parts:
-                inline = part.get("inlineData") if isinstance(part, dict) else None
-                if not inline or not inline.get("data") or part.get("thought"):
-                    continue  # text, or an interim "thinking" image of the pro models
-                mime = inline.get("mimeType") or "image/png"
-                images.append(GeneratedImage(data=base64.b64decode(inline["data"]), mime_type=mime))
+                if not isinstance(part, dict) or part.get("thought"):
+                    continue  # an interim "thinking" image or text of the pro models
+                inline = part.get("inlineData")
+                if inline and inline.get("data"):
+                    decoded = decode_image(inline["data"])
+                    if decoded is None:
+                        outcome.damaged += 1
+                        continue
+                    mime = inline.get("mimeType") or "image/png"
+                    outcome.images.append(GeneratedImage(data=decoded, mime_type=mime))
+                elif isinstance(part.get("text"), str) and part["text"].strip():
+                    explanations.append(part["text"])  # the model saying why, in words
             finish = candidate.get("finishReason")
             if finish and finish != "STOP":
                 finish_reasons.append(str(finish))
-        if images:
-            return _CallOutcome(images=images)
-        return _CallOutcome(blocked=", ".join(finish_reasons) or "NO_IMAGE")
+            if candidate.get("finishMessage"):
+                explanations.insert(0, str(candidate["finishMessage"]))
+        if outcome.images or outcome.damaged:
+            return outcome
+        reason = ", ".join(finish_reasons) or "NO_IMAGE"
+        safety = any(r in GEMINI_SAFETY_FINISH for r in finish_reasons)
+        explanation = explanations[0] if explanations else ""
+        outcome.blocked = _NoImage(reason, explanation, "image" if safety else "none")
+        return outcome
 
     def check(self) -> str:
         self._family()

@@ -3,19 +3,22 @@
 The user-facing name comes from the prototype (DALL·E 3 on Azure); the model id is
 configuration (`OPENAI_IMAGE_MODEL`), and two request shapes are spoken: DALL·E 3 (one image
 per call, URL answers, `standard|hd`, styles) and the gpt-image family (n per call, always
-base64, `low|medium|high`). Options a model cannot honour are approximated and reported in
-notes, never silently dropped. One SDK client per process serves every thread.
+base64, `low|medium|high|auto`; gpt-image-2 and later on OpenAI take any size whose sides are
+multiples of 16, so every aspect ratio is drawn exactly). Options a model cannot honour are
+approximated and reported in notes, never silently dropped. One SDK client per process serves
+every thread.
 """
 
 from __future__ import annotations
 
-import base64
+import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,7 +27,7 @@ import openai
 from bot import metrics
 from bot.config import Config, OpenAIConfig, RetryConfig
 from bot.generation.pacing import submit_in_context
-from bot.generation.providers.base import ImageProvider
+from bot.generation.providers.base import ImageProvider, decode_image
 from bot.generation.providers.oauth_token import ClientCredentialsToken
 from bot.generation.retry import next_wait, retry_after_seconds
 from bot.generation.types import (
@@ -46,6 +49,9 @@ T = TypeVar("T")
 
 TOKEN_SETTINGS = ("AZURE_OPENAI_TOKEN_URL", "AZURE_OPENAI_CLIENT_ID", "AZURE_OPENAI_CLIENT_SECRET")
 CONTENT_POLICY_CODES = {"content_policy_violation", "moderation_blocked", "contentfilter"}
+# Azure's words when the picture was drawn and then filtered (400 `contentFilter`), as opposed
+# to a prompt refused before drawing ("Your task failed..." / content_policy_violation).
+OUTPUT_FILTERED = "generated image was filtered"
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
 MAX_MESSAGE_CHARS = 200
 
@@ -61,7 +67,7 @@ class ModelFamily:
 
     name: str
     sizes: dict[str, str]  # aspect ratio -> size
-    qualities: tuple[str, ...]
+    qualities: tuple[str, ...]  # "auto" among them: the API's own default, sent as asked
     quality_aliases: dict[str, str]  # other vocabularies -> ours
     styles: tuple[str, ...]  # empty: no style option
     images_per_call: int
@@ -94,18 +100,40 @@ GPT_IMAGE = ModelFamily(
         "9:16": "1024x1536",
         "3:4": "1024x1536",
     },
-    qualities=("low", "medium", "high"),
+    qualities=("low", "medium", "high", "auto"),
     quality_aliases={"hd": "high", "standard": "medium"},
     styles=(),
     images_per_call=MAX_IMAGES,
     max_prompt_chars=32000,
     url_answers=False,
 )
+# gpt-image-2 and later on OpenAI: any WIDTHxHEIGHT with both sides multiples of 16, sides
+# at most 3840, 655,360 to 8,294,400 pixels, ratio within 3:1. Exact ratios, long side 1536
+# like the fixed landscape size. Azure deployments keep the fixed sizes of GPT_IMAGE.
+GPT_IMAGE_FLEXIBLE = replace(
+    GPT_IMAGE,
+    name="gpt-image (flexible sizes)",
+    sizes={
+        "1:1": "1024x1024",
+        "16:9": "1536x864",
+        "4:3": "1536x1152",
+        "9:16": "864x1536",
+        "3:4": "1152x1536",
+    },
+)
+_GPT_IMAGE_VERSION = re.compile(r"^(?:chatgpt-)?gpt-image-(\d+(?:\.\d+)?)")
 
 
-def family_for(model: str) -> ModelFamily:
-    """DALL·E 3 ids get the DALL·E 3 shape; everything else (gpt-image-*, chatgpt-image-*)."""
-    return DALLE3 if model.lower().startswith(("dall-e-3", "dalle3", "dall-e3")) else GPT_IMAGE
+def family_for(model: str, *, azure: bool = False) -> ModelFamily:
+    """DALL·E 3 ids get the DALL·E 3 shape; everything else (gpt-image-*, chatgpt-image-*) the
+    gpt-image one, with flexible sizes for gpt-image-2 and later on OpenAI itself."""
+    lowered = model.lower()
+    if lowered.startswith(("dall-e-3", "dalle3", "dall-e3")):
+        return DALLE3
+    version = _GPT_IMAGE_VERSION.match(lowered)
+    if not azure and version and float(version.group(1)) >= 2:
+        return GPT_IMAGE_FLEXIBLE
+    return GPT_IMAGE
 
 
 @dataclass
@@ -158,6 +186,8 @@ def plan_request(
         quality = request.quality.strip().lower()
         if quality in family.qualities:
             params["quality"] = quality
+        elif quality == "auto":
+            pass  # the API's default: leaving it out is asking for it
         elif quality in family.quality_aliases:
             params["quality"] = family.quality_aliases[quality]
             notes.append(f"{model} has no '{quality}' quality; used '{params['quality']}'.")
@@ -243,6 +273,7 @@ class _Batch:
     revised_prompt: str | None
     withheld: int = 0
     reasons: list[str] = field(default_factory=list)
+    damaged: int = 0  # b64_json that did not decode
 
 
 # --------------------------------------------------------------------------------------
@@ -268,7 +299,7 @@ class OpenAIImageProvider(ImageProvider):
         self._settings = settings
         self._retry = retry or RetryConfig()
         self._azure = bool(settings.azure_endpoint)
-        self._family = family_for(settings.model)
+        self._family = family_for(settings.model, azure=self._azure)
         self.max_prompt_chars = self._family.max_prompt_chars  # type: ignore[misc]
         self._response_format = response_format
         self._max_workers = max_workers
@@ -333,7 +364,11 @@ class OpenAIImageProvider(ImageProvider):
                 timeout=min(retry.timeout, 30.0),
                 provider=self.name,
             )
-            common["azure_ad_token_provider"] = self._tokens.get
+            if s.azure_token_header == "api-key":
+                # gateways that take the token where Azure takes its key, asked per request
+                common["api_key"] = self._tokens.get
+            else:
+                common["azure_ad_token_provider"] = self._tokens.get
         return openai.AzureOpenAI(
             azure_endpoint=s.azure_endpoint,
             azure_deployment=s.azure_deployment,
@@ -376,6 +411,8 @@ class OpenAIImageProvider(ImageProvider):
         params = dict(plan.params)
         if not self._azure:
             params["model"] = self.model  # Azure: the deployment names the model
+        elif self._settings.azure_app_key:  # a corporate gateway names the application here
+            params["user"] = json.dumps({"appkey": self._settings.azure_app_key})
 
         def once() -> _Batch:
             return self._read(self._call(lambda: client.images.generate(**params)))
@@ -401,21 +438,32 @@ class OpenAIImageProvider(ImageProvider):
         images = [image for batch in good for image in batch.images]
         reasons = sorted({r for batch in good for r in batch.reasons})
         withheld = sum(batch.withheld for batch in good)
+        damaged = sum(batch.damaged for batch in good)
         if not images:
             if errors:
                 raise errors[0]
+            if damaged and not withheld:
+                raise ProviderUnavailableError(
+                    f"{self.mode} sent image data we could not decode; try again.",
+                    provider=self.name,
+                )
             reason = ", ".join(reasons) or None
+            drawn = "the pictures" if withheld > 1 else "the picture"
             raise ContentPolicyError(
-                f"{self.mode}'s content filter withheld every image"
-                f"{f' ({reason})' if reason else ''}; try rephrasing the prompt.",
+                f"{self.mode} drew {drawn} but its content filter withheld "
+                f"{'them' if withheld > 1 else 'it'}{f' ({reason})' if reason else ''}; the "
+                "prompt itself was accepted, so try again or rephrase it.",
                 reason=reason or "content_filter",
                 provider=self.name,
+                stage="image",
             )
         notes = list(plan.notes)
-        total = len(images) + withheld + len(errors)
+        total = len(images) + withheld + damaged + len(errors)
         if withheld:
             why = f" ({', '.join(reasons)})" if reasons else ""
             notes.append(f"{withheld} of {total} images withheld by the content filter{why}.")
+        if damaged:
+            notes.append(f"{damaged} of {total} images left out: their data did not decode.")
         if errors:
             notes.append(f"{len(errors)} of {total} images failed: {errors[0].message}")
         revised = next((b.revised_prompt for b in good if b.revised_prompt), None)
@@ -432,8 +480,11 @@ class OpenAIImageProvider(ImageProvider):
             if batch.revised_prompt is None and entry.get("revised_prompt"):
                 batch.revised_prompt = entry["revised_prompt"]
             if entry.get("b64_json"):
-                data = base64.b64decode(entry["b64_json"])
-                batch.images.append(GeneratedImage(data=data, mime_type=mime))
+                data = decode_image(entry["b64_json"])
+                if data is None:
+                    batch.damaged += 1
+                else:
+                    batch.images.append(GeneratedImage(data=data, mime_type=mime))
             elif entry.get("url"):
                 batch.images.append(GeneratedImage(url=entry["url"], mime_type="image/png"))
             else:
@@ -484,7 +535,7 @@ class OpenAIImageProvider(ImageProvider):
 
     def _secrets(self) -> tuple[str, ...]:
         s = self._settings
-        values = (s.azure_api_key, s.api_key, s.azure_client_secret)
+        values = (s.azure_api_key, s.api_key, s.azure_client_secret, s.azure_app_key)
         return tuple(v for v in values if v)
 
     def _translate(self, err: openai.APIError) -> ImagineError:
@@ -521,10 +572,19 @@ class OpenAIImageProvider(ImageProvider):
                 categories = filtered_categories(inner.get("content_filter_results"))
                 reason = ", ".join(categories) or code or inner_code
                 why = f" ({', '.join(categories)})" if categories else ""
+                if OUTPUT_FILTERED in str(body.get("message") or "").lower():
+                    return ContentPolicyError(
+                        f"{mode} drew the picture but its content filter withheld it{why}; "
+                        "the prompt itself was accepted, so try again or rephrase it.",
+                        reason=reason,
+                        provider=name,
+                        stage="image",
+                    )
                 return ContentPolicyError(
                     f"{mode}'s safety system refused this prompt{why}; try rephrasing it.",
                     reason=reason,
                     provider=name,
+                    stage="prompt",
                 )
             return InvalidRequestError(
                 f"{mode} rejected the request: {message or 'HTTP 400'}", provider=name
@@ -542,6 +602,8 @@ class OpenAIImageProvider(ImageProvider):
             target = (
                 f"deployment '{self._settings.azure_deployment}'" if self._azure else self.model
             )
+            if self._tokens is not None:  # a gateway: it may also check the application key
+                settings = settings.replace(" and ", ", ") + " and AZURE_OPENAI_APP_KEY"
             return ConfigurationError(
                 f"{mode} denied access to {target}; check {settings} and its permissions.",
                 setting=settings.split(",")[0],
