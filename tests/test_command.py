@@ -1,5 +1,8 @@
 """`/imagine` text parsing: table-driven, no I/O."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bot.generation.providers import resolve_provider_name
@@ -214,3 +217,17 @@ def test_a_prompt_of_only_control_characters_is_no_prompt():
 
 def test_control_characters_leave_option_values_too():
     assert parse("a fox --no people\x00, boats").request.negative_prompt == "people, boats"
+
+
+def test_the_manifest_usage_hint_names_what_the_parser_takes():
+    """Slack shows the usage hint as people type `/imagine`: compare and leaderboard too."""
+    manifest = (Path(__file__).resolve().parent.parent / "manifest.yml").read_text()
+    [hint] = re.findall(r'usage_hint: "([^"]*)"', manifest)
+    words = re.match(r"\[([^\]]*)\]", hint).group(1).split(" | ")
+    assert {"compare", "leaderboard", "help"} <= set(words)
+    for word in words:
+        try:
+            command = parse(f"{word} a red fox")
+        except CommandError:
+            command = parse(word)  # the leaderboard takes only options
+        assert not (isinstance(command, GenerateCommand) and command.provider is None), word
