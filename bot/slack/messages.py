@@ -85,11 +85,6 @@ def link(url: str, label: str) -> Mrkdwn:
     return Mrkdwn(f"<{escape(url).replace('|', '%7C')}|{escape(label)}>")
 
 
-def truncate(text: str, limit: int) -> str:
-    """Cut visibly: a reader must see that the text goes on."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def fit(text: str, limit: int) -> Mrkdwn:
     """`text` escaped and at most `limit` characters, cut visibly ("…") but never inside an
     entity (`&amp;`) or a piece of our markup (`<@U1>`, a link): a cut link would lose its
