@@ -23,7 +23,13 @@ from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, new_requ
 from bot.core.ports import ComparisonPost, ComposedComparison, Posted, Waiting
 from bot.generation.service import GenerationService
 from bot.generation.stores.directory import DirectoryImageStore
-from bot.generation.types import ASPECT_RATIOS, MAX_IMAGES, ImageRequest, ImagineError
+from bot.generation.types import (
+    ASPECT_RATIOS,
+    MAX_IMAGES,
+    ImageRequest,
+    ImagineError,
+    clean_text,
+)
 from bot.votes.leaderboard import LeaderboardResult
 from bot.wiring import build_for_cli, build_service
 
@@ -111,11 +117,11 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: TextIO) -> int:
     """Build the job as the Slack app would, run it in the foreground, print the outcome."""
-    request = ImageRequest(
-        prompt=" ".join(args.prompt).strip(),
+    request = ImageRequest(  # cleaned as `/imagine` text is: no control characters
+        prompt=clean_text(" ".join(args.prompt)),
         n=args.n,
         aspect_ratio=args.aspect,
-        negative_prompt=args.negative_prompt,
+        negative_prompt=clean_text(args.negative_prompt) if args.negative_prompt else None,
         seed=args.seed,
         quality=args.quality,
         style=args.style,

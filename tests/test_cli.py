@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
+from sqlalchemy import select
 
+from bot.votes.db import VoteStore
+from bot.votes.schema import GENERATIONS
 from tests.fakes.run import fake_cloud
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +25,7 @@ def cloud_env():
         yield env
 
 
-def bot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def bot(*args: str | bytes, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
@@ -133,6 +136,30 @@ def test_a_bare_prompt_chooses_as_slack_does(cloud_env, tmp_path):
     one = {**cloud_env, "IMAGINE_DEFAULT_PROVIDER": "dalle3"}
     run = bot("generate", "--out", str(tmp_path), "a red fox", env=one, cwd=tmp_path)
     assert run.stdout.startswith("dalle3 (gpt-image-2)")
+
+
+def test_control_characters_and_undecodable_bytes_leave_the_prompt(cloud_env, tmp_path):
+    """A terminal escape, a control character or a byte that is not UTF-8 (it arrives as a
+    lone surrogate, which no database or JSON body can encode) is dropped, as in Slack."""
+    prompt = b"a red\x1b[1m fox \xff\x01in\tthe snow"
+    run = bot(
+        "generate",
+        "-p",
+        "imagen",
+        "--out",
+        str(tmp_path / "out"),
+        prompt,
+        env=cloud_env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    store = VoteStore(f"sqlite:///{tmp_path / 'imagine.db'}")
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(GENERATIONS.c.prompt, GENERATIONS.c.outcome)).all()
+    finally:
+        store.close()
+    assert [tuple(row) for row in rows] == [("a red[1m fox in the snow", "ok")]
 
 
 def test_generate_with_nothing_configured_says_so_first(tmp_path):

@@ -1,5 +1,8 @@
 """`/imagine` text parsing: table-driven, no I/O."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from bot.generation.providers import resolve_provider_name
@@ -187,3 +190,44 @@ def test_leaderboard(text, expected):
 def test_leaderboard_bad_options(text, message):
     with pytest.raises(CommandError, match=message):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "provider", "prompt"),
+    [
+        ("imagen a red\x00 fox", "imagen", "a red fox"),
+        ("imagen\na red fox", "imagen", "a red fox"),  # a line break after the provider
+        ("imagen a red fox\n\nin the snow\t--ar 16:9", "imagen", "a red fox in the snow"),
+        ("a \x1b[31mred\x7f fox\x85", None, "a [31mred fox"),
+        ("a red fox \U0001f98a\u200d\U0001f525", None, "a red fox \U0001f98a\u200d\U0001f525"),
+        ("&amp;#0;a fox", None, "&#0;a fox"),
+    ],
+    ids=["nul", "newline-after-provider", "newlines-and-tabs", "escapes", "emoji-joiner", "ref"],
+)
+def test_control_characters_are_dropped_and_line_breaks_are_spaces(text, provider, prompt):
+    command = parse(text)
+    assert (command.provider, command.request.prompt) == (provider, prompt)
+
+
+def test_a_prompt_of_only_control_characters_is_no_prompt():
+    assert parse("\x00\x01\n") == HelpCommand()
+    with pytest.raises(CommandError, match="Describe the picture after `imagen`"):
+        parse("imagen \x00\x07")
+
+
+def test_control_characters_leave_option_values_too():
+    assert parse("a fox --no people\x00, boats").request.negative_prompt == "people, boats"
+
+
+def test_the_manifest_usage_hint_names_what_the_parser_takes():
+    """Slack shows the usage hint as people type `/imagine`: compare and leaderboard too."""
+    manifest = (Path(__file__).resolve().parent.parent / "manifest.yml").read_text()
+    [hint] = re.findall(r'usage_hint: "([^"]*)"', manifest)
+    words = re.match(r"\[([^\]]*)\]", hint).group(1).split(" | ")
+    assert {"compare", "leaderboard", "help"} <= set(words)
+    for word in words:
+        try:
+            command = parse(f"{word} a red fox")
+        except CommandError:
+            command = parse(word)  # the leaderboard takes only options
+        assert not (isinstance(command, GenerateCommand) and command.provider is None), word

@@ -116,6 +116,68 @@ def test_block_kit_limits_are_enforced(slack: FakeSlack) -> None:
     assert slack.messages("C1") == []
 
 
+@pytest.mark.parametrize(
+    ("block", "pointer"),
+    [
+        ({"type": "image", "image_url": "https://x/y.png", "alt_text": "a" * 2001}, "/alt_text"),
+        (
+            {
+                "type": "image",
+                "image_url": "https://x/y.png",
+                "alt_text": "a",
+                "title": {"type": "plain_text", "text": "t" * 2001},
+            },
+            "/title/text",
+        ),
+        ({"type": "image", "image_url": "https://x/" + "y" * 3000, "alt_text": "a"}, "/image_url"),
+        ({"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3001}}, "/text/text"),
+        (
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 2001}]},
+            "/fields/0/text",
+        ),
+        ({"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}, "/text/text"),
+        ({"type": "context", "elements": [{"type": "mrkdwn", "text": "c" * 3001}]}, "/elements/0"),
+        ({"type": "context", "elements": [{"type": "mrkdwn", "text": ""}]}, "/elements/0/text"),
+        (
+            {
+                "type": "actions",
+                "elements": [{"type": "button", "text": {"type": "plain_text", "text": "b" * 76}}],
+            },
+            "/elements/0/text/text",
+        ),
+    ],
+    ids=[
+        "alt_text",
+        "image-title",
+        "image_url",
+        "section",
+        "field",
+        "header",
+        "context",
+        "empty",
+        "button",
+    ],
+)
+def test_every_text_limit_is_enforced(slack: FakeSlack, block, pointer) -> None:
+    """Slack refuses a message whose any text is over its limit (invalid_blocks, with a
+    json-pointer to the field), rather than cutting it."""
+    client = client_for(slack)
+    err = slack_error(lambda: client.chat_postMessage(channel="C1", text="x", blocks=[block]))
+    assert err.response["error"] == "invalid_blocks"
+    assert any(f"[json-pointer:/blocks/0{pointer}" in e for e in err.response["errors"])
+    assert slack.messages("C1") == []
+
+
+def test_texts_at_their_limits_are_accepted(slack: FakeSlack) -> None:
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "h" * 150}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3000}},
+        {"type": "image", "image_url": "https://x/y.png", "alt_text": "a" * 2000},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "c" * 3000}] * 10},
+    ]
+    assert client_for(slack).chat_postMessage(channel="C1", text="x", blocks=blocks)["ok"]
+
+
 def test_concurrent_posts_get_unique_increasing_ts(slack: FakeSlack) -> None:
     client = client_for(slack)
     results: list[str] = []
@@ -248,6 +310,21 @@ def test_file_upload_into_channel_bot_is_not_in(slack: FakeSlack) -> None:
     )
     assert err.response["error"] == "not_in_channel"
     assert slack.uploaded_files == [] and slack.messages("C777") == []
+
+
+def test_upload_alt_text_over_1000_characters_is_refused(slack: FakeSlack) -> None:
+    """files.getUploadURLExternal: `alt_txt_too_large` past 1,000 characters."""
+    client = client_for(slack)
+    too_long = "a" * 1001
+    err = slack_error(
+        lambda: client.files_upload_v2(
+            channel="C1", content=b"\x89PNG", filename="a.png", alt_txt=too_long
+        )
+    )
+    assert err.response["error"] == "alt_txt_too_large"
+    assert slack.uploaded_files == []
+    client.files_upload_v2(channel="C1", content=b"\x89PNG", filename="a.png", alt_txt="a" * 1000)
+    assert slack.uploaded_files[0].alt_txt == "a" * 1000
 
 
 def test_complete_without_uploading_bytes_fails(slack: FakeSlack) -> None:

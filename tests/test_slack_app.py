@@ -10,12 +10,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import select
 
 from bot.votes.db import VoteStore
+from bot.votes.schema import GENERATIONS
 from tests.fakes.images import png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, parse_body
 from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.services import postgres_schema
 from tests.slack_harness import (
     SIGNING_SECRET,
     AppProcess,
@@ -306,6 +309,95 @@ def test_slack_rate_limit_is_retried(app, fakes):
     command(app, slack, "imagen a kite")
     slack.wait_for(lambda: slack.uploaded_files, timeout=15)
     assert len(slack.calls_to("files.getUploadURLExternal")) == 2
+
+
+# -- what Slack is sent: limits and escaping -------------------------------------------------
+def test_a_long_prompt_is_uploaded_with_its_alt_text_cut_to_slacks_limit(app, fakes):
+    """files.getUploadURLExternal refuses an alt_txt over 1,000 characters: a prompt of 1,500
+    used to fail whenever there was no bucket, for single pictures and comparisons alike."""
+    slack = fakes[0]
+    prompt = ("a lighthouse keeper &amp; his dog on the rocks " * 36).strip()
+    assert 1400 < len(prompt.replace("&amp;", "&")) < 1900
+    _, _, _, single = command(app, slack, f"imagen {prompt}")
+    slack.wait_for(lambda: len(slack.uploaded_files) == 1, timeout=20)
+    _, _, _, compared = command(app, slack, f"compare {prompt}")
+    slack.wait_for(lambda: len(slack.uploaded_files) == 4, timeout=20)  # side by side + 2
+    asked = slack.calls_to("files.getUploadURLExternal")
+    assert len(asked) == 4
+    for call in asked:
+        alt = call.get("alt_txt", "")
+        assert len(alt) <= 1000
+    pictures = [c["alt_txt"] for c in asked if c["alt_txt"].startswith("a lighthouse")]
+    assert len(pictures) == 2 and all(a.endswith("…") and "&amp;" in a for a in pictures)
+    slack.quiesce()
+    assert not slack.responses_to(single)
+    assert all(r.text.startswith("Only you can see this") for r in slack.responses_to(compared))
+
+
+HOSTILE = (
+    "&lt;!channel&gt; free <http://evil.example|pizza> <@U666|bob> &lt;@U666&gt; "
+    "&lt;http://evil.example|free pizza&gt; <!here> &lt;#C1&gt;"
+)
+PINGS = ("<!channel", "<!here", "<@U666", "<http://evil", "<#C1")
+
+
+def everything_slack_got(slack: FakeSlack) -> str:
+    """Every Web API call and response_url post the fake Slack received, as one text."""
+    calls = [parse_body(r) for r in slack.calls("/api/")]
+    posts = [r.body for r in slack.responses]
+    return json.dumps([calls, posts], ensure_ascii=False, default=str)
+
+
+def test_a_prompt_cannot_ping_the_channel_or_post_a_disguised_link(app, fakes):
+    """Typed-out `<!channel>`, mentions and links reach Slack escaped, in the upload's comment,
+    the acknowledgement and everything else; the model gets the readable text."""
+    slack, vertex, _, _ = fakes
+    status, body, _, url = command(app, slack, f"imagen {HOSTILE}")
+    slack.wait_for(lambda: slack.uploaded_files)
+    _, refused, _, _ = command(app, slack, "imagen a cat --&lt;!here&gt; 1")
+    slack.quiesce()
+    sent = everything_slack_got(slack) + ack_text(body) + ack_text(refused)
+    for ping in PINGS:
+        assert ping not in sent, ping
+    comment = slack.calls_to("files.completeUploadExternal")[0]["initial_comment"]
+    assert "&lt;!channel&gt; free pizza @bob &lt;@U666&gt;" in comment
+    assert "<@U123>" in comment  # the requester's mention is the app's own, and stays
+    assert "Unknown option `--&lt;!here&gt;`" in ack_text(refused)
+    drawn = vertex.api_calls()[0].json()["contents"][0]["parts"][0]["text"]
+    assert drawn.startswith("<!channel> free pizza @bob <@U666> <http://evil.example|free")
+
+
+def test_a_nul_in_the_prompt_is_dropped_and_the_picture_stored_on_postgresql(fakes, start_app):
+    """PostgreSQL refuses NUL in text: the history of such a prompt, and its comparison, were
+    lost. Control characters are dropped when the command is parsed."""
+    slack = fakes[0]
+    with postgres_schema() as database_url:
+        app = start_app(provider_env(fakes, DATABASE_URL=database_url))
+        command(app, slack, "imagen a red\x00 fox\x07 in the snow")
+        slack.wait_for(lambda: slack.uploaded_files)
+        _, _, _, url = command(app, slack, "compare a grey\x00 wolf", channel_id="CWOLF")
+        message = upload_message(slack, "a grey wolf", "CWOLF")
+        store = VoteStore(database_url)
+        try:
+            comparison = slack.wait_for(lambda: store.comparison_at("CWOLF", message["ts"]))
+            assert comparison.prompt == "a grey wolf"
+            rows = slack.wait_for(lambda: generation_rows(store, 3))
+            assert sorted((r.prompt, r.outcome) for r in rows) == [
+                ("a grey wolf", "ok"),
+                ("a grey wolf", "ok"),
+                ("a red fox in the snow", "ok"),
+            ]
+        finally:
+            store.close()
+        [reveal] = slack.wait_for(lambda: slack.responses_to(url))  # the Reveal button, no apology
+        assert reveal.text.startswith("Only you can see this: reveal")
+        assert "Traceback" not in app.logs(), app.logs()
+
+
+def generation_rows(store: VoteStore, count: int) -> list:
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(GENERATIONS.c.prompt, GENERATIONS.c.outcome)).all()
+    return rows if len(rows) >= count else []
 
 
 # -- security ------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ the same SQLite file the app writes.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import random
+import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -70,15 +72,16 @@ def clean(world):
         fake.reset()
 
 
-def compare(world, text="compare a red fox", channel="C123", user="U123"):
-    """Run a comparison; return its message in the fake Slack and the stored comparison."""
+def compare(world, text="compare a red fox", channel="C123", user="U123", prompt=None):
+    """Run a comparison; return its message in the fake Slack and the stored comparison.
+    `prompt`: as the post shows it, when that is not the text after `compare`."""
     slack, _, _, app, store = world
     before = len(slack.messages(channel))
     status, body, _ = app.post_command(
         text, channel_id=channel, user_id=user, response_url=slack.response_url()
     )
     assert status == 200 and "Comparing 2 models" in body
-    prompt = text.removeprefix("compare ")
+    prompt = prompt or text.removeprefix("compare ")
     message = slack.wait_for(
         lambda: [
             m
@@ -152,6 +155,48 @@ def test_left_right_order_is_random(world):
 def test_a_prompt_without_provider_compares_when_both_are_configured(world):
     message, comparison = compare(world, "a lighthouse at dusk")
     assert comparison.prompt == "a lighthouse at dusk"
+
+
+def test_four_pictures_a_side_link_every_full_size_picture_whole(world):
+    """Signed URLs are long: with --n 4 the "Full size" links passed Slack's 3,000 characters
+    and were cut mid-link. They go on in further elements instead."""
+    message, _ = compare(world, "compare a red fox --n 4", prompt="a red fox")
+    texts = [
+        e["text"]
+        for b in message["blocks"]
+        if b["type"] == "context"
+        for e in b["elements"]
+        if e["text"].startswith("Full size")
+    ]
+    links = [re.findall(r"<([^<>|]+)\|(\d)>", text) for text in texts]
+    assert sum(len(found) for found in links) == 8
+    assert sum(len(text) for text in texts) > 3000  # long enough to have been cut before
+    assert all(text.count("<") == text.count(">") and len(text) <= 3000 for text in texts)
+    for found in links:
+        for url, _ in found:
+            assert "X-Goog-Signature=" in url
+            picture = requests.get(html.unescape(url), timeout=5)
+            assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG"
+
+
+def test_a_prompt_cannot_ping_the_channel_from_a_comparison_or_its_reveal(world):
+    slack, _, _, app, store = world
+    typed = "compare &lt;!channel&gt; a fox <@U666|bob> &lt;http://evil.example|free pizza&gt;"
+    shown = "&lt;!channel&gt; a fox @bob &lt;http://evil.example|free pizza&gt;"
+    message, comparison = compare(world, typed, prompt=shown)
+    assert comparison.prompt == "<!channel> a fox @bob <http://evil.example|free pizza>"
+    assert shown in message["text"] and "<@U123>" in message["text"]
+    app.post_action(
+        action_id="imagine_reveal", value="reveal", user_id="U123", message_ts=message["ts"]
+    )
+    slack.wait_for(lambda: slack.calls_to("chat.update"))
+    sent = json.dumps(
+        [slack.calls_to(m) for m in ("chat.postMessage", "chat.update")]
+        + [r.body for r in slack.responses],
+        ensure_ascii=False,
+    )
+    for ping in ("<!channel", "<@U666", "<http://evil"):
+        assert ping not in sent
 
 
 # -- votes -------------------------------------------------------------------------------

@@ -6,10 +6,21 @@ share it without importing any network client.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4")
 MAX_IMAGES = 4
+
+
+def clean_text(text: str) -> str:
+    """What a person typed, fit to draw and to store: every run of whitespace (line breaks and
+    tabs included) one space, and control characters removed. A NUL cannot be stored in
+    PostgreSQL, a lone surrogate (an undecodable byte on a command line) cannot be encoded at
+    all, and neither means anything to a model. Format characters (the joiners inside emoji)
+    stay."""
+    kept = (ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cs"))
+    return " ".join("".join(kept).split())
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.generation.types import ASPECT_RATIOS, MAX_IMAGES, ImageRequest
+from bot.generation.types import ASPECT_RATIOS, MAX_IMAGES, ImageRequest, clean_text
 
 QUALITIES = ("standard", "hd", "low", "medium", "high", "auto")
 STYLES = ("vivid", "natural")
@@ -167,8 +167,10 @@ def split_options(text: str) -> tuple[str, dict[str, str]]:
 
 
 def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> Command:
-    """Parse the text after `/imagine`. Raises CommandError with a message for the person."""
-    text = unescape_slack(text).strip()
+    """Parse the text after `/imagine`. Raises CommandError with a message for the person.
+
+    Line breaks and tabs separate words like spaces; control characters are dropped."""
+    text = clean_text(unescape_slack(text))
     if not text or text.split()[0].lower() in HELP_WORDS:
         return HelpCommand()
     first, _, rest = text.partition(" ")

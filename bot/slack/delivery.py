@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.generation.stores.base import extension_for
+from bot.slack import messages
 
 CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
@@ -64,8 +65,8 @@ class Delivery:
             {
                 "content": f.data,
                 "filename": f"imagine-{i}.{extension_for(f.mime_type)}",
-                "title": f.title,
-                "alt_txt": f.alt_text,
+                "title": messages.upload_title(f.title),
+                "alt_txt": messages.upload_alt_text(f.alt_text),
             }
             for i, f in enumerate(files, start=1)
         ]

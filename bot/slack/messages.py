@@ -1,11 +1,22 @@
 """Results and errors -> Slack messages (Block Kit). Pure functions, table-tested.
 
-Limits honoured (WIRE.md): 50 blocks, section text 3000 chars, context 10 elements,
-image_url 3000 chars, alt_text 2000 chars; always a top-level fallback `text`.
+Everything this app says in Slack is built here, and nothing a person typed can become a
+mention, a special mention (`<!channel>`) or a link: text is escaped by default (`&`, `<`, `>`
+as entities, Slack's "Formatting text" rules). Our own markup (mentions of the requester,
+links to the pictures, bold) is `Mrkdwn`, made only by `md`, `mention` and `link`, whose
+arguments are escaped in turn; every block helper escapes a plain `str` it is given, so a
+builder that forgets to escape still sends escaped text.
+
+Limits honoured (Slack's Block Kit reference): 50 blocks, section and context texts 3000
+chars, context 10 elements, header 150, image_url 3000, image alt_text and title 2000, button
+text 75; an upload's alt_txt 1000. Texts are cut visibly and never inside an entity or a link.
+Always a top-level fallback `text`.
 """
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,37 +27,150 @@ from bot.generation.types import (
     ProviderResult,
     RateLimitError,
 )
-from bot.slack.command import LEADERBOARD_HELP, OPTION_HELP
+from bot.slack.command import LEADERBOARD_HELP, OPTION_HELP, UnknownProviderError
 
 Block = dict[str, Any]
-SECTION_LIMIT = 3000
-ALT_TEXT_LIMIT = 2000
-URL_LIMIT = 3000
+SECTION_LIMIT = 3000  # a section's text, and any text object
+ALT_TEXT_LIMIT = 2000  # an image block's alt_text and title
+URL_LIMIT = 3000  # an image block's image_url
+HEADER_LIMIT = 150
+CONTEXT_ELEMENTS = 10
+FALLBACK_LIMIT = 3000  # the top-level `text`: a notification, not the message (Slack: 40,000)
+UPLOAD_ALT_LIMIT = 1000  # files.getUploadURLExternal `alt_txt` (alt_txt_too_large beyond)
+UPLOAD_TITLE_LIMIT = 200  # ours: a file's title is its name in the channel
 
 
-def truncate(text: str, limit: int) -> str:
-    """Cut visibly: a reader must see that the text goes on."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+class Mrkdwn(str):
+    """Text ready for a Slack text field: what people typed escaped, our own markup intact.
+
+    Made only by `escape`, `md`, `mention`, `link` and `fit`. Operations on it (`+`, slicing,
+    f-strings) give a plain `str` again, which the helpers below escape: compose with `md`."""
+
+    __slots__ = ()
 
 
-def escape(text: str) -> str:
-    """Escape what Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def escape(text: str) -> Mrkdwn:
+    """`&`, `<`, `>` as entities. Mrkdwn is already escaped and comes back as it is, so that
+    escaping twice (`&amp;lt;`) cannot happen."""
+    if isinstance(text, Mrkdwn):
+        return text
+    return Mrkdwn(str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_LIMIT)}}
+class _EscapingFormatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        formatted = format(value, format_spec)
+        return formatted if isinstance(value, Mrkdwn) else escape(formatted)
+
+
+_FORMATTER = _EscapingFormatter()
+
+
+def md(template: str, /, *args: Any, **kwargs: Any) -> Mrkdwn:
+    """`template.format(...)` with every value escaped unless it is Mrkdwn already. The
+    template is ours (a literal in this module): its markup is meant."""
+    return Mrkdwn(_FORMATTER.format(template, *args, **kwargs))
+
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]+")
+
+
+def mention(user_id: str) -> Mrkdwn:
+    """`<@U123>` for a Slack user id; anything else is shown as text, never as markup."""
+    return Mrkdwn(f"<@{user_id}>") if _USER_ID.fullmatch(user_id) else escape(user_id)
+
+
+def link(url: str, label: str) -> Mrkdwn:
+    """`<url|label>`, both escaped; a `|` in the URL is percent-encoded so the label stays."""
+    return Mrkdwn(f"<{escape(url).replace('|', '%7C')}|{escape(label)}>")
+
+
+def fit(text: str, limit: int) -> Mrkdwn:
+    """`text` escaped and at most `limit` characters, cut visibly ("…") but never inside an
+    entity (`&amp;`) or a piece of our markup (`<@U1>`, a link): a cut link would lose its
+    closing `>` and swallow what follows."""
+    safe = escape(text)
+    if len(safe) <= limit:
+        return safe
+    head = safe[: limit - 1]
+    opened = head.rfind("<")
+    if opened != -1 and ">" not in head[opened:]:
+        head = head[:opened]
+    amp = head.rfind("&")
+    if amp != -1 and ";" not in head[amp:]:
+        head = head[:amp]
+    return Mrkdwn(head.rstrip() + "…")
+
+
+def message(text: str, blocks: list[Block] | None = None) -> dict:
+    """A message for chat.postMessage, chat.update, chat.postEphemeral, a response_url or an
+    ack: the fallback `text` (escaped unless Mrkdwn) and the blocks."""
+    built: dict[str, Any] = {"text": fit(text, FALLBACK_LIMIT)}
+    if blocks is not None:
+        built["blocks"] = blocks
+    return built
+
+
+def sentence(text: str) -> dict:
+    """One private sentence (a refusal, a core workflow's note), escaped: the core and the
+    parser speak plain text, and their sentences may quote the prompt."""
+    return message(text)
+
+
+def refusal(error: Exception, providers: list[str]) -> dict:
+    """The acknowledgement of a command we cannot take: the parser's sentence (which may quote
+    what was typed) or the service's."""
+    if isinstance(error, ImagineError):
+        return message(error_text(error))
+    text = str(error)
+    if isinstance(error, UnknownProviderError):
+        text += f" Choose one of: {', '.join(providers)}, or leave it out."
+    return sentence(text)
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": fit(text, SECTION_LIMIT)}}
+
+
+def plain_text(text: str, limit: int) -> dict:
+    return {"type": "plain_text", "text": fit(text, limit)}
 
 
 def context_block(*texts: str) -> Block:
-    elements = [{"type": "mrkdwn", "text": truncate(t, SECTION_LIMIT)} for t in texts if t][:10]
-    return {"type": "context", "elements": elements}
+    elements = [{"type": "mrkdwn", "text": fit(t, SECTION_LIMIT)} for t in texts if t]
+    return {"type": "context", "elements": elements[:CONTEXT_ELEMENTS]}
+
+
+def context_blocks(texts: list[str]) -> list[Block]:
+    """As many context blocks as `texts` need (10 elements each)."""
+    texts = [t for t in texts if t]
+    return [
+        context_block(*texts[i : i + CONTEXT_ELEMENTS])
+        for i in range(0, len(texts), CONTEXT_ELEMENTS)
+    ]
+
+
+def image_block(url: str, alt_text: str, title: str | None = None) -> Block:
+    block: Block = {"type": "image", "image_url": url, "alt_text": fit(alt_text, ALT_TEXT_LIMIT)}
+    if title:
+        block["title"] = plain_text(title, ALT_TEXT_LIMIT)
+    return block
+
+
+def upload_alt_text(text: str) -> Mrkdwn:
+    """An uploaded file's `alt_txt`: Slack refuses more than 1,000 characters."""
+    return fit(text, UPLOAD_ALT_LIMIT)
+
+
+def upload_title(text: str) -> Mrkdwn:
+    return fit(text, UPLOAD_TITLE_LIMIT)
 
 
 def help_message(providers: dict[str, tuple[str, list[str]]], default: str | None) -> dict:
     """Usage, options, and which providers are configured here.
 
-    `providers` maps name -> (aliases joined, missing settings).
+    `providers` maps name -> (aliases joined, missing settings). All plain text: its `<prompt>`
+    placeholders are escaped like everything else.
     """
     lines = []
     if default == "compare":
@@ -55,7 +179,7 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
         state = "ready" if not missing else f"not configured (needs {', '.join(missing)})"
         mark = " (default)" if name == default else ""
         lines.append(f"• `{name}`{mark}{f' — also {aliases}' if aliases else ''}: {state}")
-    text = (
+    text = escape(
         "*Imagine draws pictures from your words.*\n"
         "`/imagine <provider> <prompt> [options]` or `/imagine <prompt>` for the default.\n"
         "Example: `/imagine imagen a lighthouse in a storm, oil painting --ar 16:9`\n"
@@ -64,78 +188,79 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
         f"({LEADERBOARD_HELP}).\n\n"
         f"*Options* (at the end): {OPTION_HELP}\n\n*Providers here:*\n" + "\n".join(lines)
     )
-    return {"text": text, "blocks": [_section(text)]}
+    return message(text, [section(text)])
 
 
-def working_text(models: dict[str, str], request: ImageRequest) -> str:
+def working_text(models: dict[str, str], request: ImageRequest) -> Mrkdwn:
     """The ephemeral ack: what is being drawn, by whom (or, for a comparison, by how many)."""
-    prompt = escape(truncate(request.prompt, 200))
+    prompt = fit(request.prompt, 200)
     if len(models) > 1:
-        return (
-            f":art: Comparing {len(models)} models on “{prompt}”. The pictures will appear "
-            "side by side, blind: react to vote for the one you prefer."
+        return md(
+            ":art: Comparing {} models on “{}”. The pictures will appear side by side, blind: "
+            "react to vote for the one you prefer.",
+            len(models),
+            prompt,
         )
     [(provider, model)] = models.items()
     n = f"{request.n} pictures" if request.n > 1 else "a picture"
-    return f":art: Drawing {n} of “{prompt}” with {provider} (`{model}`)…"
+    return md(":art: Drawing {} of “{}” with {} (`{}`)…", n, prompt, provider, model)
 
 
 def result_message(
     result: ProviderResult, request: ImageRequest, user_id: str, seconds: float
 ) -> dict:
     """The channel message for one provider's pictures (URLs already stored)."""
-    prompt = escape(request.prompt)
-    blocks: list[Block] = [_section(f"*{truncate(prompt, SECTION_LIMIT - 10)}*")]
+    blocks: list[Block] = [section(md("*{}*", fit(request.prompt, SECTION_LIMIT - 2)))]
     for i, image in enumerate(result.images[:4], start=1):
         if image.url is None or len(image.url) > URL_LIMIT:
             continue
-        blocks.append(
-            {
-                "type": "image",
-                "image_url": image.url,
-                "alt_text": truncate(f"Picture {i}: {request.prompt}", ALT_TEXT_LIMIT),
-            }
-        )
+        blocks.append(image_block(image.url, f"Picture {i}: {request.prompt}"))
     blocks.append(context_block(byline(result, user_id, seconds), RATE_HINT))
     if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
-        blocks.append(context_block(f"*Revised prompt:* {escape(result.revised_prompt)}"))
+        blocks.append(context_block(md("*Revised prompt:* {}", result.revised_prompt)))
     if result.notes:
-        blocks.append(context_block(*(f":warning: {escape(note)}" for note in result.notes)))
-    text = f"<@{user_id}>'s picture: {truncate(request.prompt, 150)} ({result.provider})"
-    return {"text": text, "blocks": blocks}
+        blocks.append(context_block(*(md(":warning: {}", note) for note in result.notes)))
+    text = md("{}'s picture: {} ({})", mention(user_id), fit(request.prompt, 150), result.provider)
+    return message(text, blocks)
 
 
 RATE_HINT = "React :+1: or :-1: to rate this model."
 
 
-def byline(result: ProviderResult, user_id: str, seconds: float) -> str:
-    return f"{result.provider} · `{result.model}` · asked by <@{user_id}> · {seconds:.1f} s"
+def byline(result: ProviderResult, user_id: str, seconds: float) -> Mrkdwn:
+    return md(
+        "{} · `{}` · asked by {} · {:.1f} s",
+        result.provider,
+        result.model,
+        mention(user_id),
+        seconds,
+    )
 
 
 def upload_comment(
     result: ProviderResult, request: ImageRequest, user_id: str, seconds: float
-) -> str:
+) -> Mrkdwn:
     """The message that goes with images uploaded into Slack (no blocks there)."""
     lines = [
-        f"*{escape(truncate(request.prompt, 2500))}*",
-        f"{byline(result, user_id, seconds)} · {RATE_HINT}",
+        md("*{}*", fit(request.prompt, 2500)),
+        md("{} · {}", byline(result, user_id, seconds), RATE_HINT),
     ]
     if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
-        lines.append(f"_Revised prompt:_ {escape(truncate(result.revised_prompt, 1000))}")
-    lines.extend(f":warning: {escape(note)}" for note in result.notes)
-    return "\n".join(lines)
+        lines.append(md("_Revised prompt:_ {}", fit(result.revised_prompt, 1000)))
+    lines.extend(md(":warning: {}", fit(note, 500)) for note in result.notes)
+    return Mrkdwn("\n".join(lines))
 
 
-def error_text(error: ImagineError) -> str:
+def error_text(error: ImagineError) -> Mrkdwn:
     """One short sentence saying what happened and what to do."""
     who = f"{error.provider}: " if error.provider else ""
     if isinstance(error, ContentPolicyError):
         reason = error.reason or ""
-        why = f" Reason: {truncate(reason, 300)}" if reason and reason not in error.message else ""
-        return f":no_entry: {who}{error.message}{why}"
+        why = md(" Reason: {}", fit(reason, 300)) if reason and reason not in error.message else ""
+        return md(":no_entry: {}{}{}", who, error.message, why)
     if isinstance(error, RateLimitError):
-        return f":hourglass: {who}{error.message}"
-    return f":warning: {who}{error.message}"
+        return md(":hourglass: {}{}", who, error.message)
+    return md(":warning: {}{}", who, error.message)
 
 
 CANCEL_ACTION = "imagine_cancel"
@@ -147,11 +272,11 @@ def waiting_note(prompt: str, ahead: dict[str, int], job_key: str) -> dict:
         f"{label}'s quota, {n} ahead of you" if n else f"{label}'s quota, next in line"
         for label, n in ahead.items()
     )
-    text = f":hourglass_flowing_sand: Waiting for {waits}. “{escape(truncate(prompt, 200))}”"
-    return {
-        "text": text,
-        "blocks": [
-            _section(text),
+    text = md(":hourglass_flowing_sand: Waiting for {}. “{}”", waits, fit(prompt, 200))
+    return message(
+        text,
+        [
+            section(text),
             {
                 "type": "actions",
                 "block_id": "imagine_waiting",
@@ -159,18 +284,18 @@ def waiting_note(prompt: str, ahead: dict[str, int], job_key: str) -> dict:
                     {
                         "type": "button",
                         "action_id": CANCEL_ACTION,
-                        "text": {"type": "plain_text", "text": "Cancel"},
+                        "text": plain_text("Cancel", 75),
                         "value": job_key,
                     }
                 ],
             },
         ],
-    }
+    )
 
 
 def drawing_note(prompt: str) -> dict:
-    text = f":art: Drawing “{escape(truncate(prompt, 200))}” now…"
-    return {"text": text, "blocks": [_section(text)]}
+    text = md(":art: Drawing “{}” now…", fit(prompt, 200))
+    return message(text, [section(text)])
 
 
 NOT_IN_CHANNEL = (
@@ -213,12 +338,14 @@ class ComparisonView:
             reveal_after=fields["reveal_after"],
         )
 
-    def how_to_vote(self) -> str:
+    def how_to_vote(self) -> Mrkdwn:
         how = " · ".join(f":{self.emoji[c]}: {label}" for c, label in CHOICE_LABELS.items())
-        return f"React to vote: {how}. One vote per person; a new reaction replaces it."
+        return md("React to vote: {}. One vote per person; a new reaction replaces it.", how)
 
-    def byline(self) -> str:
-        return f"blind comparison · asked by <@{self.requester}> · {self.seconds:.1f} s"
+    def byline(self) -> Mrkdwn:
+        return md(
+            "blind comparison · asked by {} · {:.1f} s", mention(self.requester), self.seconds
+        )
 
 
 def reveal_button(value: str) -> Block:
@@ -229,11 +356,32 @@ def reveal_button(value: str) -> Block:
             {
                 "type": "button",
                 "action_id": REVEAL_ACTION,
-                "text": {"type": "plain_text", "text": "Reveal the models"},
+                "text": plain_text("Reveal the models", 75),
                 "value": value,
             }
         ],
     }
+
+
+def full_size_links(originals: dict[str, list[str]]) -> list[Mrkdwn]:
+    """`Full size A: 1 2 3 4` per side, as context elements: a side whose links do not fit
+    in one element (signed URLs are long) goes on in the next, so no link is ever cut. A URL
+    too long for any element is left out."""
+    elements: list[Mrkdwn] = []
+    for position, urls in originals.items():
+        first, more = md("Full size {}:", position), md("Full size {}, continued:", position)
+        current = first
+        for n, url in enumerate(urls, start=1):
+            piece = link(url, str(n))
+            if len(more) + 1 + len(piece) > SECTION_LIMIT:
+                continue
+            if len(current) + 1 + len(piece) > SECTION_LIMIT:
+                elements.append(current)
+                current = more
+            current = md("{} {}", current, piece)
+        if current not in (first, more):
+            elements.append(current)
+    return elements
 
 
 def compare_message(
@@ -241,91 +389,93 @@ def compare_message(
 ) -> dict:
     """The blind side-by-side post: the composed picture, links to the originals, how to
     vote and a Reveal button; once revealed, which model drew which side."""
-    blocks: list[Block] = [_section(f"*Which picture is better?*\n“{escape(view.prompt)}”")]
-    for i, url in enumerate(view.pictures, start=1):
-        image: Block = {
-            "type": "image",
-            "image_url": url,
-            "alt_text": truncate(
-                f"Pictures side by side, A on the left and B on the right: {view.prompt}",
-                ALT_TEXT_LIMIT,
-            ),
-        }
-        if len(view.pictures) > 1:
-            image["title"] = {"type": "plain_text", "text": f"Pair {i}"}
-        blocks.append(image)
-    links = [
-        f"Full size {position}: "
-        + " ".join(f"<{url}|{n}>" for n, url in enumerate(urls, start=1) if len(url) < 1400)
-        for position, urls in view.originals.items()
+    blocks: list[Block] = [
+        section(md("*Which picture is better?*\n“{}”", fit(view.prompt, SECTION_LIMIT - 40)))
     ]
-    blocks.append(context_block(*links))
+    alt = f"Pictures side by side, A on the left and B on the right: {view.prompt}"
+    for i, url in enumerate(view.pictures, start=1):
+        blocks.append(image_block(url, alt, f"Pair {i}" if len(view.pictures) > 1 else None))
+    blocks.extend(context_blocks(full_size_links(view.originals)))
     if revealed:
         blocks.append(context_block(reveal_text(view.models, tally or {})))
     else:
         blocks.append(
             context_block(
-                f"{view.how_to_vote()} The models stay hidden until {view.reveal_after} votes "
-                "or the requester reveals them."
+                md(
+                    "{} The models stay hidden until {} votes or the requester reveals them.",
+                    view.how_to_vote(),
+                    view.reveal_after,
+                )
             )
         )
         blocks.append(reveal_button("reveal"))
     blocks.append(context_block(view.byline()))
-    text = f"<@{view.requester}> compares models: {truncate(view.prompt, 150)}. React to vote."
-    return {"text": text, "blocks": blocks}
+    text = md(
+        "{} compares models: {}. React to vote.", mention(view.requester), fit(view.prompt, 150)
+    )
+    return message(text, blocks)
 
 
-def reveal_text(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> str:
+def reveal_text(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> Mrkdwn:
     sides = " · ".join(
-        f"{position} was *{provider}* (`{model}`)" for position, (provider, model) in models.items()
+        md("{} was *{}* (`{}`)", position, provider, model)
+        for position, (provider, model) in models.items()
     )
     votes = " · ".join(f"{CHOICE_LABELS[c]}: {tally.get(c, 0)}" for c in CHOICE_LABELS)
-    return f"{sides}\nVotes so far: {votes}"
+    return md("{}\nVotes so far: {}", Mrkdwn(sides), votes)
 
 
-def compare_comment(view: ComparisonView) -> str:
+def reveal_reply(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> dict:
+    """The reveal as a thread reply, for a comparison posted as an upload."""
+    return message(reveal_text(models, tally))
+
+
+def compare_comment(view: ComparisonView) -> Mrkdwn:
     """The comparison as a file comment, when the pictures are uploaded into Slack."""
-    return (
-        f"*Which picture is better?* “{escape(truncate(view.prompt, 2000))}”\n"
-        f"{view.how_to_vote()} The models stay hidden until {view.reveal_after} votes or "
-        f"<@{view.requester}> reveals them.\n{view.byline()}"
+    return md(
+        "*Which picture is better?* “{}”\n{} The models stay hidden until {} votes or {} "
+        "reveals them.\n{}",
+        fit(view.prompt, 2000),
+        view.how_to_vote(),
+        view.reveal_after,
+        mention(view.requester),
+        view.byline(),
     )
 
 
 def reveal_prompt(channel: str, ts: str) -> dict:
     """The requester's private Reveal button, for comparisons posted as file uploads."""
     text = "Only you can see this: reveal which model drew which picture whenever you like."
-    return {"text": text, "blocks": [_section(text), reveal_button(f"{channel}|{ts}")]}
+    return message(text, [section(text), reveal_button(f"{channel}|{ts}")])
+
+
+def reveal_refused(requester: str, reveal_after: int) -> dict:
+    """Someone other than the requester pressed Reveal."""
+    return message(
+        md(
+            "Only {} can reveal the models early; they are revealed after {} votes.",
+            mention(requester),
+            reveal_after,
+        )
+    )
 
 
 # -- leaderboard ----------------------------------------------------------------------------
 def leaderboard_message(result, chart_url: str | None, min_votes: int, filters: str) -> dict:
     """Ratings as a monospace table (and the chart when it has a URL), thumbs apart."""
     title = f"Imagine leaderboard{f' · {filters}' if filters else ''}"
-    blocks: list[Block] = [
-        {"type": "header", "text": {"type": "plain_text", "text": truncate(title, 150)}}
-    ]
+    blocks: list[Block] = [{"type": "header", "text": plain_text(title, HEADER_LIMIT)}]
     if result.rows:
-        width = max(len(r.model) for r in result.rows)
-        lines = [f"{'model':<{width}}  rating  95% interval   W-L-T-bad   votes  win rate"]
-        for r in result.rows:
-            rate = f"{r.win_rate:.0%}" if r.win_rate is not None else "–"
-            mark = " *" if r.provisional else ""
-            wlt = f"{r.wins}-{r.losses}-{r.ties}-{r.both_bad}"
-            lines.append(
-                f"{r.model:<{width}}  {r.rating:6.0f}  [{r.ci_low:4.0f}, {r.ci_high:4.0f}]"
-                f"  {wlt:>10}  {r.votes:6d}  {rate:>8}{mark}"
-            )
-        blocks.append(_section("```" + truncate("\n".join(lines), SECTION_LIMIT - 6) + "```"))
+        blocks.append(section(md("```{}```", fit(leaderboard_table(result), SECTION_LIMIT - 6))))
         if chart_url:
-            blocks.append(
-                {"type": "image", "image_url": chart_url, "alt_text": "Ratings with 95% intervals"}
-            )
+            blocks.append(image_block(chart_url, "Ratings with 95% intervals"))
     else:
-        blocks.append(_section("No head-to-head votes yet: `/imagine compare <prompt>` and react."))
+        blocks.append(section("No head-to-head votes yet: `/imagine compare <prompt>` and react."))
     if result.thumbs:
-        thumbs = " · ".join(f"`{t.model}` :+1: {t.up} :-1: {t.down}" for t in result.thumbs)
-        blocks.append(context_block(f"*Single pictures:* {thumbs}"))
+        thumbs = " · ".join(
+            md("`{}` :+1: {} :-1: {}", t.model, t.up, t.down) for t in result.thumbs
+        )
+        blocks.append(context_block(md("*Single pictures:* {}", Mrkdwn(thumbs))))
     blocks.append(
         context_block(
             "Bradley-Terry ratings (400-point scale, mean 1000) with 95% bootstrap intervals; "
@@ -337,4 +487,25 @@ def leaderboard_message(result, chart_url: str | None, min_votes: int, filters: 
     text = f"{title}: " + (
         ", ".join(f"{r.model} {r.rating:.0f}" for r in result.rows) or "no votes yet"
     )
-    return {"text": text, "blocks": blocks}
+    return message(text, blocks)
+
+
+def leaderboard_table(result) -> str:
+    """The ratings as fixed-width lines (plain text: escape it where it is shown)."""
+    width = max(len(r.model) for r in result.rows)
+    lines = [f"{'model':<{width}}  rating  95% interval   W-L-T-bad   votes  win rate"]
+    for r in result.rows:
+        rate = f"{r.win_rate:.0%}" if r.win_rate is not None else "–"
+        mark = " *" if r.provisional else ""
+        wlt = f"{r.wins}-{r.losses}-{r.ties}-{r.both_bad}"
+        lines.append(
+            f"{r.model:<{width}}  {r.rating:6.0f}  [{r.ci_low:4.0f}, {r.ci_high:4.0f}]"
+            f"  {wlt:>10}  {r.votes:6d}  {rate:>8}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def leaderboard_comment(leaderboard: dict) -> Mrkdwn:
+    """The leaderboard as the comment of its chart's upload: the title and the table."""
+    table = leaderboard["blocks"][1]["text"]["text"]
+    return md("*{}*\n{}", leaderboard["text"], table)

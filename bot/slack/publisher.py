@@ -62,7 +62,7 @@ class SlackPublisher:
             log.exception("could not reach the requester request_id=%s", job.request_id)
 
     def tell(self, job: Job, text: str) -> None:
-        self._respond(job, text=text)
+        self._respond(job, **messages.sentence(text))
 
     def tell_error(self, job: Job, error: ImagineError) -> None:
         self._respond(job, text=messages.error_text(error))
@@ -148,9 +148,10 @@ class SlackPublisher:
             if chart_url or not result.rows or chart is None:
                 self.delivery.post_message(job.channel_id, message)
             else:
-                table = message["blocks"][1]["text"]["text"]
                 upload = Upload(chart, "image/png", "Imagine leaderboard", "Ratings chart")
-                self.delivery.upload(job.channel_id, [upload], f"*{message['text']}*\n{table}")
+                self.delivery.upload(
+                    job.channel_id, [upload], messages.leaderboard_comment(message)
+                )
         except NotInChannelError:
             message["blocks"].append(messages.context_block(messages.NOT_IN_CHANNEL))
             self._respond(job, **message)
@@ -160,8 +161,8 @@ class SlackPublisher:
 
 
 def uploads(result: ProviderResult, request: ImageRequest) -> list[Upload]:
-    title = messages.truncate(request.prompt, 200)
-    alt = messages.truncate(request.prompt, messages.ALT_TEXT_LIMIT)
+    title = messages.upload_title(request.prompt)
+    alt = messages.upload_alt_text(request.prompt)
     return [Upload(i.data or b"", i.mime_type, title, alt) for i in result.images]
 
 

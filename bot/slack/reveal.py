@@ -41,7 +41,7 @@ class Reveal:
             client.chat_postMessage(
                 channel=comparison.channel_id,
                 thread_ts=comparison.message_ts,
-                text=messages.reveal_text(models, tally),
+                **messages.reveal_reply(models, tally),
             )
         log_event(log, "reveal", comparison_id=comparison_id, votes=sum(tally.values()))
         return True

@@ -139,40 +139,108 @@ def _multipart_fields(request: RecordedRequest) -> dict[str, Any]:
     return fields
 
 
+# Slack's documented limits (Block Kit reference, files.getUploadURLExternal)
+BLOCKS_PER_MESSAGE = 50
+TEXT_OBJECT_LIMIT = 3000  # any text object, and a section's text
+SECTION_FIELD_LIMIT = 2000
+SECTION_FIELDS = 10
+HEADER_LIMIT = 150
+IMAGE_URL_LIMIT = 3000
+ALT_TEXT_LIMIT = 2000  # an image block's alt_text, and its title
+CONTEXT_ELEMENTS = 10
+ACTIONS_ELEMENTS = 25
+BUTTON_TEXT_LIMIT = 75
+BUTTON_VALUE_LIMIT = 2000
+ID_LIMIT = 255  # block_id, action_id
+ALT_TXT_LIMIT = 1000  # files.getUploadURLExternal `alt_txt`: alt_txt_too_large beyond it
+MESSAGE_TEXT_LIMIT = 40000  # a message's top-level text: msg_too_long beyond it
+
+
+def _too_long(value: Any, limit: int, where: str) -> list[str]:
+    if isinstance(value, str) and len(value) > limit:
+        return [f"must be less than {limit + 1} characters [json-pointer:{where}]"]
+    return []
+
+
+def _text_errors(text: Any, limit: int, where: str, plain_only: bool = False) -> list[str]:
+    """A text object: a type, 1 to `limit` characters."""
+    if not isinstance(text, dict) or not isinstance(text.get("text"), str):
+        return [f"must provide an object [json-pointer:{where}]"]
+    kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
+    if text.get("type") not in kinds:
+        return [f"must be a valid enum value [json-pointer:{where}/type]"]
+    if not text["text"]:
+        return [f"must be more than 0 characters [json-pointer:{where}/text]"]
+    return _too_long(text["text"], limit, f"{where}/text")
+
+
+def _element_errors(element: Any, where: str) -> list[str]:
+    if not isinstance(element, dict):
+        return [f"must provide an object [json-pointer:{where}]"]
+    errors = _too_long(element.get("action_id"), ID_LIMIT, f"{where}/action_id")
+    if element.get("type") == "button":
+        errors += _text_errors(element.get("text"), BUTTON_TEXT_LIMIT, f"{where}/text", True)
+        errors += _too_long(element.get("value"), BUTTON_VALUE_LIMIT, f"{where}/value")
+    return errors
+
+
 def block_errors(blocks: Any) -> list[str]:
-    """The Block Kit limits Slack enforces that an app is most likely to trip over."""
+    """The Block Kit limits Slack enforces on what an app sends (the error strings are Slack's
+    `invalid_blocks` messages): counts, required fields and every text length."""
     if not isinstance(blocks, list):
         return ["blocks must be a list"]
     errors = []
-    if len(blocks) > 50:
-        errors.append("no more than 50 items allowed [json-pointer:/blocks]")
+    if len(blocks) > BLOCKS_PER_MESSAGE:
+        errors.append(f"no more than {BLOCKS_PER_MESSAGE} items allowed [json-pointer:/blocks]")
     for i, block in enumerate(blocks):
-        where = f"[json-pointer:/blocks/{i}]"
+        where = f"/blocks/{i}"
         kind = block.get("type") if isinstance(block, dict) else None
         if kind is None:
-            errors.append(f"missing required field: type {where}")
-        elif kind == "section":
-            text = (block.get("text") or {}).get("text", "")
-            if not text and not block.get("fields"):
-                errors.append(f"must provide text or fields {where}")
-            if len(text) > 3000:
-                errors.append(f"must be less than 3001 characters {where}/text/text")
+            errors.append(f"missing required field: type [json-pointer:{where}]")
+            continue
+        errors += _too_long(block.get("block_id"), ID_LIMIT, f"{where}/block_id")
+        if kind == "section":
+            fields = block.get("fields") or []
+            if not block.get("text") and not fields:
+                errors.append(f"must provide text or fields [json-pointer:{where}]")
+            if block.get("text"):
+                errors += _text_errors(block["text"], TEXT_OBJECT_LIMIT, f"{where}/text")
+            if len(fields) > SECTION_FIELDS:
+                errors.append(
+                    f"no more than {SECTION_FIELDS} items allowed [json-pointer:{where}/fields]"
+                )
+            for j, text in enumerate(fields):
+                errors += _text_errors(text, SECTION_FIELD_LIMIT, f"{where}/fields/{j}")
         elif kind == "header":
-            if len((block.get("text") or {}).get("text", "")) > 150:
-                errors.append(f"must be less than 151 characters {where}/text/text")
+            errors += _text_errors(block.get("text"), HEADER_LIMIT, f"{where}/text", True)
         elif kind == "image":
             if not block.get("alt_text"):
-                errors.append(f"missing required field: alt_text {where}")
+                errors.append(f"missing required field: alt_text [json-pointer:{where}]")
+            errors += _too_long(block.get("alt_text"), ALT_TEXT_LIMIT, f"{where}/alt_text")
             if not block.get("image_url") and not block.get("slack_file"):
-                errors.append(f"must provide image_url or slack_file {where}")
-            if len(block.get("image_url") or "") > 3000:
-                errors.append(f"must be less than 3001 characters {where}/image_url")
+                errors.append(f"must provide image_url or slack_file [json-pointer:{where}]")
+            errors += _too_long(block.get("image_url"), IMAGE_URL_LIMIT, f"{where}/image_url")
+            if "title" in block:
+                errors += _text_errors(block["title"], ALT_TEXT_LIMIT, f"{where}/title", True)
         elif kind == "context":
-            if len(block.get("elements") or []) > 10:
-                errors.append(f"no more than 10 items allowed {where}/elements")
+            elements = block.get("elements") or []
+            if not elements:
+                errors.append(f"must provide at least 1 item [json-pointer:{where}/elements]")
+            if len(elements) > CONTEXT_ELEMENTS:
+                errors.append(
+                    f"no more than {CONTEXT_ELEMENTS} items allowed [json-pointer:{where}/elements]"
+                )
+            for j, element in enumerate(elements):
+                if isinstance(element, dict) and element.get("type") in ("mrkdwn", "plain_text"):
+                    errors += _text_errors(element, TEXT_OBJECT_LIMIT, f"{where}/elements/{j}")
         elif kind == "actions":
-            if len(block.get("elements") or []) > 25:
-                errors.append(f"no more than 25 items allowed {where}/elements")
+            elements = block.get("elements") or []
+            if len(elements) > ACTIONS_ELEMENTS:
+                errors.append(
+                    f"no more than {ACTIONS_ELEMENTS} items allowed [json-pointer:{where}/elements]"
+                )
+            for j, element in enumerate(elements):
+                errors += _element_errors(element, f"{where}/elements/{j}")
     return errors
 
 
@@ -433,7 +501,7 @@ class FakeSlack(FakeServer):
         text = args.get("text")
         if not text and not blocks and not args.get("attachments"):
             raise SlackError("no_text")
-        if text and len(text) > 40000:
+        if text and len(text) > MESSAGE_TEXT_LIMIT:
             raise SlackError("msg_too_long")
         content = {"text": text or ""}
         if blocks is not None:
@@ -583,6 +651,8 @@ class FakeSlack(FakeServer):
             length = int(args["length"])
         except ValueError:
             raise SlackError("invalid_arguments") from None
+        if len(args.get("alt_txt") or "") > ALT_TXT_LIMIT:
+            raise SlackError("alt_txt_too_large")
         file_id = f"F{next(self._ids):08d}"
         self._files[file_id] = UploadedFile(
             id=file_id, filename=args["filename"], length=length, alt_txt=args.get("alt_txt")

@@ -17,8 +17,9 @@ from bot.votes.db import VoteStore
 log = logging.getLogger("imagine.slack")
 
 
-def _private(respond: Respond, text: str) -> None:
-    respond(text=text, response_type="ephemeral", replace_original=False)
+def _private(respond: Respond, text: str | dict) -> None:
+    said = text if isinstance(text, dict) else messages.sentence(text)
+    respond(**said, response_type="ephemeral", replace_original=False)
 
 
 class RevealButton:
@@ -46,8 +47,7 @@ class RevealButton:
         elif user != comparison.requester_id:
             _private(
                 respond,
-                f"Only <@{comparison.requester_id}> can reveal the models early; they are "
-                f"revealed after {self.voting.reveal_after_votes} votes.",
+                messages.reveal_refused(comparison.requester_id, self.voting.reveal_after_votes),
             )
         elif not self.reveal(comparison.id, client) and comparison.revealed:
             _private(respond, "The models are already revealed.")
@@ -69,6 +69,8 @@ class CancelButton:
         cancelled = self.runner.cancel(key, user)
         log_event(log, "cancel", user=user, cancelled=cancelled)
         if cancelled:
-            respond(text=":x: Cancelled: nothing will be drawn.", replace_original=True)
+            respond(
+                **messages.sentence(":x: Cancelled: nothing will be drawn."), replace_original=True
+            )
         else:
             _private(respond, "Too late to cancel: that picture is already done.")

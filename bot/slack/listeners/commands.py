@@ -26,7 +26,6 @@ from bot.slack.command import (
     CompareCommand,
     HelpCommand,
     LeaderboardCommand,
-    UnknownProviderError,
     parse_command,
 )
 
@@ -100,10 +99,7 @@ class ImagineCommand:
                 models = {p: self.service.providers[p].model for p in providers}
                 working = messages.working_text(models, parsed.request)
         except (CommandError, ImagineError) as err:
-            text = str(err) if isinstance(err, CommandError) else messages.error_text(err)
-            if isinstance(err, UnknownProviderError):
-                text += f" Choose one of: {', '.join(self.service.providers)}, or leave it out."
-            ack(text=text)
+            ack(**messages.refusal(err, list(self.service.providers)))
             metrics.REFUSED.labels("invalid").inc()
             log_event(log, "command", **base, outcome="rejected", reason=type(err).__name__)
             return
@@ -119,7 +115,7 @@ class ImagineCommand:
         elif admission is Admission.DUPLICATE:
             ack()  # the same command again (a retry): the first one is on its way
         else:
-            ack(text=REFUSALS[admission].format(cap=self.runner.board.max_per_user))
+            ack(**messages.sentence(REFUSALS[admission].format(cap=self.runner.board.max_per_user)))
             metrics.REFUSED.labels(admission.value).inc()
         log_event(
             log,

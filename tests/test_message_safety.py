@@ -1,0 +1,154 @@
+"""A fuzzer over the command parser and the message builders: whatever is typed after
+`/imagine`, nothing the app sends back can be a mention, a special mention or a link that
+came from the prompt, every text fits Slack's limits, and no control character survives.
+
+Slack delivers command text escaped: what a person picked from autocomplete arrives as
+markup (`<@U123|bob>`, `<#C1|general>`, `<https://x|y>`, `<!here>`), what they typed out as
+entities (`&lt;!channel&gt;`). Both are fed in, among arbitrary text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.core.workflows import EXPIRED, INTERRUPTED
+from bot.generation.providers import resolve_provider_name
+from bot.generation.types import ContentPolicyError, ImageRequest, ProviderResult, StoredImage
+from bot.slack import messages
+from bot.slack.command import CommandError, CompareCommand, GenerateCommand, parse_command
+from tests.fakes.slack import block_errors
+
+REQUESTER = "UREQ42"
+PICTURES = "https://img.example/"
+AS_SLACK_SENDS = [
+    "<!channel>",
+    "<!here>",
+    "<!everyone>",
+    "<!here|here>",
+    "<@U123>",
+    "<@U123|bob>",
+    "<#C1>",
+    "<#C1|general>",
+    "<http://x|y>",
+    "<https://evil.example/free-pizza>",
+    "<mailto:a@b.c|a@b.c>",
+    "<!subteam^S1|design>",
+    "<!date^1392734382^{date}|Feb 18>",
+    "&lt;!channel&gt;",
+    "&lt;!here&gt;",
+    "&lt;@U123&gt;",
+    "&lt;#C1&gt;",
+    "&lt;http://evil.example|free pizza&gt;",
+    "&amp;lt;!channel&amp;gt;",
+    "&amp;",
+    "&lt;",
+    "&gt;",
+    "<",
+    ">",
+    "|",
+    "*",
+    "`",
+    "\x00",
+    "\n",
+    "\t",
+    "\x1b",
+    "--no",
+    "--n",
+    "2",
+]
+words = st.one_of(st.sampled_from(AS_SLACK_SENDS), st.text(max_size=12))
+command_texts = st.builds(
+    lambda first, body, joints: (
+        "".join(w + j for w, j in zip(body, joints, strict=False))
+        if not first
+        else first + " " + "".join(w + j for w, j in zip(body, joints, strict=False))
+    ),
+    st.sampled_from(["", "imagen", "dalle3", "compare", "leaderboard", "midjourney", "flux"]),
+    st.lists(words, max_size=14),
+    st.lists(st.sampled_from([" ", "", "  ", "\n"]), min_size=14, max_size=14),
+)
+OUR_MARKUP = re.compile(rf"<@{REQUESTER}>|<{re.escape(PICTURES)}[^<>|]*\|\d+>")
+
+
+def text_fields(value):
+    """Every string a message sends as text (not URLs, ids or button values)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in ("image_url", "value", "action_id", "block_id", "type"):
+                yield from text_fields(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from text_fields(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def assert_safe(message: dict) -> None:
+    for text in text_fields(message):
+        rest = OUR_MARKUP.sub("", text)
+        for markup in ("<!", "<@", "<#", "<http", "<mailto"):
+            assert markup not in rest, (markup, text)
+        assert "<" not in rest and ">" not in rest, text  # every other angle bracket escaped
+    if "blocks" in message:
+        assert block_errors(message["blocks"]) == []
+    if "text" in message:
+        assert len(message["text"]) <= messages.FALLBACK_LIMIT
+
+
+def everything_said_about(request: ImageRequest) -> list[dict]:
+    """Every message the app builds that shows the prompt (or text that came with it)."""
+    prompt = request.prompt
+    result = ProviderResult(
+        provider="imagen",
+        model="gemini-3.1-flash-image",
+        images=[StoredImage(url=f"{PICTURES}{i}.png") for i in range(request.n)],
+        revised_prompt=f"{prompt} in watercolour",
+        notes=[f"`--no {request.negative_prompt}` is approximated"],
+    )
+    view = messages.ComparisonView(
+        prompt=prompt,
+        pictures=[f"{PICTURES}ab.png"],
+        originals={"A": [f"{PICTURES}a{i}.png" for i in range(request.n)], "B": []},
+        models={"A": ("imagen", "gemini"), "B": ("dalle3", "gpt-image-2")},
+        emoji={"A": "a", "B": "b", "tie": "handshake", "both_bad": "x"},
+        requester=REQUESTER,
+        seconds=1.5,
+        reveal_after=3,
+    )
+    refused = ContentPolicyError(f"“{prompt}” was refused.", reason=prompt, provider="dalle3")
+    return [
+        messages.result_message(result, request, REQUESTER, 2.0),
+        messages.message(messages.upload_comment(result, request, REQUESTER, 2.0)),
+        messages.message(messages.working_text({"imagen": "m"}, request)),
+        messages.message(messages.working_text({"imagen": "m", "dalle3": "n"}, request)),
+        messages.waiting_note(prompt, {"Google Vertex AI": 3}, "job-key"),
+        messages.drawing_note(prompt),
+        messages.message(messages.error_text(refused)),
+        messages.sentence(EXPIRED.format(prompt=prompt, minutes=10)),
+        messages.sentence(INTERRUPTED.format(prompt=prompt)),
+        messages.compare_message(view),
+        messages.compare_message(view, revealed=True, tally={"A": 2}),
+        messages.message(messages.compare_comment(view)),
+        {"title": messages.upload_title(prompt), "alt_txt": messages.upload_alt_text(prompt)},
+    ]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(command_texts)
+def test_nothing_typed_becomes_a_mention_or_a_link(text: str) -> None:
+    try:
+        command = parse_command(text, resolve_provider_name)
+    except CommandError as err:  # the refusal quotes what was typed
+        assert_safe(messages.refusal(err, ["imagen", "dalle3"]))
+        return
+    if not isinstance(command, GenerateCommand | CompareCommand):
+        return  # help and the leaderboard take no free text
+    request = command.request
+    for typed in filter(None, (request.prompt, request.negative_prompt)):
+        assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in typed), typed
+    for message in everything_said_about(request):
+        assert_safe(message)
