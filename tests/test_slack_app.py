@@ -20,7 +20,6 @@ from tests.slack_harness import (
     SIGNING_SECRET,
     AppProcess,
     providers_env,
-    reaction_added,
     slack_env,
 )
 
@@ -244,8 +243,22 @@ def test_not_in_channel_joins_a_public_channel(app, fakes):
     slack.not_member("C777")
     command(app, slack, "imagen a bridge", channel_id="C777")
     slack.wait_for(lambda: slack.uploaded_files)
-    assert "conversations.join" in slack.methods_called()
+    assert slack.methods_called()[:2] == ["conversations.info", "conversations.join"]
     assert slack.calls_to("files.completeUploadExternal")[-1]["channel_id"] == "C777"
+    assert slack.delivers_events_from("C777")  # so 👍 / 👎 on the picture reach the bot
+
+
+def test_a_bot_removed_from_a_channel_joins_again(app, fakes):
+    """The membership it remembers goes stale when someone removes the bot: Slack's
+    not_in_channel makes it join again, and the picture arrives."""
+    slack = fakes[0]
+    command(app, slack, "imagen a first bridge", channel_id="C778")
+    slack.wait_for(lambda: slack.uploaded_files)
+    slack.not_member("C778")  # removed
+    command(app, slack, "imagen a second bridge", channel_id="C778")
+    slack.wait_for(lambda: len(slack.uploaded_files) == 2)
+    assert len(slack.calls_to("conversations.info")) == 1  # remembered from the first post
+    assert slack.calls_to("conversations.join") and slack.delivers_events_from("C778")
 
 
 def test_private_channel_without_the_bot_tells_the_requester(app, fakes):
@@ -274,7 +287,7 @@ def test_a_thumb_on_an_upload_finds_its_message_then_counts(app, fakes):
     assert "files.info" not in slack.methods_called()  # nothing asked at post time
     store = VoteStore(f"sqlite:///{app.workdir / 'imagine.db'}")
     for user in ("U1", "U2"):
-        assert app.post_event(reaction_added(user, "+1", "CKEEPER", message["ts"]))[0] == 200
+        assert app.react(slack, user, "+1", "CKEEPER", message["ts"]) == 200
         slack.wait_for(lambda: store.thumb_tallies(channel_id="CKEEPER"))
     slack.wait_for(lambda: store.thumb_tallies(channel_id="CKEEPER")[0].count == 2)
     [tally] = store.thumb_tallies(channel_id="CKEEPER")
@@ -291,7 +304,7 @@ def test_an_install_without_files_read_still_posts_the_picture(app, fakes):
     _, _, _, url = command(app, slack, "imagen a windmill", channel_id="CMILL")
     message = upload_message(slack, "a windmill", "CMILL")
     for user in ("U1", "U2"):
-        app.post_event(reaction_added(user, "+1", "CMILL", message["ts"]))
+        assert app.react(slack, user, "+1", "CMILL", message["ts"]) == 200
         slack.wait_for(lambda: slack.calls_to("files.info"))
         slack.quiesce()
     assert len(slack.uploaded_files) == 1

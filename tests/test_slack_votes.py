@@ -25,8 +25,6 @@ from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import (
     AppProcess,
     providers_env,
-    reaction_added,
-    reaction_removed,
     slack_env,
 )
 
@@ -57,6 +55,7 @@ def world(tmp_path_factory):
             )
             with AppProcess(env) as app:
                 app.env_for_tests = env
+                app.slack_for_tests = slack
                 yield slack, vertex, openai, app, VoteStore(db)
     finally:
         server.stop()
@@ -93,11 +92,12 @@ def compare(world, text="compare a red fox", channel="C123", user="U123"):
 
 
 def react(app, user, name, channel, ts, added=True, event_id=None, event_ts=None, retry=None):
-    event = (reaction_added if added else reaction_removed)(user, name, channel, ts)
-    if event_ts:
-        event["event_ts"] = event_ts
-    status, _, _ = app.post_event(event, event_id=event_id, retry_num=retry)
-    assert status == 200
+    """A person's reaction, sent to the app as Slack would (only from channels the bot is in)."""
+    slack = app.slack_for_tests
+    status = app.react(
+        slack, user, name, channel, ts, added, retry, event_id=event_id, event_ts=event_ts
+    )
+    assert status == 200, "Slack would not send this reaction: the bot is not in the channel"
 
 
 def posted(slack: FakeSlack, channel: str, needle: str) -> dict:
@@ -169,6 +169,36 @@ def test_vote_change_and_withdraw(world):
     react(app, "U2", "handshake", "C123", ts)
     react(app, "U3", "x::skin-tone-2", "C123", ts)
     settle(lambda: store.votes(comparison.id) == {"U2": "tie", "U3": "both_bad"})
+
+
+def test_votes_arrive_from_a_public_channel_the_bot_was_not_in(world):
+    """chat:write.public would let the bot post without joining, but then Slack would never
+    send it the votes: it joins first, and asks Slack about a channel only once."""
+    slack, _, _, app, store = world
+    slack.not_member("CPUB")
+    message, comparison = compare(world, channel="CPUB")
+    called = slack.methods_called()
+    assert called.index("conversations.join") < called.index("chat.postMessage")
+    react(app, "U1", "a", "CPUB", message["ts"])
+    settle(lambda: store.votes(comparison.id) == {"U1": "A"})
+    compare(world, "compare a second fox", channel="CPUB")
+    assert len(slack.calls_to("conversations.info")) == 1  # membership is remembered
+    assert len(slack.calls_to("conversations.join")) == 1
+
+
+def test_a_comparison_that_cannot_be_voted_on_says_so(world):
+    """An install without channels:join cannot join: the comparison is posted (with
+    chat:write.public), and the requester learns in one sentence why votes will not count."""
+    slack, _, _, app, store = world
+    slack.scopes.discard("channels:join")
+    slack.not_member("CNOJOIN")
+    url = slack.response_url()
+    app.post_command("compare a lonely fox", channel_id="CNOJOIN", response_url=url)
+    [message] = slack.wait_for(lambda: slack.messages("CNOJOIN"), timeout=20)
+    [told] = slack.wait_for(lambda: slack.responses_to(url), timeout=10)
+    assert "/invite @Imagine" in told.text and "vote" in told.text
+    assert told.body["response_type"] == "ephemeral"
+    assert not slack.delivers_events_from("CNOJOIN")
 
 
 def test_bot_reactions_other_emoji_and_other_messages_are_ignored(world):

@@ -105,7 +105,10 @@ class SlackPublisher:
         try:
             if composed.picture.url:
                 message = messages.compare_message(view)
-                return Posted(self.delivery.post_message(job.channel_id, message))
+                ts = self.delivery.post_message(job.channel_id, message)
+                if self.delivery.membership.ensure(job.channel_id) is False:
+                    self.tell(job, f":warning: {messages.NO_VOTES_HERE}")  # posted, unheard
+                return Posted(ts)
             picture = composed.picture
             side_by_side = "A and B side by side"
             files = [Upload(picture.data or b"", picture.mime_type, side_by_side, post.prompt)]
