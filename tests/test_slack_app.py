@@ -14,7 +14,7 @@ import pytest
 from bot.votes.db import VoteStore
 from tests.fakes.images import png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import RESPONSE_URL, UPLOAD, FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import (
     SIGNING_SECRET,
@@ -319,6 +319,58 @@ def test_slack_rate_limit_is_retried(app, fakes):
     command(app, slack, "imagen a kite")
     slack.wait_for(lambda: slack.uploaded_files, timeout=15)
     assert len(slack.calls_to("files.getUploadURLExternal")) == 2
+
+
+# -- Slack failing ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "step", ["files.getUploadURLExternal", UPLOAD, "files.completeUploadExternal"]
+)
+def test_a_slack_5xx_while_uploading_is_retried_and_uploads_once(app, fakes, step):
+    """A picture drawn and paid for is not dropped for one failing answer, in any of the three
+    steps of an upload (the bytes' POST is outside slack_sdk's own retries)."""
+    slack = fakes[0]
+    slack.server_error(step, times=2)
+    _, _, _, url = command(app, slack, "imagen a sturdy bridge")
+    slack.wait_for(lambda: slack.uploaded_files, timeout=15)
+    slack.quiesce()
+    assert len(slack.uploaded_files) == 1 and len(slack.messages("C123")) == 1
+    assert not slack.responses_to(url)
+
+
+def test_five_slack_429s_in_a_row_are_waited_out(app, fakes):
+    slack = fakes[0]
+    slack.rate_limit("files.completeUploadExternal", times=5, retry_after=1)
+    _, _, _, url = command(app, slack, "imagen a patient owl")
+    slack.wait_for(lambda: slack.uploaded_files, timeout=20)
+    slack.quiesce()
+    assert len(slack.calls_to("files.completeUploadExternal")) == 6
+    assert len(slack.uploaded_files) == 1 and not slack.responses_to(url)
+
+
+def test_slack_refusing_until_the_deadline_ends_in_one_sentence(fakes, start_app):
+    slack = fakes[0]
+    app = start_app(provider_env(fakes, IMAGINE_JOB_DEADLINE="3"))
+    slack.rate_limit("files.getUploadURLExternal", times=50, retry_after=1)
+    started = time.monotonic()
+    _, _, _, url = command(app, slack, "imagen a punctual owl")
+    [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=15)
+    assert time.monotonic() - started < 6  # retried until the deadline, not beyond
+    assert "a punctual owl" in reply.text and "Slack" in reply.text
+    assert "try again" in reply.text and reply.body["response_type"] == "ephemeral"
+    slack.quiesce()
+    assert not slack.uploaded_files and len(slack.responses_to(url)) == 1
+    assert "Traceback" not in app.logs()
+
+
+def test_a_5xx_from_the_response_url_is_retried(app, fakes):
+    slack, vertex, _, _ = fakes
+    vertex.block_prompt("PROHIBITED_CONTENT")
+    slack.server_error(RESPONSE_URL, times=1, status=500)
+    _, _, _, url = command(app, slack, "imagen a thing")
+    [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=10)
+    assert ":no_entry:" in reply.text
+    slack.quiesce()
+    assert len(slack.responses_to(url)) == 1 and len(slack.calls("/response/")) == 2
 
 
 # -- security ------------------------------------------------------------------------------

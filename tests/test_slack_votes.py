@@ -149,6 +149,25 @@ def test_left_right_order_is_random(world):
     assert first == {"imagen", "dalle3"}
 
 
+def test_a_slack_5xx_on_the_post_is_retried_and_posts_once(world):
+    slack = world[0]
+    slack.server_error("chat.postMessage", times=1)
+    message, _ = compare(world, "compare a resilient fox")
+    slack.quiesce()
+    assert len(slack.calls_to("chat.postMessage")) == 2
+    assert [m["ts"] for m in slack.messages("C123")] == [message["ts"]]
+
+
+def test_five_slack_429s_on_the_post_are_waited_out(world):
+    slack = world[0]
+    slack.rate_limit("chat.postMessage", times=5, retry_after=1)
+    message, _ = compare(world, "compare a patient fox")
+    slack.quiesce()
+    assert len(slack.calls_to("chat.postMessage")) == 6
+    assert [m["ts"] for m in slack.messages("C123")] == [message["ts"]]
+    assert not slack.responses  # nobody was told anything went wrong
+
+
 def test_a_prompt_without_provider_compares_when_both_are_configured(world):
     message, comparison = compare(world, "a lighthouse at dusk")
     assert comparison.prompt == "a lighthouse at dusk"

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from bot import metrics
 from bot.config import VotingConfig
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
-from bot.core.ports import ComparisonPost, ComposedComparison, Posted, Publisher
+from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Publisher
 from bot.core.progress import JobProgress
 from bot.core.runner import JobBoard
 from bot.generation.compose import compose_grid, side_by_side
@@ -85,6 +85,10 @@ class Workflows:
             outcome = self._run(job)
         except JobCancelled:
             outcome = "cancelled"
+        except DeliveryFailed as err:  # drawn, but the front end could not show it in time
+            outcome = "undelivered"
+            self.publisher.tell(job, str(err))
+            self._finish(job, TOLD)
         except Exception:
             log.exception("job failed request_id=%s", job.request_id)
             self.publisher.tell(job, SOMETHING_WRONG)

@@ -338,9 +338,3 @@ def leaderboard_message(result, chart_url: str | None, min_votes: int, filters: 
         ", ".join(f"{r.model} {r.rating:.0f}" for r in result.rows) or "no votes yet"
     )
     return {"text": text, "blocks": blocks}
-
-
-NO_VOTES_HERE = (
-    "The comparison is posted, but I couldn't join this channel, so I won't see the votes: "
-    "invite me with `/invite @Imagine` and compare again."
-)
