@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.votes.db import VoteStore
+from tests.fakes._http import Reply
+from tests.fakes.gcs import GcsFront
 from tests.fakes.images import png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import RESPONSE_URL, UPLOAD, FakeSlack
@@ -19,6 +21,7 @@ from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import (
     SIGNING_SECRET,
     AppProcess,
+    free_port,
     providers_env,
     slack_env,
 )
@@ -371,6 +374,46 @@ def test_a_5xx_from_the_response_url_is_retried(app, fakes):
     assert ":no_entry:" in reply.text
     slack.quiesce()
     assert len(slack.responses_to(url)) == 1 and len(slack.calls("/response/")) == 2
+
+
+# -- the bucket failing ----------------------------------------------------------------------
+GCS_FAILURES = {
+    "unreachable": None,  # nothing listens on the emulator's port
+    "403": Reply(403, {"error": {"code": 403, "message": "denied", "errors": []}}),
+    "503": Reply(503, {"error": {"code": 503, "message": "backend error", "errors": []}}),
+}
+
+
+@pytest.mark.parametrize("failure", list(GCS_FAILURES))
+def test_a_failing_bucket_uploads_the_pictures_into_slack(fakes, start_app, failure):
+    """The bucket refusing or unreachable: the pictures were drawn and paid for, so they are
+    uploaded into Slack instead, with one log line that holds no secret."""
+    slack, _, _, key = fakes
+    with GcsFront("http://127.0.0.1:9") as gcs:
+        reply = GCS_FAILURES[failure]
+        if reply is None:
+            host = f"http://127.0.0.1:{free_port()}"
+        else:
+            gcs.enqueue(*[reply] * 500)
+            host = gcs.url
+        env = provider_env(
+            fakes, GCS_BUCKET="imgs", STORAGE_EMULATOR_HOST=host, IMAGINE_PROVIDER_TIMEOUT="2"
+        )
+        app = start_app(env)
+        _, _, _, url = command(app, slack, "imagen a ship in a bottle")
+        [picture] = slack.wait_for(lambda: slack.uploaded_files, timeout=20)
+        assert picture.data[:8] == b"\x89PNG\r\n\x1a\n"
+        _, _, _, compare_url = command(app, slack, "compare a ship in a bottle")
+        slack.wait_for(lambda: len(slack.uploaded_files) == 4, timeout=20)  # side by side + 2
+        if reply is not None:
+            assert gcs.calls("/upload/")  # the store was tried
+    assert not slack.responses_to(url)
+    assert all("went wrong" not in (r.text or "") for r in slack.responses_to(compare_url))
+    logs = app.logs()
+    fallbacks = [line for line in logs.splitlines() if "uploaded instead" in line]
+    assert len(fallbacks) == 4 and "Traceback" not in logs  # one line per picture
+    for secret in (key["private_key_id"], "PRIVATE KEY", AZURE_KEY, slack.token):
+        assert secret not in logs
 
 
 # -- security ------------------------------------------------------------------------------

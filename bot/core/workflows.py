@@ -321,8 +321,7 @@ class Workflows:
             data, mime = side_by_side([column[0] for column in columns], labels)
         else:
             data, mime = compose_grid(columns, labels)
-        store = self.service.store
-        url = store.put(data, mime).url if store else None
+        url = self.service.put(data, mime).url  # None: uploaded (no store, or it failed)
         originals = {
             position: [
                 image
@@ -353,7 +352,7 @@ class Workflows:
                     result.rows, title=f"Leaderboard · {describe(job) or 'all votes'}"
                 )
                 if store is not None:
-                    chart_url = store.put(chart, "image/png").url
+                    chart_url = self.service.put(chart, "image/png").url
         except Exception:
             log.exception("leaderboard failed request_id=%s", job.request_id)
             self.publisher.tell(
