@@ -21,9 +21,11 @@ from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import (
     SIGNING_SECRET,
     AppProcess,
+    block_actions_body,
     free_port,
     providers_env,
     slack_env,
+    slash_command_body,
 )
 
 AZURE_KEY = "azure-key-that-must-never-be-logged"
@@ -414,6 +416,46 @@ def test_a_failing_bucket_uploads_the_pictures_into_slack(fakes, start_app, fail
     assert len(fallbacks) == 4 and "Traceback" not in logs  # one line per picture
     for secret in (key["private_key_id"], "PRIVATE KEY", AZURE_KEY, slack.token):
         assert secret not in logs
+
+
+# -- the same request twice ----------------------------------------------------------------
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_the_same_signed_command_twice_draws_once(app, fakes):
+    """A command delivered twice (a proxy's retry, a double submission) is drawn once, also
+    when the copy comes after the picture was posted."""
+    slack, vertex, _, _ = fakes
+    url = slack.response_url()
+    body = slash_command_body("imagen a twice-told tale", response_url=url)
+    signed_at = int(time.time())
+    first, second = (app.post_signed(body, FORM, timestamp=signed_at) for _ in range(2))
+    assert first[0] == second[0] == 200 and "Drawing" in ack_text(first[1])
+    slack.wait_for(lambda: slack.uploaded_files)
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200  # late
+    slack.quiesce()
+    assert len(slack.uploaded_files) == 1 and len(vertex.api_calls()) == 1
+    assert not slack.responses_to(url)
+
+
+def test_a_cancel_click_delivered_twice_is_answered_once(fakes, start_app):
+    slack, _, _, _ = fakes
+    app = start_app(provider_env(fakes, IMAGEN_REQUESTS_PER_MINUTE="12"))  # one per 5 s
+    command(app, slack, "imagen first in line", user_id="U1")
+    _, _, _, url = command(app, slack, "imagen second in line", user_id="U2")
+    note = slack.wait_for(lambda: [r for r in slack.responses_to(url) if "Waiting" in r.text])[0]
+    [button] = [e for b in note.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    click_url = slack.response_url()
+    click = dict(action_id=button["action_id"], value=button["value"], user_id="U2")
+    body = block_actions_body(**click, response_url=click_url, is_ephemeral=True)
+    signed_at = int(time.time())
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200
+    [cancelled] = slack.wait_for(lambda: slack.responses_to(click_url))
+    assert "Cancelled" in cancelled.text
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200  # delivered again
+    assert app.post_action(**click, response_url=click_url, is_ephemeral=True)[0] == 200
+    slack.quiesce()  # ... and a double click: one answer in all
+    assert [r.text for r in slack.responses_to(click_url)] == [cancelled.text]
 
 
 # -- security ------------------------------------------------------------------------------

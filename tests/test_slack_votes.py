@@ -24,10 +24,12 @@ from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import (
     AppProcess,
+    block_actions_body,
     providers_env,
     slack_env,
 )
 
+FORM = "application/x-www-form-urlencoded"
 MODELS = {"gemini-3.1-flash-image", "gpt-image-2"}
 CHOICES = {"a": "A", "b": "B", "handshake": "tie", "x": "both_bad"}
 
@@ -281,6 +283,22 @@ def test_reveal_by_button_only_for_the_requester(world):
     assert f"B was *{b.provider}* (`{b.model}`)" in revealed
     assert "A is better: 1" in revealed and "imagine_reveal" not in revealed
     assert store.comparison(comparison.id).revealed
+
+
+def test_a_reveal_click_delivered_twice_acts_once(world):
+    slack, _, _, app, _ = world
+    message, comparison = compare(world, user="U123")
+    url = slack.response_url()
+    body = block_actions_body(
+        action_id="imagine_reveal", value="reveal", message_ts=message["ts"], response_url=url
+    )
+    signed_at = int(time.time())
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200
+    slack.wait_for(lambda: slack.calls_to("chat.update"))
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200  # delivered again
+    slack.quiesce()
+    assert len(slack.calls_to("chat.update")) == 1
+    assert not slack.responses_to(url)  # no "already revealed" for a click made once
 
 
 def test_reveal_after_three_votes_and_hidden_flag(world):

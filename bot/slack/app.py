@@ -63,7 +63,7 @@ def build_app(
         services.service, services.choice, services.runner, config.jobs.deadline
     ).register(app)
     ReactionVotes(services.store, config.voting, reveal).register(app)
-    RevealButton(services.store, config.voting, reveal).register(app)
+    RevealButton(services.store, config.voting, reveal, services.runner.board).register(app)
     CancelButton(services.runner).register(app)
     return app
 
