@@ -29,7 +29,7 @@ from bot.votes.leaderboard import LeaderboardResult
 
 log = logging.getLogger("imagine.slack")
 
-TELL_GRACE = 30.0  # seconds a sentence to the requester may be retried, even past the deadline
+TELL_GRACE = 30.0  # seconds a sentence to the requester may be retried past the deadline
 NO_VOTES_HERE = (
     "The comparison is posted, but I couldn't join this channel, so I won't see the votes: "
     "invite me with `/invite @Imagine` and compare again."
@@ -63,9 +63,10 @@ def _retried_until_deadline(method):
     return retried
 
 
-def _retried_until_told(method):
-    """Slack calls that tell the requester something are retried until the job's deadline,
-    and for `TELL_GRACE` past it: the sentence that the deadline passed must arrive too."""
+def _retried_with_grace(method):
+    """Slack calls that finish a job already shown (a sentence to the requester, the voting
+    reactions) are retried until the job's deadline and `TELL_GRACE` past it: the sentence
+    that the deadline passed must arrive too."""
 
     @functools.wraps(method)
     def retried(self, job: Job, *args: Any, **kwargs: Any):
@@ -89,7 +90,7 @@ class SlackPublisher:
         self._webhook_retries = client.retry_handlers  # the same: 5xx and 429 retried
 
     # -- to the requester ------------------------------------------------------------------
-    @_retried_until_told
+    @_retried_with_grace
     def _respond(self, job: Job, *, replace: bool = False, **message: Any) -> None:
         """Privately to the requester: through the response_url when the job has one (it
         works in channels the bot is not in), else as an ephemeral message."""
@@ -172,7 +173,7 @@ class SlackPublisher:
             self.tell(job, f":warning: {messages.NOT_IN_CHANNEL}")
             return Posted(private=True)
 
-    @_retried_until_deadline
+    @_retried_with_grace
     def open_voting(self, job: CompareJob, posted: Posted) -> None:
         """The bot's own voting reactions (one click to vote); for an upload, which cannot be
         edited, the requester's private Reveal button."""
