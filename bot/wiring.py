@@ -68,6 +68,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
     if worker and client is None:
         raise SettingError("REDIS_URL is not set: a worker serves the queue on Redis")
     service = build_service(config, client)
+    service.keep_bytes_if_store_fails = True  # Slack uploads what the bucket would not take
     store = VoteStore(config.database_url)
     choice = ProviderChoice(service, config.default_provider)
     services: Services

@@ -408,6 +408,34 @@ class AppProcess:
         body = event_body(event, **fields)
         return self.post_signed(body, "application/json", headers=headers)
 
+    def react(
+        self,
+        slack: FakeSlack,
+        user: str,
+        reaction: str,
+        channel: str,
+        ts: str,
+        added: bool = True,
+        retry_num: int | None = None,
+        **fields: Any,
+    ) -> int | None:
+        """A person reacts (or, `added=False`, removes a reaction) in `slack`; the event is
+        sent to the app only if Slack would send it (the bot is a member of the channel).
+        Returns the app's HTTP status, or None when Slack sends nothing. `fields` go to
+        `event_body` (event_id ...); `event_ts=` sets the event's own timestamp."""
+        event_ts = fields.pop("event_ts", None)
+        if added:
+            slack.add_user_reaction(channel, ts, reaction, user)
+            event = reaction_added(user, reaction, channel, ts)
+        else:
+            slack.remove_user_reaction(channel, ts, reaction, user)
+            event = reaction_removed(user, reaction, channel, ts)
+        if event_ts:
+            event["event_ts"] = event_ts
+        if not slack.delivers_events_from(channel):
+            return None
+        return self.post_event(event, retry_num=retry_num, **fields)[0]
+
     def post_action(self, **fields: Any) -> tuple[int, str, float]:
         """A button click; `fields` go to `block_actions_payload`."""
         return self.post_signed(block_actions_body(**fields), "application/x-www-form-urlencoded")

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from urllib.error import HTTPError
 from urllib.parse import parse_qs
 
 import pytest
@@ -21,7 +22,7 @@ from slack_sdk.webhook import WebhookClient
 
 from tests import slack_harness
 from tests.fakes.images import png_bytes
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import DEFAULT_SCOPES, RESPONSE_URL, UPLOAD, FakeSlack
 from tests.slack_harness import (
     SIGNING_SECRET,
     AppProcess,
@@ -196,28 +197,64 @@ def test_concurrent_posts_get_unique_increasing_ts(slack: FakeSlack) -> None:
 
 # -- channels -----------------------------------------------------------------------------
 def test_not_in_channel_until_joined(slack: FakeSlack) -> None:
+    """As on Slack: with chat:write.public the bot posts in a public channel it is not in,
+    but a person's reactions there reach it only once it has joined."""
     client = client_for(slack)
     slack.not_member("C777")
     assert client.conversations_info(channel="C777")["channel"]["is_member"] is False
-    err = slack_error(lambda: client.chat_postMessage(channel="C777", text="hi"))
-    assert err.response["error"] == "not_in_channel"
+    assert client.chat_postMessage(channel="C777", text="hi")["ok"]  # chat:write.public
+    assert not slack.delivers_events_from("C777")
+    err = slack_error(lambda: client.files_upload_v2(channel="C777", content=b"x", filename="a"))
+    assert err.response["error"] == "not_in_channel"  # uploads need membership
 
     joined = client.conversations_join(channel="C777")
     assert joined["channel"]["id"] == "C777"
-    assert client.chat_postMessage(channel="C777", text="hi")["ok"]
+    assert slack.delivers_events_from("C777")
     info = client.conversations_info(channel="C777")["channel"]
     assert info["is_member"] is True and info["is_private"] is False
     assert slack.methods_called() == [
         "conversations.info",
         "chat.postMessage",
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
         "conversations.join",
-        "chat.postMessage",
         "conversations.info",
     ]
 
 
+def test_without_chat_write_public_a_public_channel_needs_joining(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.scopes.discard("chat:write.public")
+    slack.not_member("C777")
+    err = slack_error(lambda: client.chat_postMessage(channel="C777", text="hi"))
+    assert err.response["error"] == "not_in_channel"
+    assert slack.messages("C777") == []
+
+
+def test_each_method_needs_its_scope(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.not_member("C777")
+    slack.scopes -= {"channels:join", "channels:read"}
+    err = slack_error(lambda: client.conversations_join(channel="C777"))
+    assert (err.response["error"], err.response["needed"]) == ("missing_scope", "channels:join")
+    err = slack_error(lambda: client.conversations_info(channel="C777"))
+    assert err.response["needed"] == "channels:read"
+    assert not slack.delivers_events_from("C777")
+    err = slack_error(lambda: client.conversations_info(channel="G1"))  # the manifest's lack
+    assert err.response["needed"] == "groups:read"
+    assert "chat:write" in client.auth_test().headers["X-OAuth-Scopes"]
+
+
+def test_the_fakes_scopes_are_the_manifests() -> None:
+    manifest = (Path(__file__).resolve().parent.parent / "manifest.yml").read_text()
+    bot = manifest.split("    bot:\n", 1)[1].split("settings:", 1)[0]
+    scopes = {line.split("#")[0].strip()[2:].strip() for line in bot.splitlines()}
+    assert scopes - {""} == DEFAULT_SCOPES
+
+
 def test_private_channels_and_dms(slack: FakeSlack) -> None:
     client = client_for(slack)
+    slack.scopes |= {"groups:read", "im:read"}
     slack.not_member("G555")
     assert (
         slack_error(lambda: client.conversations_join(channel="G555")).response["error"]
@@ -357,6 +394,27 @@ def test_rate_limit_without_retry_handler_surfaces_429(slack: FakeSlack) -> None
     assert err.response.status_code == 429
     assert err.response.headers["Retry-After"] in ("7", ["7"])
     assert err.response["error"] == "ratelimited"
+
+
+def test_server_errors_answer_a_page_and_post_nothing(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    client.retry_handlers.clear()
+    slack.server_error("chat.postMessage", times=1, status=503)
+    err = slack_error(lambda: client.chat_postMessage(channel="C1", text="x"))
+    assert err.response.status_code == 503
+    assert slack.messages("C1") == []
+    assert client.chat_postMessage(channel="C1", text="x")["ok"]  # then the default answer
+
+    slack.server_error(UPLOAD, times=1, status=500)
+    with pytest.raises(HTTPError) as failed:  # slack_sdk's step 2 is a plain urllib POST
+        client.files_upload_v2(channel="C1", content=b"\x89PNG", filename="a.png")
+    assert failed.value.code == 500 and slack.uploaded_files == []
+
+    url = slack.response_url()
+    slack.server_error(RESPONSE_URL, times=1, status=502)
+    assert WebhookClient(url).send(text="hello").status_code == 502
+    assert WebhookClient(url).send(text="hello").status_code == 200
+    assert [r.text for r in slack.responses_to(url)] == ["hello"]
 
 
 def test_wrong_token_is_invalid_auth(slack: FakeSlack) -> None:

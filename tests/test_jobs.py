@@ -151,6 +151,17 @@ def test_only_the_owner_cancels_and_only_once(board):
     assert not board.cancel("b", "U1")  # done: too late
 
 
+def test_a_click_acts_once_within_its_window(board):
+    assert board.once("click:T1:U1:imagine_cancel:k1:1.1", 0.5)
+    assert not board.once("click:T1:U1:imagine_cancel:k1:1.1", 0.5)  # again: a repeat
+    assert board.once("click:T1:U2:imagine_cancel:k1:1.1", 0.5)  # someone else's click
+    with ThreadPoolExecutor(10) as pool:  # delivered to many threads (processes) at once
+        firsts = list(pool.map(lambda _: board.once("click:same", 5), range(10)))
+    assert firsts.count(True) == 1
+    time.sleep(0.6)
+    assert board.once("click:T1:U1:imagine_cancel:k1:1.1", 0.5)  # the window has passed
+
+
 def test_board_admits_exactly_the_cap_under_concurrency(board):
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(lambda i: board.admit(job(key=f"k{i}")), range(20)))

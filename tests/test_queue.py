@@ -20,7 +20,16 @@ from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import PrivateRedis, postgres_schema, redis_database
-from tests.slack_harness import AppProcess, WorkerProcess, providers_env, slack_env
+from tests.slack_harness import (
+    AppProcess,
+    WorkerProcess,
+    block_actions_body,
+    providers_env,
+    slack_env,
+    slash_command_body,
+)
+
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
@@ -187,16 +196,18 @@ def test_waiting_people_are_served_in_turn_and_can_cancel(fakes, env, start_app)
     assert note.body["replace_original"] is True
     [button] = [e for b in note.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
     click_url = slack.response_url()
-    status, _, _ = web.post_action(
+    click = block_actions_body(
         action_id=button["action_id"],
         value=button["value"],
         user_id="UALICE",
         response_url=click_url,
         is_ephemeral=True,
     )
-    assert status == 200
+    signed_at = int(time.time())
+    assert web.post_signed(click, FORM, timestamp=signed_at)[0] == 200
     [cancelled] = slack.wait_for(lambda: slack.responses_to(click_url))
     assert "Cancelled" in cancelled.text and cancelled.body["replace_original"] is True
+    assert web.post_signed(click, FORM, timestamp=signed_at)[0] == 200  # delivered again
     slack.wait_for(lambda: len(uploaded_prompts(slack)) == 5, timeout=30)
     time.sleep(2.5)
     drawn = [json.loads(c.body)["contents"][0]["parts"][0]["text"] for c in vertex.api_calls()]
@@ -204,6 +215,23 @@ def test_waiting_people_are_served_in_turn_and_can_cancel(fakes, env, start_app)
     assert drawn.index("bob 0") <= 2  # served in turn, not behind Alice's five
     bob_notes = [r.text for r in slack.responses_to(bob)]
     assert any("Drawing" in text for text in bob_notes) or not bob_notes
+    assert [r.text for r in slack.responses_to(click_url)] == [cancelled.text]  # answered once
+
+
+def test_the_same_signed_command_twice_draws_once(fakes, env, start_app):
+    slack, _, openai, _ = fakes
+    web = start_app(env)
+    start_app(env, cls=WorkerProcess)
+    url = slack.response_url()
+    body = slash_command_body("dalle3 a twice-told tale", response_url=url)
+    signed_at = int(time.time())
+    for _ in range(2):
+        assert web.post_signed(body, FORM, timestamp=signed_at)[0] == 200
+    slack.wait_for(lambda: uploaded_prompts(slack)["a twice-told tale"], timeout=15)
+    assert web.post_signed(body, FORM, timestamp=signed_at)[0] == 200  # after it was posted
+    time.sleep(1.5)
+    assert uploaded_prompts(slack) == Counter({"a twice-told tale": 1})
+    assert len(openai.calls("/images/generations")) == 1 and not slack.responses_to(url)
 
 
 def test_the_per_person_cap_refuses_with_a_sentence(fakes, env, start_app):

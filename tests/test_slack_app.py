@@ -14,17 +14,21 @@ from sqlalchemy import select
 
 from bot.votes.db import VoteStore
 from bot.votes.schema import GENERATIONS
+from tests.fakes._http import Reply
+from tests.fakes.gcs import GcsFront
 from tests.fakes.images import png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
-from tests.fakes.slack import FakeSlack, parse_body
+from tests.fakes.slack import RESPONSE_URL, UPLOAD, FakeSlack, parse_body
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import postgres_schema
 from tests.slack_harness import (
     SIGNING_SECRET,
     AppProcess,
+    block_actions_body,
+    free_port,
     providers_env,
-    reaction_added,
     slack_env,
+    slash_command_body,
 )
 
 AZURE_KEY = "azure-key-that-must-never-be-logged"
@@ -247,8 +251,22 @@ def test_not_in_channel_joins_a_public_channel(app, fakes):
     slack.not_member("C777")
     command(app, slack, "imagen a bridge", channel_id="C777")
     slack.wait_for(lambda: slack.uploaded_files)
-    assert "conversations.join" in slack.methods_called()
+    assert slack.methods_called()[:2] == ["conversations.info", "conversations.join"]
     assert slack.calls_to("files.completeUploadExternal")[-1]["channel_id"] == "C777"
+    assert slack.delivers_events_from("C777")  # so 👍 / 👎 on the picture reach the bot
+
+
+def test_a_bot_removed_from_a_channel_joins_again(app, fakes):
+    """The membership it remembers goes stale when someone removes the bot: Slack's
+    not_in_channel makes it join again, and the picture arrives."""
+    slack = fakes[0]
+    command(app, slack, "imagen a first bridge", channel_id="C778")
+    slack.wait_for(lambda: slack.uploaded_files)
+    slack.not_member("C778")  # removed
+    command(app, slack, "imagen a second bridge", channel_id="C778")
+    slack.wait_for(lambda: len(slack.uploaded_files) == 2)
+    assert len(slack.calls_to("conversations.info")) == 1  # remembered from the first post
+    assert slack.calls_to("conversations.join") and slack.delivers_events_from("C778")
 
 
 def test_private_channel_without_the_bot_tells_the_requester(app, fakes):
@@ -277,7 +295,7 @@ def test_a_thumb_on_an_upload_finds_its_message_then_counts(app, fakes):
     assert "files.info" not in slack.methods_called()  # nothing asked at post time
     store = VoteStore(f"sqlite:///{app.workdir / 'imagine.db'}")
     for user in ("U1", "U2"):
-        assert app.post_event(reaction_added(user, "+1", "CKEEPER", message["ts"]))[0] == 200
+        assert app.react(slack, user, "+1", "CKEEPER", message["ts"]) == 200
         slack.wait_for(lambda: store.thumb_tallies(channel_id="CKEEPER"))
     slack.wait_for(lambda: store.thumb_tallies(channel_id="CKEEPER")[0].count == 2)
     [tally] = store.thumb_tallies(channel_id="CKEEPER")
@@ -294,7 +312,7 @@ def test_an_install_without_files_read_still_posts_the_picture(app, fakes):
     _, _, _, url = command(app, slack, "imagen a windmill", channel_id="CMILL")
     message = upload_message(slack, "a windmill", "CMILL")
     for user in ("U1", "U2"):
-        app.post_event(reaction_added(user, "+1", "CMILL", message["ts"]))
+        assert app.react(slack, user, "+1", "CMILL", message["ts"]) == 200
         slack.wait_for(lambda: slack.calls_to("files.info"))
         slack.quiesce()
     assert len(slack.uploaded_files) == 1
@@ -398,6 +416,138 @@ def generation_rows(store: VoteStore, count: int) -> list:
     with store.engine.connect() as conn:
         rows = conn.execute(select(GENERATIONS.c.prompt, GENERATIONS.c.outcome)).all()
     return rows if len(rows) >= count else []
+
+
+# -- Slack failing ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "step", ["files.getUploadURLExternal", UPLOAD, "files.completeUploadExternal"]
+)
+def test_a_slack_5xx_while_uploading_is_retried_and_uploads_once(app, fakes, step):
+    """A picture drawn and paid for is not dropped for one failing answer, in any of the three
+    steps of an upload (the bytes' POST is outside slack_sdk's own retries)."""
+    slack = fakes[0]
+    slack.server_error(step, times=2)
+    _, _, _, url = command(app, slack, "imagen a sturdy bridge")
+    slack.wait_for(lambda: slack.uploaded_files, timeout=15)
+    slack.quiesce()
+    assert len(slack.uploaded_files) == 1 and len(slack.messages("C123")) == 1
+    assert not slack.responses_to(url)
+
+
+def test_five_slack_429s_in_a_row_are_waited_out(app, fakes):
+    slack = fakes[0]
+    slack.rate_limit("files.completeUploadExternal", times=5, retry_after=1)
+    _, _, _, url = command(app, slack, "imagen a patient owl")
+    slack.wait_for(lambda: slack.uploaded_files, timeout=20)
+    slack.quiesce()
+    assert len(slack.calls_to("files.completeUploadExternal")) == 6
+    assert len(slack.uploaded_files) == 1 and not slack.responses_to(url)
+
+
+def test_slack_refusing_until_the_deadline_ends_in_one_sentence(fakes, start_app):
+    slack = fakes[0]
+    app = start_app(provider_env(fakes, IMAGINE_JOB_DEADLINE="3"))
+    slack.rate_limit("files.getUploadURLExternal", times=50, retry_after=1)
+    started = time.monotonic()
+    _, _, _, url = command(app, slack, "imagen a punctual owl")
+    [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=15)
+    assert time.monotonic() - started < 6  # retried until the deadline, not beyond
+    assert "a punctual owl" in reply.text and "Slack" in reply.text
+    assert "try again" in reply.text and reply.body["response_type"] == "ephemeral"
+    slack.quiesce()
+    assert not slack.uploaded_files and len(slack.responses_to(url)) == 1
+    assert "Traceback" not in app.logs()
+
+
+def test_a_5xx_from_the_response_url_is_retried(app, fakes):
+    slack, vertex, _, _ = fakes
+    vertex.block_prompt("PROHIBITED_CONTENT")
+    slack.server_error(RESPONSE_URL, times=1, status=500)
+    _, _, _, url = command(app, slack, "imagen a thing")
+    [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=10)
+    assert ":no_entry:" in reply.text
+    slack.quiesce()
+    assert len(slack.responses_to(url)) == 1 and len(slack.calls("/response/")) == 2
+
+
+# -- the bucket failing ----------------------------------------------------------------------
+GCS_FAILURES = {
+    "unreachable": None,  # nothing listens on the emulator's port
+    "403": Reply(403, {"error": {"code": 403, "message": "denied", "errors": []}}),
+    "503": Reply(503, {"error": {"code": 503, "message": "backend error", "errors": []}}),
+}
+
+
+@pytest.mark.parametrize("failure", list(GCS_FAILURES))
+def test_a_failing_bucket_uploads_the_pictures_into_slack(fakes, start_app, failure):
+    """The bucket refusing or unreachable: the pictures were drawn and paid for, so they are
+    uploaded into Slack instead, with one log line that holds no secret."""
+    slack, _, _, key = fakes
+    with GcsFront("http://127.0.0.1:9") as gcs:
+        reply = GCS_FAILURES[failure]
+        if reply is None:
+            host = f"http://127.0.0.1:{free_port()}"
+        else:
+            gcs.enqueue(*[reply] * 500)
+            host = gcs.url
+        env = provider_env(
+            fakes, GCS_BUCKET="imgs", STORAGE_EMULATOR_HOST=host, IMAGINE_PROVIDER_TIMEOUT="2"
+        )
+        app = start_app(env)
+        _, _, _, url = command(app, slack, "imagen a ship in a bottle")
+        [picture] = slack.wait_for(lambda: slack.uploaded_files, timeout=20)
+        assert picture.data[:8] == b"\x89PNG\r\n\x1a\n"
+        _, _, _, compare_url = command(app, slack, "compare a ship in a bottle")
+        slack.wait_for(lambda: len(slack.uploaded_files) == 4, timeout=20)  # side by side + 2
+        if reply is not None:
+            assert gcs.calls("/upload/")  # the store was tried
+    assert not slack.responses_to(url)
+    assert all("went wrong" not in (r.text or "") for r in slack.responses_to(compare_url))
+    logs = app.logs()
+    fallbacks = [line for line in logs.splitlines() if "uploaded instead" in line]
+    assert len(fallbacks) == 4 and "Traceback" not in logs  # one line per picture
+    for secret in (key["private_key_id"], "PRIVATE KEY", AZURE_KEY, slack.token):
+        assert secret not in logs
+
+
+# -- the same request twice ----------------------------------------------------------------
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_the_same_signed_command_twice_draws_once(app, fakes):
+    """A command delivered twice (a proxy's retry, a double submission) is drawn once, also
+    when the copy comes after the picture was posted."""
+    slack, vertex, _, _ = fakes
+    url = slack.response_url()
+    body = slash_command_body("imagen a twice-told tale", response_url=url)
+    signed_at = int(time.time())
+    first, second = (app.post_signed(body, FORM, timestamp=signed_at) for _ in range(2))
+    assert first[0] == second[0] == 200 and "Drawing" in ack_text(first[1])
+    slack.wait_for(lambda: slack.uploaded_files)
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200  # late
+    slack.quiesce()
+    assert len(slack.uploaded_files) == 1 and len(vertex.api_calls()) == 1
+    assert not slack.responses_to(url)
+
+
+def test_a_cancel_click_delivered_twice_is_answered_once(fakes, start_app):
+    slack, _, _, _ = fakes
+    app = start_app(provider_env(fakes, IMAGEN_REQUESTS_PER_MINUTE="12"))  # one per 5 s
+    command(app, slack, "imagen first in line", user_id="U1")
+    _, _, _, url = command(app, slack, "imagen second in line", user_id="U2")
+    note = slack.wait_for(lambda: [r for r in slack.responses_to(url) if "Waiting" in r.text])[0]
+    [button] = [e for b in note.body["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    click_url = slack.response_url()
+    click = dict(action_id=button["action_id"], value=button["value"], user_id="U2")
+    body = block_actions_body(**click, response_url=click_url, is_ephemeral=True)
+    signed_at = int(time.time())
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200
+    [cancelled] = slack.wait_for(lambda: slack.responses_to(click_url))
+    assert "Cancelled" in cancelled.text
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200  # delivered again
+    assert app.post_action(**click, response_url=click_url, is_ephemeral=True)[0] == 200
+    slack.quiesce()  # ... and a double click: one answer in all
+    assert [r.text for r in slack.responses_to(click_url)] == [cancelled.text]
 
 
 # -- security ------------------------------------------------------------------------------

@@ -26,12 +26,12 @@ from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import (
     AppProcess,
+    block_actions_body,
     providers_env,
-    reaction_added,
-    reaction_removed,
     slack_env,
 )
 
+FORM = "application/x-www-form-urlencoded"
 MODELS = {"gemini-3.1-flash-image", "gpt-image-2"}
 CHOICES = {"a": "A", "b": "B", "handshake": "tie", "x": "both_bad"}
 
@@ -59,6 +59,7 @@ def world(tmp_path_factory):
             )
             with AppProcess(env) as app:
                 app.env_for_tests = env
+                app.slack_for_tests = slack
                 yield slack, vertex, openai, app, VoteStore(db)
     finally:
         server.stop()
@@ -96,11 +97,12 @@ def compare(world, text="compare a red fox", channel="C123", user="U123", prompt
 
 
 def react(app, user, name, channel, ts, added=True, event_id=None, event_ts=None, retry=None):
-    event = (reaction_added if added else reaction_removed)(user, name, channel, ts)
-    if event_ts:
-        event["event_ts"] = event_ts
-    status, _, _ = app.post_event(event, event_id=event_id, retry_num=retry)
-    assert status == 200
+    """A person's reaction, sent to the app as Slack would (only from channels the bot is in)."""
+    slack = app.slack_for_tests
+    status = app.react(
+        slack, user, name, channel, ts, added, retry, event_id=event_id, event_ts=event_ts
+    )
+    assert status == 200, "Slack would not send this reaction: the bot is not in the channel"
 
 
 def posted(slack: FakeSlack, channel: str, needle: str) -> dict:
@@ -150,6 +152,25 @@ def test_left_right_order_is_random(world):
         if len(first) == 2:
             break
     assert first == {"imagen", "dalle3"}
+
+
+def test_a_slack_5xx_on_the_post_is_retried_and_posts_once(world):
+    slack = world[0]
+    slack.server_error("chat.postMessage", times=1)
+    message, _ = compare(world, "compare a resilient fox")
+    slack.quiesce()
+    assert len(slack.calls_to("chat.postMessage")) == 2
+    assert [m["ts"] for m in slack.messages("C123")] == [message["ts"]]
+
+
+def test_five_slack_429s_on_the_post_are_waited_out(world):
+    slack = world[0]
+    slack.rate_limit("chat.postMessage", times=5, retry_after=1)
+    message, _ = compare(world, "compare a patient fox")
+    slack.quiesce()
+    assert len(slack.calls_to("chat.postMessage")) == 6
+    assert [m["ts"] for m in slack.messages("C123")] == [message["ts"]]
+    assert not slack.responses  # nobody was told anything went wrong
 
 
 def test_a_prompt_without_provider_compares_when_both_are_configured(world):
@@ -216,6 +237,36 @@ def test_vote_change_and_withdraw(world):
     settle(lambda: store.votes(comparison.id) == {"U2": "tie", "U3": "both_bad"})
 
 
+def test_votes_arrive_from_a_public_channel_the_bot_was_not_in(world):
+    """chat:write.public would let the bot post without joining, but then Slack would never
+    send it the votes: it joins first, and asks Slack about a channel only once."""
+    slack, _, _, app, store = world
+    slack.not_member("CPUB")
+    message, comparison = compare(world, channel="CPUB")
+    called = slack.methods_called()
+    assert called.index("conversations.join") < called.index("chat.postMessage")
+    react(app, "U1", "a", "CPUB", message["ts"])
+    settle(lambda: store.votes(comparison.id) == {"U1": "A"})
+    compare(world, "compare a second fox", channel="CPUB")
+    assert len(slack.calls_to("conversations.info")) == 1  # membership is remembered
+    assert len(slack.calls_to("conversations.join")) == 1
+
+
+def test_a_comparison_that_cannot_be_voted_on_says_so(world):
+    """An install without channels:join cannot join: the comparison is posted (with
+    chat:write.public), and the requester learns in one sentence why votes will not count."""
+    slack, _, _, app, store = world
+    slack.scopes.discard("channels:join")
+    slack.not_member("CNOJOIN")
+    url = slack.response_url()
+    app.post_command("compare a lonely fox", channel_id="CNOJOIN", response_url=url)
+    [message] = slack.wait_for(lambda: slack.messages("CNOJOIN"), timeout=20)
+    [told] = slack.wait_for(lambda: slack.responses_to(url), timeout=10)
+    assert "/invite @Imagine" in told.text and "vote" in told.text
+    assert told.body["response_type"] == "ephemeral"
+    assert not slack.delivers_events_from("CNOJOIN")
+
+
 def test_bot_reactions_other_emoji_and_other_messages_are_ignored(world):
     slack, _, _, app, store = world
     message, comparison = compare(world)
@@ -277,6 +328,22 @@ def test_reveal_by_button_only_for_the_requester(world):
     assert f"B was *{b.provider}* (`{b.model}`)" in revealed
     assert "A is better: 1" in revealed and "imagine_reveal" not in revealed
     assert store.comparison(comparison.id).revealed
+
+
+def test_a_reveal_click_delivered_twice_acts_once(world):
+    slack, _, _, app, _ = world
+    message, comparison = compare(world, user="U123")
+    url = slack.response_url()
+    body = block_actions_body(
+        action_id="imagine_reveal", value="reveal", message_ts=message["ts"], response_url=url
+    )
+    signed_at = int(time.time())
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200
+    slack.wait_for(lambda: slack.calls_to("chat.update"))
+    assert app.post_signed(body, FORM, timestamp=signed_at)[0] == 200  # delivered again
+    slack.quiesce()
+    assert len(slack.calls_to("chat.update")) == 1
+    assert not slack.responses_to(url)  # no "already revealed" for a click made once
 
 
 def test_reveal_after_three_votes_and_hidden_flag(world):

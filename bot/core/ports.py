@@ -48,6 +48,11 @@ class ComposedComparison:
     originals: dict[str, list[StoredImage]] = field(default_factory=dict)
 
 
+class DeliveryFailed(Exception):
+    """A finished job's outcome could not be shown before its deadline (the chat service kept
+    failing or refusing it). `str(err)` is the one sentence the person is told instead."""
+
+
 @dataclass(frozen=True)
 class Waiting:
     """A job waiting for providers' quotas: provider name -> calls ahead of this one."""
@@ -69,12 +74,14 @@ class Publisher(Protocol):
         or, with None, drawing now. Best effort; never raises."""
 
     def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
-        """One provider's pictures, in the channel (privately when the bot cannot post there)."""
+        """One provider's pictures, in the channel (privately when the bot cannot post there).
+        Raises DeliveryFailed when they could not be shown before the job's deadline."""
 
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison
     ) -> Posted:
-        """The blind side-by-side post (privately when the bot cannot post there)."""
+        """The blind side-by-side post (privately when the bot cannot post there); raises
+        DeliveryFailed as `post_pictures` does."""
 
     def open_voting(self, job: CompareJob, posted: Posted) -> None:
         """Invite votes on a registered comparison (the bot's own reactions, a Reveal button)."""

@@ -160,6 +160,10 @@ class RedisJobBoard(JobBoard):
     def cancelled(self, key: str) -> bool:
         return bool(self.client.exists(self._cancelled_key(key)))
 
+    def once(self, key: str, seconds: float) -> bool:
+        ttl_ms = max(1, int(seconds * 1000))
+        return bool(self.client.set(f"{self.prefix}:once:{key}", "1", nx=True, px=ttl_ms))
+
     def finish(self, job: Job) -> None:
         pipe = self.client.pipeline(transaction=False)
         pipe.zrem(self._user(job.user_id), job.key)

@@ -22,7 +22,8 @@ from bot.core.jobs import Job, LeaderboardJob
 
 log = logging.getLogger("imagine.jobs")
 
-DEDUP_SECONDS = 600.0  # a command or click seen again within this window is a duplicate
+DEDUP_SECONDS = 600.0  # a command seen again within this window is a duplicate
+CLICK_SECONDS = 10.0  # a button clicked again within this (a redelivery, a double click): once
 
 
 class Admission(StrEnum):
@@ -55,6 +56,11 @@ class JobBoard(ABC):
     def cancelled(self, key: str) -> bool: ...
 
     @abstractmethod
+    def once(self, key: str, seconds: float) -> bool:
+        """True the first time `key` is offered within `seconds`, False for a repeat: a button
+        click delivered twice, or clicked twice, acts once."""
+
+    @abstractmethod
     def finish(self, job: Job) -> None:
         """The job is over (any outcome): it no longer counts toward its person's cap."""
 
@@ -74,6 +80,7 @@ class LocalJobBoard(JobBoard):
         self._owners: dict[str, str] = {}  # unfinished key -> user
         self._per_user: dict[str, set[str]] = {}
         self._cancelled: set[str] = set()
+        self._once: dict[str, float] = {}  # key -> until when a repeat is refused
 
     def admit(self, job: Job) -> Admission:
         now = self._clock()
@@ -102,6 +109,16 @@ class LocalJobBoard(JobBoard):
     def cancelled(self, key: str) -> bool:
         with self._lock:
             return key in self._cancelled
+
+    def once(self, key: str, seconds: float) -> bool:
+        now = self._clock()
+        with self._lock:
+            for old in [k for k, until in self._once.items() if until <= now]:
+                del self._once[old]
+            if key in self._once:
+                return False
+            self._once[key] = now + seconds
+            return True
 
     def finish(self, job: Job) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from bot import metrics
 from bot.config import VotingConfig
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
-from bot.core.ports import ComparisonPost, ComposedComparison, Posted, Publisher
+from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Publisher
 from bot.core.progress import JobProgress
 from bot.core.runner import JobBoard
 from bot.generation.compose import compose_grid, side_by_side
@@ -85,6 +85,10 @@ class Workflows:
             outcome = self._run(job)
         except JobCancelled:
             outcome = "cancelled"
+        except DeliveryFailed as err:  # drawn, but the front end could not show it in time
+            outcome = "undelivered"
+            self.publisher.tell(job, str(err))
+            self._finish(job, TOLD)
         except Exception:
             log.exception("job failed request_id=%s", job.request_id)
             self.publisher.tell(job, SOMETHING_WRONG)
@@ -317,8 +321,7 @@ class Workflows:
             data, mime = side_by_side([column[0] for column in columns], labels)
         else:
             data, mime = compose_grid(columns, labels)
-        store = self.service.store
-        url = store.put(data, mime).url if store else None
+        url = self.service.put(data, mime).url  # None: uploaded (no store, or it failed)
         originals = {
             position: [
                 image
@@ -349,7 +352,7 @@ class Workflows:
                     result.rows, title=f"Leaderboard · {describe(job) or 'all votes'}"
                 )
                 if store is not None:
-                    chart_url = store.put(chart, "image/png").url
+                    chart_url = self.service.put(chart, "image/png").url
         except Exception:
             log.exception("leaderboard failed request_id=%s", job.request_id)
             self.publisher.tell(

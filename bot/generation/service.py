@@ -46,10 +46,14 @@ class GenerationService:
         download_timeout: float = 60.0,
         max_workers: int = 64,
         pacer: Pacer | None = None,
+        keep_bytes_if_store_fails: bool = False,
     ) -> None:
+        """`keep_bytes_if_store_fails`: the front end can show pictures without a URL (Slack
+        uploads them), so a store that fails keeps the bytes rather than losing the picture."""
         self.providers = providers
         self.use_pacer(pacer or NoPacer())
         self.store = store
+        self.keep_bytes_if_store_fails = keep_bytes_if_store_fails
         self.keep_provider_urls = keep_provider_urls
         self.download_timeout = download_timeout
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="provider")
@@ -202,9 +206,24 @@ class GenerationService:
         if image.url is not None and self.keep_provider_urls:
             return StoredImage(url=image.url, mime_type=image.mime_type)
         data = image.data if image.data is not None else self._download(image.url or "")
-        if store is None:
-            return StoredImage(url=None, mime_type=image.mime_type, data=data)
-        return store.put(data, image.mime_type)
+        return self.put(data, image.mime_type, store)
+
+    def put(
+        self, data: bytes, mime_type: str, store: ImageStore | None | str = "default"
+    ) -> StoredImage:
+        """The bytes in `store` (the service's by default), for a URL; without a store, kept
+        as bytes. A store that fails (unreachable, 5xx after its retries, 403) raises
+        StoreError, or, with `keep_bytes_if_store_fails`, keeps the bytes (one log line)."""
+        target = self.store if store == "default" else store
+        if target is None:
+            return StoredImage(url=None, mime_type=mime_type, data=data)
+        try:
+            return target.put(data, mime_type)
+        except ImagineError as err:
+            if not self.keep_bytes_if_store_fails:
+                raise
+            log.warning("image store failed, the picture is uploaded instead: %s", err.message)
+            return StoredImage(url=None, mime_type=mime_type, data=data)
 
     def image_bytes(self, image: StoredImage) -> bytes:
         """The picture's bytes: kept from generation, or fetched from its (provider) URL."""

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Config
 from bot.core.services import Services
@@ -16,6 +15,7 @@ from bot.slack.listeners.actions import CancelButton, RevealButton
 from bot.slack.listeners.commands import ImagineCommand
 from bot.slack.listeners.events import ReactionVotes
 from bot.slack.publisher import SlackPublisher
+from bot.slack.retry import SlackWebClient, retry_handlers
 from bot.slack.reveal import Reveal
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -23,14 +23,14 @@ LISTENER_THREADS = 32  # ours only parse and ack, but Bolt's 5 would queue a bur
 
 
 def build_web_client(config: Config) -> WebClient:
-    """One WebClient per process; Slack's 429s are retried after `Retry-After`."""
-    client = WebClient(
+    """One WebClient per process; Slack's 5xx and 429s (uploads included) are retried until
+    the deadline of the job being posted (`bot.slack.retry`)."""
+    return SlackWebClient(
         token=config.slack.bot_token,
         base_url=config.slack.api_url or DEFAULT_SLACK_API_URL,
         timeout=30,
+        retry_handlers=retry_handlers(config.retry.backoff, config.retry.max_wait),
     )
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
-    return client
 
 
 def publisher_factory(config: Config, client: WebClient):
@@ -63,7 +63,7 @@ def build_app(
         services.service, services.choice, services.runner, config.jobs.deadline
     ).register(app)
     ReactionVotes(services.store, config.voting, reveal).register(app)
-    RevealButton(services.store, config.voting, reveal).register(app)
+    RevealButton(services.store, config.voting, reveal, services.runner.board).register(app)
     CancelButton(services.runner).register(app)
     return app
 

@@ -1,8 +1,10 @@
 """Putting messages and files in a channel, whatever the bot's membership.
 
-`chat:write.public` lets the bot post in public channels it has not joined; elsewhere Slack
-answers `not_in_channel` (we join public channels and retry) or `channel_not_found` (private
-channels and DMs the bot is not in: only an invitation helps, so the caller tells the person).
+Before posting, the bot joins a public channel it is not in (`Membership`): `chat:write.public`
+would let it post without joining, but Slack sends it the votes (reactions) only from channels
+it is a member of. Slack answers `not_in_channel` when the bot was removed since (we join again
+and retry) and `channel_not_found` in private channels and DMs the bot is not in: only an
+invitation helps, so the caller tells the person.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.generation.stores.base import extension_for
 from bot.slack import messages
+from bot.slack.membership import Membership
 
 CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
@@ -40,9 +43,11 @@ class Delivery:
     def __init__(self, client: WebClient, share_wait: float = 5.0) -> None:
         self.client = client
         self.share_wait = share_wait
+        self.membership = Membership(client)
 
     def post_message(self, channel: str, message: dict[str, Any], **extra: Any) -> str:
-        """chat.postMessage; returns the message ts."""
+        """chat.postMessage, the bot in the channel first; returns the message ts."""
+        self.membership.ensure(channel)
         response = self._with_join(
             channel,
             lambda: self.client.chat_postMessage(
@@ -70,6 +75,7 @@ class Delivery:
             }
             for i, f in enumerate(files, start=1)
         ]
+        self.membership.ensure(channel)
         response = self._with_join(
             channel,
             lambda: self.client.files_upload_v2(
@@ -113,13 +119,6 @@ class Delivery:
             error = err.response.get("error")
             if error not in CANNOT_POST:
                 raise
-        if error == "not_in_channel" and self._join(channel):
-            return call()
+        if error == "not_in_channel" and self.membership.join(channel):
+            return call()  # the bot was removed since it last looked: it joined again
         raise NotInChannelError(channel)
-
-    def _join(self, channel: str) -> bool:
-        try:
-            self.client.conversations_join(channel=channel)
-            return True
-        except SlackApiError:
-            return False  # private channel or DM: only an invitation lets us in

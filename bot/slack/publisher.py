@@ -7,25 +7,73 @@ that acknowledged the command would have.
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import VotingConfig
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
-from bot.core.ports import ComparisonPost, ComposedComparison, Posted, Waiting
+from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Waiting
 from bot.core.workflows import describe
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult
 from bot.slack import messages
 from bot.slack.delivery import Delivery, NotInChannelError, Upload
 from bot.slack.messages import ComparisonView
+from bot.slack.retry import within
 from bot.votes.leaderboard import LeaderboardResult
 
 log = logging.getLogger("imagine.slack")
+
+TELL_GRACE = 30.0  # seconds a sentence to the requester may be retried past the deadline
+NO_VOTES_HERE = (
+    "The comparison is posted, but I couldn't join this channel, so I won't see the votes: "
+    "invite me with `/invite @Imagine` and compare again."
+)
+UNDELIVERED = (
+    ":warning: {what} was ready, but Slack kept failing or refusing to take it until the "
+    "deadline, so it could not be posted; please try again."
+)
+
+
+def _retried_until_deadline(method):
+    """Slack calls that show a job's outcome are retried until the job's deadline; Slack still
+    failing then (a 5xx, 429s, unreachable) raises DeliveryFailed: the picture was drawn, and
+    the person is told in one sentence that it could not be posted."""
+
+    @functools.wraps(method)
+    def retried(self, job: Job, *args: Any, **kwargs: Any):
+        with within(job.deadline):
+            try:
+                return method(self, job, *args, **kwargs)
+            except SlackApiError as err:
+                status = err.response.status_code
+                if status != 429 and status < 500:
+                    raise
+                log.warning("Slack answered %s request_id=%s", status, job.request_id)
+                raise DeliveryFailed(_undelivered(job)) from None
+            except OSError as err:  # urllib's errors: unreachable, or the upload URL failing
+                log.warning("Slack failed (%s) request_id=%s", type(err).__name__, job.request_id)
+                raise DeliveryFailed(_undelivered(job)) from None
+
+    return retried
+
+
+def _retried_with_grace(method):
+    """Slack calls that finish a job already shown (a sentence to the requester, the voting
+    reactions) are retried until the job's deadline and `TELL_GRACE` past it: the sentence
+    that the deadline passed must arrive too."""
+
+    @functools.wraps(method)
+    def retried(self, job: Job, *args: Any, **kwargs: Any):
+        with within(max(job.deadline, time.time() + TELL_GRACE)):
+            return method(self, job, *args, **kwargs)
+
+    return retried
 
 
 class SlackPublisher:
@@ -39,9 +87,10 @@ class SlackPublisher:
         self.voting = voting
         self.labels = provider_labels or {}
         self.delivery = Delivery(client)
-        self._webhook_retries = [RateLimitErrorRetryHandler(max_retry_count=2)]
+        self._webhook_retries = client.retry_handlers  # the same: 5xx and 429 retried
 
     # -- to the requester ------------------------------------------------------------------
+    @_retried_with_grace
     def _respond(self, job: Job, *, replace: bool = False, **message: Any) -> None:
         """Privately to the requester: through the response_url when the job has one (it
         works in channels the bot is not in), else as an ephemeral message."""
@@ -76,6 +125,7 @@ class SlackPublisher:
         self._respond(job, replace=True, **messages.waiting_note(prompt, ahead, job.key))
 
     # -- in the channel --------------------------------------------------------------------
+    @_retried_until_deadline
     def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
         """One provider's pictures: image blocks when they have URLs, else uploaded files."""
         request = job.request
@@ -98,6 +148,7 @@ class SlackPublisher:
                 self.tell(job, f":warning: {messages.NOT_IN_CHANNEL}")
             return Posted(private=True)
 
+    @_retried_until_deadline
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison
     ) -> Posted:
@@ -105,7 +156,10 @@ class SlackPublisher:
         try:
             if composed.picture.url:
                 message = messages.compare_message(view)
-                return Posted(self.delivery.post_message(job.channel_id, message))
+                ts = self.delivery.post_message(job.channel_id, message)
+                if self.delivery.membership.ensure(job.channel_id) is False:
+                    self.tell(job, f":warning: {NO_VOTES_HERE}")  # posted, but unheard
+                return Posted(ts)
             picture = composed.picture
             side_by_side = "A and B side by side"
             files = [Upload(picture.data or b"", picture.mime_type, side_by_side, post.prompt)]
@@ -119,6 +173,7 @@ class SlackPublisher:
             self.tell(job, f":warning: {messages.NOT_IN_CHANNEL}")
             return Posted(private=True)
 
+    @_retried_with_grace
     def open_voting(self, job: CompareJob, posted: Posted) -> None:
         """The bot's own voting reactions (one click to vote); for an upload, which cannot be
         edited, the requester's private Reveal button."""
@@ -132,6 +187,7 @@ class SlackPublisher:
         if posted.mode == "file":
             self._respond(job, **messages.reveal_prompt(job.channel_id, posted.ts))
 
+    @_retried_until_deadline
     def show_leaderboard(
         self,
         job: LeaderboardJob,
@@ -169,3 +225,10 @@ def uploads(result: ProviderResult, request: ImageRequest) -> list[Upload]:
 def _prompt(job: Job) -> str:
     request = getattr(job, "request", None)
     return request.prompt if request is not None else ""
+
+
+def _undelivered(job: Job) -> str:
+    prompt = _prompt(job)
+    short = messages.escape(messages.truncate(prompt, 80))
+    what = f"Your picture of “{short}”" if prompt else "The leaderboard"
+    return UNDELIVERED.format(what=what)

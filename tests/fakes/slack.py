@@ -7,7 +7,13 @@ end-to-end test can assert on exactly what Slack would have received.
 
 Channel behaviour follows the id: `C...` public, `G...` private, `D...` a DM; the bot is a
 member of each unless a test says otherwise with `not_member(...)`. `missing(...)` makes a
-channel not exist. Scripting: `rate_limit(method, times)` and `fail(method, error, times)`.
+channel not exist. As on Slack, `chat.postMessage` posts in a public channel the bot is not in
+when the token has `chat:write.public`, but the bot receives events only from conversations it
+is a member of: `delivers_events_from(channel)` says whether a person's reaction there reaches
+the app (the harness's `AppProcess.react` sends the event only then). The token's scopes
+(`scopes`, the manifest's by default) are checked per method (`missing_scope`).
+Scripting: `rate_limit(method, times)`, `server_error(method, times)` (also for the upload
+URL and `response_url` posts: `UPLOAD`, `RESPONSE_URL`) and `fail(method, error, times)`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -28,6 +34,36 @@ from tests.fakes._http import FakeServer, RecordedRequest, Reply
 DEFAULT_TOKEN = "xoxb-fake-bot-token-0123456789"
 JSON_FIELDS = ("blocks", "attachments", "files", "metadata", "unfurl", "channels_json")
 RESPONSE_URL_LIMIT = 5  # Slack accepts five posts per response_url
+# The bot scopes manifest.yml asks for (tests/test_fake_slack.py keeps the two in step).
+DEFAULT_SCOPES = frozenset(
+    {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "channels:join",
+        "channels:read",
+        "files:write",
+        "files:read",
+        "reactions:read",
+        "reactions:write",
+    }
+)
+# The scope each Web API method needs (conversations.info: by the conversation's type).
+METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "chat.delete": "chat:write",
+    "reactions.add": "reactions:write",
+    "reactions.remove": "reactions:write",
+    "reactions.get": "reactions:read",
+    "conversations.join": "channels:join",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "files.info": "files:read",
+}
+UPLOAD = "upload"  # `server_error` / `rate_limit` target: the POST of the bytes to upload_url
+RESPONSE_URL = "response_url"  # ... and posts to a command's response_url
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -254,8 +290,11 @@ class FakeSlack(FakeServer):
         bot_id: str = "BBOT",
         team_id: str = "T1",
         team: str = "Imagine Test",
+        scopes: Iterable[str] = DEFAULT_SCOPES,
     ) -> None:
         super().__init__()
+        self._installed_scopes = frozenset(scopes)
+        self.scopes = set(scopes)  # the bot token's; a test may take one away (reset restores)
         self.tokens = {token}
         self.token = token
         self.bot_user_id = bot_user_id
@@ -326,13 +365,22 @@ class FakeSlack(FakeServer):
             self.add_channel(channel_id, exists=False)
 
     def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
-        """The next `times` calls of `method` answer HTTP 429 with `Retry-After`, as Slack does."""
+        """The next `times` calls of `method` (a Web API method, `UPLOAD` or `RESPONSE_URL`)
+        answer HTTP 429 with `Retry-After`, as Slack does."""
         reply = Reply(
             429,
             {"ok": False, "error": "ratelimited"},
             headers={"Retry-After": str(retry_after)},
         )
-        self.enqueue(*([reply] * times), path_contains=f"/api/{method}")
+        self.enqueue(*([reply] * times), path_contains=_path_of(method))
+
+    def server_error(self, method: str, times: int = 1, status: int = 503) -> None:
+        """The next `times` calls of `method` (a Web API method, `UPLOAD` or `RESPONSE_URL`)
+        answer `status` with an HTML page, as Slack's edge does when it is failing; nothing
+        is posted or stored."""
+        page = f"<html><body><h1>{status} Service Unavailable</h1></body></html>"
+        reply = Reply(status, page, headers={"Content-Type": "text/html; charset=utf-8"})
+        self.enqueue(*([reply] * times), path_contains=_path_of(method))
 
     def fail(self, method: str, error: str, times: int = 1) -> None:
         """The next `times` calls of `method` answer `{"ok": false, "error": error}`."""
@@ -350,6 +398,7 @@ class FakeSlack(FakeServer):
     def reset(self) -> None:
         super().reset()
         with self._state:
+            self.scopes = set(self._installed_scopes)
             self._channels.clear()
             self._messages.clear()
             self._ephemerals.clear()
@@ -389,11 +438,25 @@ class FakeSlack(FakeServer):
             return {k: list(v) for k, v in self._reactions.get((channel, ts), {}).items()}
 
     def add_user_reaction(self, channel: str, ts: str, name: str, user: str) -> None:
-        """Record a person's reaction (the harness then sends the matching event)."""
+        """Record a person's reaction (the harness then sends the matching event, if Slack
+        would: see `delivers_events_from`)."""
         with self._state:
             users = self._reactions.setdefault((channel, ts), {}).setdefault(name, [])
             if user not in users:
                 users.append(user)
+
+    def remove_user_reaction(self, channel: str, ts: str, name: str, user: str) -> None:
+        with self._state:
+            users = self._reactions.get((channel, ts), {}).get(name, [])
+            if user in users:
+                users.remove(user)
+
+    def delivers_events_from(self, channel_id: str) -> bool:
+        """Whether Slack sends the bot a person's reaction in this channel: only from
+        conversations the bot is a member of, and only with `reactions:read`."""
+        with self._state:
+            chan = self.channel(channel_id)
+            return chan.exists and chan.member and "reactions:read" in self.scopes
 
     @property
     def responses(self) -> list[ResponsePost]:
@@ -454,12 +517,14 @@ class FakeSlack(FakeServer):
         handler = self._handlers.get(method)
         if handler is None:
             return Reply(404, {"ok": False, "error": "unknown_method", "req_method": method})
+        scopes = {"X-OAuth-Scopes": ",".join(sorted(self.scopes))}
         try:
             with self._state:
+                self._require_scope(METHOD_SCOPES.get(method))
                 result = handler(args)
         except SlackError as err:
-            return Reply(200, {"ok": False, "error": err.code, **err.extra})
-        return Reply(200, {"ok": True, **result}, headers={"X-OAuth-Scopes": "chat:write"})
+            return Reply(200, {"ok": False, "error": err.code, **err.extra}, headers=scopes)
+        return Reply(200, {"ok": True, **result}, headers=scopes)
 
     # -- helpers (called with self._state held) -------------------------------------------
     def _next_ts(self) -> str:
@@ -469,18 +534,30 @@ class FakeSlack(FakeServer):
     def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
         return next((m for m in self._messages.get(channel, []) if m["ts"] == ts), None)
 
+    def _require_scope(self, scope: str | None) -> None:
+        if scope is not None and scope not in self.scopes:
+            provided = ",".join(sorted(self.scopes))
+            raise SlackError("missing_scope", needed=scope, provided=provided)
+
     def _require(self, args: dict[str, Any], *names: str) -> None:
         for name in names:
             if not args.get(name):
                 raise SlackError("invalid_arguments", response_metadata={"messages": [name]})
 
-    def _writable(self, channel_id: str) -> Channel:
-        """The channel, if the bot may post there; else the error Slack gives."""
+    def _writable(self, channel_id: str, *, public_write: bool = False) -> Channel:
+        """The channel, if the bot may post there; else the error Slack gives.
+
+        `public_write`: the method honours `chat:write.public` (chat.postMessage does; file
+        uploads and ephemerals need membership), which lets the bot post in a public channel
+        it is not in, without joining it."""
         chan = self.channel(channel_id)
         if not chan.exists:
             raise SlackError("channel_not_found")
         if not chan.member:
-            raise SlackError("channel_not_found" if chan.private or chan.im else "not_in_channel")
+            if chan.private or chan.im:
+                raise SlackError("channel_not_found")
+            if not (public_write and "chat:write.public" in self.scopes):
+                raise SlackError("not_in_channel")
         return chan
 
     def _visible(self, channel_id: str) -> Channel:
@@ -524,7 +601,7 @@ class FakeSlack(FakeServer):
 
     def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "channel")
-        chan = self._writable(args["channel"])
+        chan = self._writable(args["channel"], public_write=True)
         message = {
             "type": "message",
             "user": self.bot_user_id,
@@ -643,6 +720,11 @@ class FakeSlack(FakeServer):
 
     def _info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "channel")
+        chan = self.channel(args["channel"])
+        if chan.exists:  # the scope of the conversation's type (inferred: checked first)
+            self._require_scope(
+                "im:read" if chan.im else "groups:read" if chan.private else "channels:read"
+            )
         return {"channel": self._visible(args["channel"]).info()}
 
     def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -767,3 +849,12 @@ class FakeSlack(FakeServer):
                 return Reply(400, {"ok": False, "error": "invalid_blocks"})
             self._responses.append(ResponsePost(token=token, body=body))
         return Reply(200, {"ok": True})
+
+
+def _path_of(method: str) -> str:
+    """The request path a scripted answer applies to."""
+    if method == UPLOAD:
+        return "/upload/"
+    if method == RESPONSE_URL:
+        return "/response/"
+    return f"/api/{method}"

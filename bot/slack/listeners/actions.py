@@ -1,4 +1,9 @@
-"""Buttons: Reveal the models of a comparison; Cancel a picture that waits for its turn."""
+"""Buttons: Reveal the models of a comparison; Cancel a picture that waits for its turn.
+
+A click acts once: the same button on the same message clicked again by the same person within
+`CLICK_SECONDS` (Slack or a proxy delivering it twice, a double click) is acknowledged and
+ignored, in every process (the job board remembers it).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.config import VotingConfig
-from bot.core.runner import Runner
+from bot.core.runner import CLICK_SECONDS, JobBoard, Runner
 from bot.logs import log_event
 from bot.slack import messages
 from bot.slack.reveal import Reveal
@@ -22,19 +27,45 @@ def _private(respond: Respond, text: str | dict) -> None:
     respond(**said, response_type="ephemeral", replace_original=False)
 
 
+def first_click(board: JobBoard, body: dict) -> bool:
+    """False when this click was seen within `CLICK_SECONDS`: who clicked which button (and
+    value) on which message."""
+    action = body["actions"][0]
+    key = ":".join(
+        (
+            "click",
+            (body.get("team") or {}).get("id", ""),
+            body["user"]["id"],
+            action.get("action_id", ""),
+            action.get("value", ""),
+            (body.get("container") or {}).get("message_ts", ""),
+        )
+    )
+    try:
+        return board.once(key, CLICK_SECONDS)
+    except Exception as err:  # the board unreachable (Redis restarting): act, as before
+        log.warning("could not check for a repeated click: %s", type(err).__name__)
+        return True
+
+
 class RevealButton:
     """Only the requester reveals early; everyone else is told when the names will show."""
 
-    def __init__(self, votes: VoteStore, voting: VotingConfig, reveal: Reveal) -> None:
+    def __init__(
+        self, votes: VoteStore, voting: VotingConfig, reveal: Reveal, board: JobBoard
+    ) -> None:
         self.votes = votes
         self.voting = voting
         self.reveal = reveal
+        self.board = board
 
     def register(self, app: App) -> None:
         app.action(messages.REVEAL_ACTION)(self.on_click)
 
     def on_click(self, ack: Ack, body: dict, respond: Respond, client: WebClient) -> None:
         ack()
+        if not first_click(self.board, body):
+            return
         action = body["actions"][0]
         if "|" in action.get("value", ""):
             channel, ts = action["value"].split("|", 1)  # the requester's private button
@@ -64,6 +95,8 @@ class CancelButton:
 
     def on_click(self, ack: Ack, body: dict, respond: Respond) -> None:
         ack()
+        if not first_click(self.runner.board, body):
+            return
         key = body["actions"][0].get("value", "")
         user = body["user"]["id"]
         cancelled = self.runner.cancel(key, user)

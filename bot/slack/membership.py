@@ -1,0 +1,92 @@
+"""Is the bot in this channel? Join public channels before posting there.
+
+With `chat:write.public` Slack lets the bot post in a public channel it has not joined, but it
+sends the bot events (the reactions that are votes) only from conversations it is a member of.
+So before posting, the bot asks `conversations.info` (scope `channels:read`) and, in a public
+channel it is not in, joins (`conversations.join`, scope `channels:join`). Private channels
+and DMs cannot be joined: someone must invite the bot. Answers are remembered per channel for
+a while, so a busy channel costs one call every few minutes, and an /invite or a removal is
+noticed soon after.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+log = logging.getLogger("imagine.slack")
+
+MEMBER_TTL = 600.0  # seconds a channel's answer is trusted
+NOT_MEMBER_TTL = 60.0  # shorter: an invitation should take effect soon
+
+
+class Membership:
+    """Per-process memory of the channels the bot is in; safe to call from many threads."""
+
+    def __init__(self, client: WebClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[bool | None, float]] = {}  # channel -> (answer, until)
+
+    def ensure(self, channel: str) -> bool | None:
+        """True: the bot is in the channel (it joined if it had to). False: it is not and
+        cannot join (a private channel or DM it was not invited to, or joining was refused):
+        reactions there never reach it. None: Slack did not say; the post decides."""
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(channel)
+        if known is not None and known[1] > now:
+            return known[0]
+        return self._remember(channel, self._check(channel))
+
+    def join(self, channel: str) -> bool:
+        """Join now: Slack said `not_in_channel`, so the bot was removed since it looked."""
+        return self._remember(channel, self._join(channel)) is True
+
+    def _remember(self, channel: str, member: bool | None) -> bool | None:
+        ttl = NOT_MEMBER_TTL if member is False else MEMBER_TTL
+        with self._lock:
+            self._known[channel] = (member, self._clock() + ttl)
+        return member
+
+    def _check(self, channel: str) -> bool | None:
+        try:
+            info = self.client.conversations_info(channel=channel).get("channel") or {}
+        except SlackApiError as err:
+            error = err.response.get("error")
+            if error == "channel_not_found":
+                return False  # a private channel or DM the bot was not invited to
+            log.warning("conversations.info failed (%s): posting without joining", error)
+            return None
+        except Exception as err:  # unreachable: the post will tell
+            log.warning(
+                "conversations.info failed (%s): posting without joining", type(err).__name__
+            )
+            return None
+        if info.get("is_member"):
+            return True
+        if info.get("is_private") or info.get("is_im") or info.get("is_mpim"):
+            return None  # only an invitation lets the bot in; if it is in, the post works
+        return self._join(channel)
+
+    def _join(self, channel: str) -> bool | None:
+        try:
+            self.client.conversations_join(channel=channel)
+        except SlackApiError as err:
+            log.warning(
+                "could not join channel %s (%s): votes there will not reach the bot",
+                channel,
+                err.response.get("error"),
+            )
+            return False
+        except Exception as err:
+            log.warning("could not join channel %s (%s)", channel, type(err).__name__)
+            return None
+        log.info("joined channel %s, so that its votes reach the bot", channel)
+        return True

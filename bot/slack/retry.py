@@ -1,0 +1,150 @@
+"""Slack's 5xx and 429 answers, retried until the job's deadline.
+
+A picture that was drawn and paid for is worth waiting for: one failing answer from Slack, or
+a run of 429s, must not drop it. slack_sdk retries through the `RetryHandler`s attached to a
+client (`WebClient`, `WebhookClient`); `SlackRetries` is one: a 5xx after a jittered
+exponential backoff, a 429 after its `Retry-After`, as long as the wait ends before the
+deadline of the job being posted (`within(job.deadline)` says which, per thread), or, outside
+a job, within `budget` seconds of the first attempt. A wait that would end past it is not
+started: the caller learns at once and can tell the person.
+
+The bytes POSTed to the upload URL (step 2 of `files_upload_v2`) bypass slack_sdk's retry
+loop; `SlackWebClient` runs that step through the client's handlers too.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+from urllib.error import HTTPError, URLError
+
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+
+SERVER_ERRORS = frozenset({500, 502, 503, 504})
+DEFAULT_BUDGET = 60.0  # seconds of retrying for a call made outside a job (a listener's)
+
+_deadline: ContextVar[float | None] = ContextVar("slack_deadline", default=None)
+
+
+@contextmanager
+def within(deadline: float | None) -> Iterator[None]:
+    """Slack calls made in this block (this thread) may be retried until `deadline` (epoch
+    seconds); None or 0: the default budget."""
+    token = _deadline.set(deadline or None)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+class SlackRetries(RetryHandler):
+    """5xx with backoff, 429 after Retry-After, until the deadline. Stateless: one instance
+    serves every thread (each request's progress is in its `RetryState`)."""
+
+    def __init__(
+        self, backoff: float = 1.0, max_backoff: float = 30.0, budget: float = DEFAULT_BUDGET
+    ) -> None:
+        super().__init__(max_retry_count=1_000)  # the deadline decides, not a count
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.budget = budget
+
+    def can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None:
+            return False
+        status = response.status_code
+        if status == 429:
+            wait = _retry_after(response) + random.uniform(0, 0.25)
+        elif status in SERVER_ERRORS:
+            step = min(self.max_backoff, self.backoff * 2**state.current_attempt)
+            wait = step * random.uniform(0.5, 1.0)
+        else:
+            return False
+        values = state.custom_values = state.custom_values or {}
+        now = time.time()
+        started = values.setdefault("started", now)
+        deadline = _deadline.get() or started + self.budget
+        if now + wait >= deadline:
+            return False
+        values["wait"] = wait
+        return True
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        time.sleep((state.custom_values or {}).get("wait", self.backoff))
+        state.increment_current_attempt()
+
+
+def _retry_after(response: HttpResponse) -> float:
+    for name, value in (response.headers or {}).items():
+        if name.lower() == "retry-after":
+            text = value[0] if isinstance(value, list | tuple) else value
+            try:
+                return max(0.0, float(text))
+            except (TypeError, ValueError):
+                break
+    return 1.0  # Slack always sends one; just in case
+
+
+def retry_handlers(backoff: float, max_backoff: float) -> list[RetryHandler]:
+    """What a Slack client retries: a lost connection once (slack_sdk's default), Slack's
+    5xx and 429 until the deadline."""
+    return [ConnectionErrorRetryHandler(), SlackRetries(backoff, max_backoff)]
+
+
+class SlackWebClient(WebClient):
+    """A WebClient whose upload step (the bytes POSTed to the URL that
+    files.getUploadURLExternal gave) is retried by the client's handlers like every other
+    call; slack_sdk sends it once."""
+
+    def _upload_file(self, *, url: str, data: bytes, **options: Any) -> Any:
+        request = HttpRequest(method="POST", url=url, headers={}, data=data)
+        state = RetryState()
+        while True:
+            state.next_attempt_requested = False
+            response: HttpResponse | None = None
+            error: Exception | None = None
+            try:
+                result = super()._upload_file(url=url, data=data, **options)
+                if result.status == 200:
+                    return result
+                response = HttpResponse(status_code=result.status, headers={}, data=b"")
+            except HTTPError as err:
+                error = err
+                headers = {k: [v] for k, v in err.headers.items()} if err.headers else {}
+                response = HttpResponse(status_code=err.code, headers=headers, data=b"")
+            except (URLError, ConnectionError) as err:
+                error = err
+            for handler in self.retry_handlers:
+                if handler.can_retry(state=state, request=request, response=response, error=error):
+                    handler.prepare_for_next_attempt(
+                        state=state, request=request, response=response, error=error
+                    )
+                    break
+            if not state.next_attempt_requested:
+                if error is not None:
+                    raise error
+                return result
