@@ -228,7 +228,8 @@ def _prompt(job: Job) -> str:
 
 
 def _undelivered(job: Job) -> str:
+    """Plain text: `tell` escapes it."""
     prompt = _prompt(job)
-    short = messages.escape(messages.truncate(prompt, 80))
+    short = prompt if len(prompt) <= 80 else prompt[:79].rstrip() + "…"
     what = f"Your picture of “{short}”" if prompt else "The leaderboard"
     return UNDELIVERED.format(what=what)
