@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from bot.votes.db import ModelRef, VoteStore, normalise_url
-from bot.votes.schema import EVENTS, MIGRATIONS, VOTES, Migration
+from bot.votes.schema import EVENTS, MIGRATIONS, VOTES, Migration, object_ref
 from tests.services import postgres_schema
 
 POSITIONS = {
@@ -77,7 +77,7 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "deliveries",
         "uploads",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 4
+    assert store.schema_version() == len(MIGRATIONS) == 6
     assert store.migrate() == []  # nothing left to apply
 
 
@@ -119,6 +119,81 @@ def test_a_version_1_database_is_upgraded_once(backend_url: str) -> None:
         rows = conn.execute(text("SELECT version FROM schema_version ORDER BY version")).all()
     assert [r[0] for r in rows] == list(range(1, NEXT + 1))
     again.close()
+
+
+SIGNED_V4 = (
+    "https://storage.googleapis.com/imgs/2026/11/01/{name}.png?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+    "&X-Goog-Credential=imagine%40p.iam.gserviceaccount.com%2F20261101%2Fauto%2Fstorage%2F"
+    "goog4_request&X-Goog-Date=20261101T101010Z&X-Goog-Expires=604800"
+    "&X-Goog-SignedHeaders=host&X-Goog-Signature=0badc0ffee"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "ref"),
+    [
+        (SIGNED_V4.format(name="a"), "gs://imgs/2026/11/01/a.png"),
+        (  # an emulator's host, a prefix, a quoted name
+            "http://127.0.0.1:9023/imgs/team/x%20y.jpg?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+            "&X-Goog-Signature=abc",
+            "gs://imgs/team/x y.jpg",
+        ),
+        (
+            "https://storage.googleapis.com/imgs/a.png?GoogleAccessId=x%40y&Expires=1&Signature=s",
+            "gs://imgs/a.png",
+        ),
+        ("https://imgs.storage.googleapis.com/a/b.png?X-Goog-Signature=s", "gs://imgs/a/b.png"),
+        ("https://storage.googleapis.com/imgs/public.png", "gs://imgs/public.png"),
+        ("https://acct.blob.core.windows.net/c/i.png?sv=1&sig=s", None),  # not ours to renew
+        ("http://127.0.0.1:9023/imgs/public.png", None),  # an emulator's public URL
+        ("https://storage.googleapis.com/?X-Goog-Signature=s", "https://storage.googleapis.com/"),
+    ],
+)
+def test_object_ref_of_cloud_storage_urls(url: str, ref: str | None) -> None:
+    assert object_ref(url) == (url if ref is None else ref)
+
+
+def test_migration_5_keeps_object_names_instead_of_signed_urls(backend_url: str) -> None:
+    old = VoteStore(backend_url, migrations=MIGRATIONS[:4])  # a database at version 4
+    azure = "https://acct.blob.core.windows.net/c/i.png?sv=1&sig=s"
+    post = {
+        "prompt": "a fox",
+        "pictures": [SIGNED_V4.format(name="pair")],
+        "originals": {"A": [SIGNED_V4.format(name="a")], "B": [azure]},
+        "models": {},
+        "requester": "U1",
+        "seconds": 1.0,
+        "reveal_after": 3,
+    }
+    signed = old.register_comparison(
+        "C1", ts(1), "U1", "a fox", POSITIONS, {"mode": "blocks", "post": post}
+    )
+    legacy = old.register_comparison(  # rows before 2026-11 kept a "view"
+        "C1", ts(2), "U1", "a fox", POSITIONS, {"mode": "blocks", "view": post}
+    )
+    uploaded = old.register_comparison(
+        "C1",
+        ts(3),
+        "U1",
+        "a fox",
+        POSITIONS,
+        {"mode": "file", "post": {**post, "pictures": [], "originals": {}}},
+    )
+    empty = old.register_comparison("C1", ts(4), "U1", "a fox", POSITIONS)
+    old.close()
+
+    store = VoteStore(backend_url)
+    assert store.schema_version() == len(MIGRATIONS)
+    for cid, key in ((signed, "post"), (legacy, "view")):
+        kept = store.comparison(cid).details[key]
+        assert kept["pictures"] == ["gs://imgs/2026/11/01/pair.png"]
+        assert kept["originals"] == {"A": ["gs://imgs/2026/11/01/a.png"], "B": [azure]}
+        assert kept["prompt"] == "a fox" and kept["reveal_after"] == 3
+    assert store.comparison(uploaded).details["post"]["pictures"] == []
+    assert store.comparison(empty).details == {}
+    with store.engine.connect() as conn:
+        assert "X-Goog-" not in str(conn.execute(text("SELECT details FROM comparisons")).all())
+    store.close()
 
 
 def test_two_stores_starting_at_once_migrate_exactly_once(backend_url: str) -> None:

@@ -237,10 +237,14 @@ def reveal_button(value: str) -> Block:
 
 
 def compare_message(
-    view: ComparisonView, revealed: bool = False, tally: dict[str, int] | None = None
+    view: ComparisonView,
+    revealed: bool = False,
+    tally: dict[str, int] | None = None,
+    votable: bool = True,
 ) -> dict:
     """The blind side-by-side post: the composed picture, links to the originals, how to
-    vote and a Reveal button; once revealed, which model drew which side."""
+    vote and a Reveal button; once revealed, which model drew which side. Not `votable`
+    (it could not be recorded): the models named, and no way to vote."""
     blocks: list[Block] = [_section(f"*Which picture is better?*\n“{escape(view.prompt)}”")]
     for i, url in enumerate(view.pictures, start=1):
         image: Block = {
@@ -262,6 +266,8 @@ def compare_message(
     blocks.append(context_block(*links))
     if revealed:
         blocks.append(context_block(reveal_text(view.models, tally or {})))
+    elif not votable:
+        blocks.append(context_block(unvotable_text(view.models)))
     else:
         blocks.append(
             context_block(
@@ -271,16 +277,26 @@ def compare_message(
         )
         blocks.append(reveal_button("reveal"))
     blocks.append(context_block(view.byline()))
-    text = f"<@{view.requester}> compares models: {truncate(view.prompt, 150)}. React to vote."
-    return {"text": text, "blocks": blocks}
+    text = f"<@{view.requester}> compares models: {truncate(view.prompt, 150)}."
+    return {"text": text + (" React to vote." if votable else ""), "blocks": blocks}
+
+
+def _sides(models: dict[str, tuple[str, str]]) -> str:
+    return " · ".join(
+        f"{position} was *{provider}* (`{model}`)" for position, (provider, model) in models.items()
+    )
 
 
 def reveal_text(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> str:
-    sides = " · ".join(
-        f"{position} was *{provider}* (`{model}`)" for position, (provider, model) in models.items()
-    )
     votes = " · ".join(f"{CHOICE_LABELS[c]}: {tally.get(c, 0)}" for c in CHOICE_LABELS)
-    return f"{sides}\nVotes so far: {votes}"
+    return f"{_sides(models)}\nVotes so far: {votes}"
+
+
+NOT_VOTABLE = "Voting is off for this comparison: I could not record it, so votes would be lost."
+
+
+def unvotable_text(models: dict[str, tuple[str, str]]) -> str:
+    return f"{_sides(models)}\n{NOT_VOTABLE}"
 
 
 def compare_comment(view: ComparisonView) -> str:
