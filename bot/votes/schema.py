@@ -143,6 +143,24 @@ UPLOADS = Table(
     Column("message_ts", String(32)),
     Index("ix_uploads_channel_state", "channel_id", "state"),
 )
+# Migration 6: votes on the bot's messages that arrived before the message was registered as a
+# comparison or a rated post (the post is in the channel a moment before it is registered, and
+# rated posts are registered in batches): kept, and counted when the message is registered.
+PENDING_REACTIONS = Table(
+    "pending_reactions",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False, unique=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("message_ts", String(32), nullable=False),
+    Column("voter_id", String(64), nullable=False),
+    Column("choice", String(32), nullable=False),
+    Column("added", Boolean, nullable=False),
+    Column("event_ts", String(32), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_pending_reactions_message", "channel_id", "message_ts"),
+    Index("ix_pending_reactions_received", "received_at"),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -177,6 +195,10 @@ def _create_deliveries(conn: Connection) -> None:
 
 def _create_uploads(conn: Connection) -> None:
     UPLOADS.create(conn)
+
+
+def _create_pending_reactions(conn: Connection) -> None:
+    PENDING_REACTIONS.create(conn)
 
 
 def object_ref(url: str) -> str:
@@ -233,4 +255,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "deliveries", _create_deliveries),
     Migration(4, "uploads", _create_uploads),
     Migration(5, "comparisons.details by object name", _details_by_reference),
+    Migration(6, "pending_reactions", _create_pending_reactions),
 )
