@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from bot.votes.schema import (
     COMPARISONS,
@@ -63,6 +63,19 @@ PENDING, SHARED, GONE = "pending", "shared", "gone"  # upload states
 _MIGRATION_LOCK = 0x1A6A_17E0  # pg advisory lock key held while migrating
 _WRITE = "imagine_write"  # execution option: BEGIN IMMEDIATE on SQLite (else a deferred BEGIN)
 PENDING_KEEP = timedelta(days=7)  # a reaction on a message never registered is dropped after
+
+
+class DatabaseBusy(TimeoutError):
+    """SQLite's write lock was not free within the busy timeout."""
+
+
+def _url_timeout(url: str, default: float) -> float:
+    """pysqlite's `?timeout=SECONDS` URL parameter, else `default`."""
+    value = make_url(url).query.get("timeout")
+    try:
+        return float(value) if isinstance(value, str) else default
+    except ValueError:
+        raise ValueError(f"DATABASE_URL's timeout must be seconds, not {value!r}") from None
 
 
 def normalise_url(url: str) -> str:
@@ -302,11 +315,16 @@ class VoteStore:
     ) -> None:
         """Connections are few on purpose: threads beyond `pool_size + max_overflow` wait (up to
         `pool_timeout`) for one, and each holds it for a few milliseconds. Measured on 2 cores,
-        32 threads bursting through 4 connections beat 32 connections (less contention)."""
+        32 threads bursting through 4 connections beat 32 connections (less contention).
+
+        SQLite waits `busy_timeout` seconds (or the URL's `?timeout=`, as pysqlite names it)
+        for a write lock that another process holds, then fails: the caller decides."""
         self.url = normalise_url(url)
         self._sqlite = self.url.startswith("sqlite")
         self._sqlite_writer = threading.Lock()
         if self._sqlite:
+            busy_timeout = _url_timeout(self.url, busy_timeout)
+            self._busy_timeout = busy_timeout
             self._engine = create_engine(
                 self.url,
                 connect_args={"timeout": busy_timeout, "check_same_thread": False},
@@ -344,10 +362,16 @@ class VoteStore:
             with self._engine.begin() as conn:
                 yield conn
             return
-        with self._sqlite_writer, self._engine.connect() as conn:
-            conn.execution_options(**{_WRITE: True})
-            with conn.begin():  # BEGIN IMMEDIATE
-                yield conn
+        # bounded: behind a writer stuck on another process's lock, the queue would only grow
+        if not self._sqlite_writer.acquire(timeout=self._busy_timeout):
+            raise DatabaseBusy("the SQLite database stayed locked by another writer")
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE: True})
+                with conn.begin():  # BEGIN IMMEDIATE
+                    yield conn
+        finally:
+            self._sqlite_writer.release()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
