@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from bot.slack.listeners.actions import NOT_NOW
 from bot.slack.messages import NOT_VOTABLE
 from bot.votes.db import VoteStore, normalise_url
 from bot.votes.schema import EVENTS, GENERATIONS
@@ -205,6 +206,26 @@ def test_200_votes_across_a_database_outage_are_each_counted_once(database: Data
     assert scalar(store, select(func.count()).select_from(EVENTS)) == 200  # each stored once
     assert "Slack will deliver it again" in logs
     assert "xoxb-" not in logs and "password" not in logs
+
+
+def test_a_reveal_while_the_database_is_down_gets_a_sentence(database: Database) -> None:
+    ts = "1700001000.000300"
+    database.store.register_comparison("C1", ts, "U123", "a fox", POSITIONS)
+    with FakeSlack() as slack, AppProcess(slack_env(slack, DATABASE_URL=database.app_url)) as app:
+        database.down()
+        try:
+            url = slack.response_url()
+            status, _, _ = app.post_action(
+                action_id="imagine_reveal", user_id="U123", channel_id="C1", message_ts=ts,
+                value="reveal", response_url=url,
+            )  # fmt: skip
+            assert status == 200
+            [reply] = slack.wait_for(lambda: slack.responses_to(url), timeout=15)
+        finally:
+            database.up()
+        assert reply.text == NOT_NOW
+        assert slack.calls_to("chat.update") == []
+        assert not database.store.comparison_at("C1", ts).revealed  # so it can be asked again
 
 
 # -- posts while the database is down ---------------------------------------------------------

@@ -35,6 +35,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -754,16 +755,12 @@ class VoteStore:
         """Count the reactions that arrived before these messages were registered (call it
         under `_lock_messages`, after the registration). A reaction that is no choice on its
         message (a letter on a single picture) was never a vote, and is dropped."""
-        wanted = set(messages)
-        rows = [
-            row
-            for row in conn.execute(
-                select(PENDING_REACTIONS).where(
-                    PENDING_REACTIONS.c.message_ts.in_({ts for _, ts in wanted})
-                )
-            ).mappings()
-            if (row["channel_id"], row["message_ts"]) in wanted
-        ]
+        message = tuple_(PENDING_REACTIONS.c.channel_id, PENDING_REACTIONS.c.message_ts)
+        rows = (
+            conn.execute(select(PENDING_REACTIONS).where(message.in_(sorted(set(messages)))))
+            .mappings()
+            .all()
+        )
         if not rows:
             return
         conn.execute(

@@ -17,6 +17,9 @@ from bot.votes.db import VoteStore
 log = logging.getLogger("imagine.slack")
 
 
+NOT_NOW = ":warning: I couldn't reveal the models just now; please try again in a minute."
+
+
 def _private(respond: Respond, text: str) -> None:
     respond(text=text, response_type="ephemeral", replace_original=False)
 
@@ -39,8 +42,13 @@ class RevealButton:
             channel, ts = action["value"].split("|", 1)  # the requester's private button
         else:
             channel, ts = body["container"]["channel_id"], body["container"]["message_ts"]
-        comparison = self.votes.comparison_at(channel, ts)
         user = body["user"]["id"]
+        try:
+            comparison = self.votes.comparison_at(channel, ts)
+        except Exception:
+            log.exception("could not read the comparison to reveal")
+            _private(respond, NOT_NOW)
+            return
         if comparison is None:
             _private(respond, "I don't know this comparison any more.")
         elif user != comparison.requester_id:
@@ -49,8 +57,15 @@ class RevealButton:
                 f"Only <@{comparison.requester_id}> can reveal the models early; they are "
                 f"revealed after {self.voting.reveal_after_votes} votes.",
             )
-        elif not self.reveal(comparison.id, client) and comparison.revealed:
-            _private(respond, "The models are already revealed.")
+        else:
+            try:
+                revealed = self.reveal(comparison.id, client)
+            except Exception:
+                log.exception("could not reveal comparison_id=%s", comparison.id)
+                _private(respond, NOT_NOW)
+                return
+            if not revealed and comparison.revealed:
+                _private(respond, "The models are already revealed.")
 
 
 class CancelButton:
