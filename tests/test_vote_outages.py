@@ -280,6 +280,29 @@ def test_a_comparison_that_cannot_be_registered_is_not_votable(database, drawing
     assert "could not register the comparison" in app.logs()
 
 
+def test_an_uploaded_comparison_that_cannot_be_registered_says_so_in_its_thread(
+    database, drawing_app, tmp_path
+) -> None:
+    """Without a bucket the comparison is an upload, which an app cannot edit."""
+    slack, vertex, shared = drawing_app
+    env = {k: v for k, v in shared.env.items() if k not in ("PORT", "HOME", "PYTHONPATH")}
+    with AppProcess({**env, "GCS_BUCKET": ""}, workdir=tmp_path / "uploads") as app:
+        url = slack.response_url()
+        app.post_command("compare a paper boat", channel_id="CUP", response_url=url)
+        slack.wait_for(lambda: vertex.calls(":generateContent"))
+        database.down()
+        try:
+            message = slack.wait_for(lambda: slack.messages("CUP"), timeout=20)[0]
+            [reply] = slack.wait_for(
+                lambda: [m for m in slack.messages("CUP") if m.get("thread_ts")], timeout=20
+            )
+        finally:
+            database.up()
+    assert reply["thread_ts"] == message["ts"] and NOT_VOTABLE in reply["text"]
+    assert "gemini-3.1-flash-image" in reply["text"] and "gpt-image-2" in reply["text"]
+    assert slack.calls_to("reactions.add") == [] and slack.responses_to(url) == []
+
+
 def test_a_picture_posted_while_the_database_is_down_is_not_reported_as_failed(
     database, drawing_app
 ) -> None:
