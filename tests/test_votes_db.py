@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import OperationalError
 
 from bot.votes.db import PENDING_KEEP, ModelRef, VoteStore, history_entry, normalise_url
 from bot.votes.schema import (
@@ -87,6 +89,19 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
     } <= names
     assert store.schema_version() == len(MIGRATIONS) == 6
     assert store.migrate() == []  # nothing left to apply
+
+
+def test_a_postgresql_server_that_never_answers_fails_in_seconds() -> None:
+    """A dead host accepts nothing and refuses nothing: connecting must not wait forever
+    (libpq's default), or every request waiting on the database would hang with it."""
+    with socket.socket() as silent:  # accepts connections (the kernel does), never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            VoteStore(f"postgresql://postgres@127.0.0.1:{port}/imagine")
+        assert time.monotonic() - started < 8
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:

@@ -335,12 +335,15 @@ class VoteStore:
             )
             _configure_sqlite(self._engine, busy_timeout)
         else:
+            # a server that never answers (a dead host) fails a connection in seconds, not never
+            wait = {} if "connect_timeout" in make_url(self.url).query else {"connect_timeout": 5}
             self._engine = create_engine(
                 self.url,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_timeout=pool_timeout,
                 pool_pre_ping=True,
+                connect_args=wait,
             )
         # built once: a statement built per call costs more than the insert itself
         self._insert_rated_post = self._insert_ignore(RATED_POSTS).on_conflict_do_nothing(
