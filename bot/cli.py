@@ -87,6 +87,9 @@ class ConsolePublisher:
     def open_voting(self, job: CompareJob, posted: Posted) -> None:
         pass  # nobody votes on a terminal
 
+    def close_voting(self, job: CompareJob, posted: Posted, post: ComparisonPost) -> None:
+        pass
+
     def show_leaderboard(
         self, job: LeaderboardJob, result: LeaderboardResult, chart, chart_url
     ) -> None:

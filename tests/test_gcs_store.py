@@ -254,6 +254,33 @@ def test_emulator_host_without_scheme_is_used_directly(
     assert requests.get(stored.url).content == image
 
 
+def test_a_stored_image_is_named_by_reference_and_signed_afresh_from_it(
+    make_store: StoreFactory, account: ServiceAccount
+) -> None:
+    image = png_bytes("renewed")
+    store = make_store()
+    stored = store.put(image, "image/png")
+    assert stored.ref == f"gs://{BUCKET}/{object_name(stored.url)}"
+    time.sleep(1.1)  # V4 signatures are dated to the second
+    fresh = store.url_for(stored.ref)
+    assert fresh != stored.url and urlsplit(fresh).path == urlsplit(stored.url).path
+    params = verify_v4_signature(fresh, lambda sig, msg: account.verify(sig, msg))
+    assert params["X-Goog-Date"] > parse_qs(urlsplit(stored.url).query)["X-Goog-Date"][0]
+    assert requests.get(fresh).content == image
+    # another store of the app (a new process) signs the same reference just as well
+    assert requests.get(make_store().url_for(stored.ref)).content == image
+    for foreign in ("https://example.com/a.png", "gs://", f"gs://{BUCKET}", "file:///tmp/a.png"):
+        assert store.url_for(foreign) is None
+
+
+def test_public_mode_makes_public_urls_from_references(make_store: StoreFactory) -> None:
+    image = png_bytes("public ref")
+    store = make_store(GCS_URL_MODE="public")
+    stored = store.put(image, "image/png")
+    assert store.url_for(stored.ref) == stored.url
+    assert requests.get(stored.url).content == image
+
+
 # -- concurrency ------------------------------------------------------------------------------
 def test_twenty_concurrent_puts_all_land_under_distinct_names(
     make_store: StoreFactory, front: GcsFront, emulator_url: str

@@ -255,3 +255,26 @@ def test_long_hostile_prompts_stay_within_every_limit():
     for message in (single, compare):
         assert block_errors(message["blocks"]) == []
         assert len(message["text"]) <= 3000
+
+
+def test_a_comparison_that_is_not_votable_names_the_models_and_offers_no_vote():
+    view = messages.ComparisonView(
+        prompt="a fox",
+        pictures=["https://img/pair.png"],
+        originals={"A": ["https://img/a.png"], "B": ["https://img/b.png"]},
+        models={"A": ("imagen", "gemini-image"), "B": ("dalle3", "gpt-image")},
+        emoji={"A": "a", "B": "b", "tie": "handshake", "both_bad": "x"},
+        requester="U1",
+        seconds=3.0,
+        reveal_after=3,
+    )
+    votable = messages.compare_message(view)
+    closed = messages.compare_message(view, votable=False)
+    assert "React to vote" in str(votable) and "imagine_reveal" in str(votable)
+    shown = str(closed["blocks"])
+    assert "React to vote" not in str(closed) and "imagine_reveal" not in shown
+    assert messages.NOT_VOTABLE in shown and "Votes so far" not in shown
+    assert "A was *imagen* (`gemini-image`)" in shown and "B was *dalle3*" in shown
+    assert [b["image_url"] for b in closed["blocks"] if b["type"] == "image"] == [
+        "https://img/pair.png"
+    ]

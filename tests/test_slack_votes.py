@@ -13,6 +13,8 @@ import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -344,6 +346,56 @@ def test_a_reveal_click_delivered_twice_acts_once(world):
     slack.quiesce()
     assert len(slack.calls_to("chat.update")) == 1
     assert not slack.responses_to(url)  # no "already revealed" for a click made once
+
+
+def database_text(store: VoteStore) -> str:
+    """Every row of every table, as one text."""
+    with store.engine.connect() as conn:
+        names = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        tables = [row[0] for row in names]
+        return json.dumps(
+            {
+                t: [list(map(str, r)) for r in conn.execute(text(f'SELECT * FROM "{t}"'))]
+                for t in tables
+            }
+        )
+
+
+def signed_at(url: str) -> datetime:
+    [date] = parse_qs(urlsplit(url).query)["X-Goog-Date"]
+    return datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def test_object_names_are_stored_and_a_reveal_posts_freshly_signed_urls(world):
+    slack, _, _, app, store = world
+    message, comparison = compare(world, "compare a signed heron", user="U123")
+    [picture] = [b["image_url"] for b in message["blocks"] if b["type"] == "image"]
+    links = re.findall(r"<(http[^|>]+)\|", json.dumps(message["blocks"]))
+    assert len(links) == 2 and all("X-Goog-Signature=" in u for u in [picture, *links])
+    kept = comparison.details["post"]
+    assert kept["pictures"][0].startswith("gs://imgs/")
+    assert all(r[0].startswith("gs://imgs/") for r in kept["originals"].values())
+    heron = "SELECT count(*) FROM generations WHERE prompt = 'a signed heron'"
+    settle(lambda: query(store, heron)[0][0] == 2)  # the history is written too
+    assert "X-Goog-" not in database_text(store)  # no signature, no credential, in any table
+
+    time.sleep(1.1)  # a V4 signature is dated to the second: a fresh one differs
+    before = datetime.now(UTC).replace(microsecond=0)
+    app.post_action(
+        action_id="imagine_reveal",
+        value="reveal",
+        user_id="U123",
+        message_ts=message["ts"],
+        response_url=slack.response_url(),
+    )
+    [update] = slack.wait_for(lambda: slack.calls_to("chat.update"))
+    [fresh] = [b["image_url"] for b in update["blocks"] if b["type"] == "image"]
+    fresh_links = re.findall(r"<(http[^|>]+)\|", json.dumps(update["blocks"]))
+    for old, new in zip([picture, *links], [fresh, *fresh_links], strict=True):
+        assert urlsplit(new).path == urlsplit(old).path  # the same object
+        assert signed_at(new) >= before > signed_at(old)  # signed at the reveal, not before
+        assert requests.get(new, timeout=5).content == requests.get(old, timeout=5).content
+    assert "X-Goog-" not in database_text(store)
 
 
 def test_reveal_after_three_votes_and_hidden_flag(world):

@@ -8,16 +8,23 @@ on 127.0.0.1 to tests/fakes/socket_mode.py; pictures go to FakeSlack as in HTTP 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 
 import pytest
 
+from bot.votes.db import VoteStore
 from tests.fakes.images import png_bytes
 from tests.fakes.slack import FakeSlack
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.slack_harness import AppProcess, reaction_added
+from tests.slack_harness import AppProcess, event_body, reaction_added
+
+POSITIONS = {
+    "A": {"provider": "imagen", "model": "gemini-3.1-flash-image"},
+    "B": {"provider": "dalle3", "model": "gpt-image-2"},
+}
 
 
 class SocketModeApp(AppProcess):
@@ -128,6 +135,37 @@ def test_events_arrive_and_are_acknowledged(app, fakes):
     assert ack.payload is None and ack.seconds < 1.0  # an empty ack: {"envelope_id": ...}
     time.sleep(0.2)
     assert slack.methods_called() == []  # not one of our posts: no vote, no call
+
+
+def test_a_vote_the_database_cannot_take_is_not_acknowledged(fakes, tmp_path):
+    """Over Socket Mode an event is acknowledged with its envelope_id; a vote that could not be
+    stored must not be, so that Slack delivers it again (a new envelope, the same event_id)."""
+    slack, _, socket_mode = fakes
+    path = tmp_path / "votes.db"
+    store = VoteStore(f"sqlite:///{path}")
+    ts = "1700000000.000500"
+    cid = store.register_comparison("C123", ts, "U1", "a fox", POSITIONS)
+    env = {**socket_env(*fakes), "DATABASE_URL": f"sqlite:///{path}?timeout=0.5"}
+    app = SocketModeApp(env, socket_mode, workdir=tmp_path / "app").start()
+    try:
+        vote = json.loads(event_body(reaction_added("U9", "a", "C123", ts), event_id="EvSOCK1"))
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            first = socket_mode.send("events_api", vote, app.session, retry_attempt=0)
+            with pytest.raises(AssertionError, match="no ack"):
+                socket_mode.wait_for_ack(first, timeout=2.0)
+        finally:
+            locker.execute("COMMIT")
+            locker.close()
+        again = socket_mode.send(
+            "events_api", vote, app.session, retry_attempt=1, retry_reason="timeout"
+        )
+        assert socket_mode.wait_for_ack(again, timeout=5.0).payload is None
+        assert store.votes(cid) == {"U9": "A"}
+    finally:
+        app.stop()
+        store.close()
 
 
 def test_sigterm_finishes_the_pictures_in_flight_then_exits_0(fakes, tmp_path):

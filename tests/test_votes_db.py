@@ -6,7 +6,9 @@ set through the URL) that is dropped afterwards, so runs never see each other's 
 
 from __future__ import annotations
 
+import json
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -17,9 +19,17 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import OperationalError
 
-from bot.votes.db import ModelRef, VoteStore, normalise_url
-from bot.votes.schema import EVENTS, MIGRATIONS, VOTES, Migration
+from bot.votes.db import PENDING_KEEP, ModelRef, VoteStore, history_entry, normalise_url
+from bot.votes.schema import (
+    EVENTS,
+    MIGRATIONS,
+    PENDING_REACTIONS,
+    VOTES,
+    Migration,
+    object_ref,
+)
 from tests.services import postgres_schema
 
 POSITIONS = {
@@ -77,8 +87,21 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "deliveries",
         "uploads",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 4
+    assert store.schema_version() == len(MIGRATIONS) == 6
     assert store.migrate() == []  # nothing left to apply
+
+
+def test_a_postgresql_server_that_never_answers_fails_in_seconds() -> None:
+    """A dead host accepts nothing and refuses nothing: connecting must not wait forever
+    (libpq's default), or every request waiting on the database would hang with it."""
+    with socket.socket() as silent:  # accepts connections (the kernel does), never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(OperationalError):
+            VoteStore(f"postgresql://postgres@127.0.0.1:{port}/imagine")
+        assert time.monotonic() - started < 8
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
@@ -119,6 +142,85 @@ def test_a_version_1_database_is_upgraded_once(backend_url: str) -> None:
         rows = conn.execute(text("SELECT version FROM schema_version ORDER BY version")).all()
     assert [r[0] for r in rows] == list(range(1, NEXT + 1))
     again.close()
+
+
+SIGNED_V4 = (
+    "https://storage.googleapis.com/imgs/2026/11/01/{name}.png?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+    "&X-Goog-Credential=imagine%40p.iam.gserviceaccount.com%2F20261101%2Fauto%2Fstorage%2F"
+    "goog4_request&X-Goog-Date=20261101T101010Z&X-Goog-Expires=604800"
+    "&X-Goog-SignedHeaders=host&X-Goog-Signature=0badc0ffee"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "ref"),
+    [
+        (SIGNED_V4.format(name="a"), "gs://imgs/2026/11/01/a.png"),
+        (  # an emulator's host, a prefix, a quoted name
+            "http://127.0.0.1:9023/imgs/team/x%20y.jpg?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+            "&X-Goog-Signature=abc",
+            "gs://imgs/team/x y.jpg",
+        ),
+        (
+            "https://storage.googleapis.com/imgs/a.png?GoogleAccessId=x%40y&Expires=1&Signature=s",
+            "gs://imgs/a.png",
+        ),
+        ("https://imgs.storage.googleapis.com/a/b.png?X-Goog-Signature=s", "gs://imgs/a/b.png"),
+        ("https://storage.googleapis.com/imgs/public.png", "gs://imgs/public.png"),
+        ("https://acct.blob.core.windows.net/c/i.png?sv=1&sig=s", None),  # not ours to renew
+        ("http://127.0.0.1:9023/imgs/public.png", None),  # an emulator's public URL
+        ("https://storage.googleapis.com/?X-Goog-Signature=s", "https://storage.googleapis.com/"),
+    ],
+)
+def test_object_ref_of_cloud_storage_urls(url: str, ref: str | None) -> None:
+    assert object_ref(url) == (url if ref is None else ref)
+
+
+def test_migration_5_keeps_object_names_instead_of_signed_urls(backend_url: str) -> None:
+    old = VoteStore(backend_url, migrations=MIGRATIONS[:4])  # a database at version 4
+    azure = "https://acct.blob.core.windows.net/c/i.png?sv=1&sig=s"
+    post = {
+        "prompt": "a fox",
+        "pictures": [SIGNED_V4.format(name="pair")],
+        "originals": {"A": [SIGNED_V4.format(name="a")], "B": [azure]},
+        "models": {},
+        "requester": "U1",
+        "seconds": 1.0,
+        "reveal_after": 3,
+    }
+    uploaded = {**post, "pictures": [], "originals": {}}
+    details = [
+        {"mode": "blocks", "post": post},
+        {"mode": "blocks", "view": post},  # rows before 2026-11 kept a "view"
+        {"mode": "file", "post": uploaded},
+        {},
+    ]
+    with old.engine.begin() as conn:  # as the version-4 code wrote them
+        for n, kept in enumerate(details, start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO comparisons (id, created_at, channel_id, message_ts, "
+                    "requester_id, prompt, positions, revealed, details) VALUES "
+                    "(:n, :now, 'C1', :ts, 'U1', 'a fox', :positions, false, :details)"
+                ),
+                {"n": n, "now": datetime.now(UTC), "ts": ts(n), "positions": json.dumps(POSITIONS),
+                 "details": json.dumps(kept)},
+            )  # fmt: skip
+    signed, legacy, uploaded, empty = 1, 2, 3, 4
+    old.close()
+
+    store = VoteStore(backend_url)
+    assert store.schema_version() == len(MIGRATIONS)
+    for cid, key in ((signed, "post"), (legacy, "view")):
+        kept = store.comparison(cid).details[key]
+        assert kept["pictures"] == ["gs://imgs/2026/11/01/pair.png"]
+        assert kept["originals"] == {"A": ["gs://imgs/2026/11/01/a.png"], "B": [azure]}
+        assert kept["prompt"] == "a fox" and kept["reveal_after"] == 3
+    assert store.comparison(uploaded).details["post"]["pictures"] == []
+    assert store.comparison(empty).details == {}
+    with store.engine.connect() as conn:
+        assert "X-Goog-" not in str(conn.execute(text("SELECT details FROM comparisons")).all())
+    store.close()
 
 
 def test_two_stores_starting_at_once_migrate_exactly_once(backend_url: str) -> None:
@@ -328,6 +430,118 @@ def test_reactions_on_unknown_messages_and_choices(store: VoteStore) -> None:
         store.apply_reaction("Ev4", "C1", ts(0), "V1", "A", True, "yesterday")
     with store.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(EVENTS)) == 0
+
+
+# --- reactions that arrive before their post is registered ----------------------------------
+
+
+def pending_count(store: VoteStore) -> int:
+    with store.engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(PENDING_REACTIONS))
+
+
+def test_reactions_before_the_comparison_is_registered_count_once_it_is(store: VoteStore) -> None:
+    early = [  # (event_id, voter, choice, added, event_ts), on the bot's post not registered yet
+        ("Ev1", "V1", "A", True, ts(1)),
+        ("Ev2", "V2", "B", True, ts(2)),
+        ("Ev3", "V1", "B", True, ts(3)),  # V1 changes their mind
+        ("Ev4", "V3", "tie", True, ts(4)),
+        ("Ev5", "V3", "tie", False, ts(5)),  # ...and V3 withdraws
+        ("Ev6", "V4", "up", True, ts(6)),  # a thumb is no vote on a comparison
+    ]
+    for event_id, voter, choice, added, event_ts in [*early, early[1]]:  # Ev2 redelivered
+        kept = store.apply_reaction(
+            event_id, "C1", ts(0), voter, choice, added, event_ts, keep_if_unknown=True
+        )
+        assert kept is None
+    assert store.apply_reaction("Ev7", "C1", ts(99), "V5", "A", True, ts(7)) is None  # not ours
+    assert pending_count(store) == 6
+
+    cid = store.register_comparison("C1", ts(0), "U1", "p", POSITIONS)
+    assert store.votes(cid) == {"V1": "B", "V2": "B"}
+    assert pending_count(store) == 0
+    late = store.apply_reaction("Ev8", "C1", ts(0), "V2", "A", True, ts(8), keep_if_unknown=True)
+    assert (late.previous, late.choice, late.vote_count) == ("B", "A", 2)
+    again = store.apply_reaction("Ev2", "C1", ts(0), "V2", "B", True, ts(2), keep_if_unknown=True)
+    assert again.duplicate and store.votes(cid) == {"V1": "B", "V2": "A"}
+    with store.engine.connect() as conn:
+        hidden = conn.execute(select(VOTES.c.voter_id, VOTES.c.hidden)).all()
+    assert dict(hidden) == {"V1": True, "V2": True}  # cast while the names were hidden
+    assert store.register_comparison("C1", ts(0), "U1", "p", POSITIONS) == cid
+
+
+def test_thumbs_before_a_rated_post_is_registered_count_once_it_is(store: VoteStore) -> None:
+    for n, (voter, choice) in enumerate((("V1", "up"), ("V2", "down"), ("V3", "A")), start=1):
+        store.apply_reaction(
+            f"Ev{n}", "C1", ts(1), voter, choice, True, ts(n + 1), keep_if_unknown=True
+        )
+        store.apply_reaction(
+            f"Eu{n}", "C1", ts(2), voter, choice, True, ts(n + 1), keep_if_unknown=True
+        )
+    # the history writer registers single posts in batches, a moment after they are posted
+    fields = {"user_id": "U1", "channel_id": "C1", "prompt": "p", "provider": "imagen",
+              "model": "gemini-image", "options": {}, "timings": {}, "outcome": "ok",
+              "image_urls": [], "request_id": "r1", "rated": True}  # fmt: skip
+    store.write_history([history_entry(**fields, message_ts=ts(1))])
+    post = store.rated_post_at("C1", ts(1))
+    with store.engine.connect() as conn:
+        votes = conn.execute(
+            select(VOTES.c.voter_id, VOTES.c.choice).where(VOTES.c.rated_post_id == post.id)
+        ).all()
+    assert dict(votes) == {"V1": "up", "V2": "down"}  # the letter was no vote here
+    assert pending_count(store) == 3  # the other message's thumbs still wait
+    # an upload matched with its message later
+    store.write_history([history_entry(**fields, upload_file_id="F1")])
+    [upload] = store.pending_uploads("C1")
+    store.resolve_upload(upload, ts(2))
+    assert store.apply_reaction("Ew", "C1", ts(2), "V9", "up", True, ts(9)).vote_count == 3
+    assert pending_count(store) == 0
+
+
+def test_reactions_kept_too_long_are_forgotten(store: VoteStore) -> None:
+    old = datetime.now(UTC) - PENDING_KEEP - timedelta(minutes=1)
+    store.apply_reaction(
+        "Ev1", "C1", ts(1), "V1", "A", True, ts(1), received_at=old, keep_if_unknown=True
+    )
+    store.apply_reaction("Ev2", "C1", ts(2), "V1", "A", True, ts(2), keep_if_unknown=True)
+    assert pending_count(store) == 1
+    cid = store.register_comparison("C1", ts(2), "U1", "p", POSITIONS)
+    assert store.votes(cid) == {"V1": "A"}
+
+
+def test_reactions_racing_the_registration_all_count(store: VoteStore) -> None:
+    """200 deliveries from 32 threads on a post that is registered while they arrive: each
+    is counted, whether it came before the registration, after it, or at the same moment."""
+    events = burst_events(seed=3, voters=40, unique=160)
+    rng = random.Random(5)
+    deliveries = events + rng.sample(events, 40)
+    rng.shuffle(deliveries)
+    barrier = threading.Barrier(33)
+    registered: list[int] = []
+
+    def deliver(chunk: list[dict]) -> None:
+        barrier.wait()
+        for e in chunk:
+            store.apply_reaction(
+                e["event_id"], "C1", ts(0), e["voter"], e["choice"], e["added"], e["event_ts"],
+                keep_if_unknown=True,
+            )  # fmt: skip
+
+    def register() -> None:
+        barrier.wait()
+        time.sleep(0.05)  # some reactions first
+        registered.append(store.register_comparison("C1", ts(0), "U1", "p", POSITIONS))
+
+    with ThreadPoolExecutor(33) as pool:
+        futures = [pool.submit(deliver, deliveries[i::32]) for i in range(32)]
+        futures.append(pool.submit(register))
+        for future in futures:
+            future.result()
+    [cid] = registered
+    assert store.votes(cid) == expected_votes(events)
+    assert pending_count(store) == 0
+    with store.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(EVENTS)) == 160
 
 
 # --- the burst --------------------------------------------------------------------------------

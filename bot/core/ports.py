@@ -86,6 +86,10 @@ class Publisher(Protocol):
     def open_voting(self, job: CompareJob, posted: Posted) -> None:
         """Invite votes on a registered comparison (the bot's own reactions, a Reveal button)."""
 
+    def close_voting(self, job: CompareJob, posted: Posted, post: ComparisonPost) -> None:
+        """The comparison is shown but could not be registered, so votes on it would not
+        count: show it as not votable (the models named). Best effort; never raises."""
+
     def show_leaderboard(
         self,
         job: LeaderboardJob,

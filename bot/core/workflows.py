@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import metrics
 from bot.config import VotingConfig
+from bot.core.comparisons import kept_post
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Publisher
 from bot.core.progress import JobProgress
@@ -280,19 +281,43 @@ class Workflows:
                 )
             self._finish(job, POSTED)
             return "ok_unregistered" if posted.mode == "file" else "ok"
-        self.store.register_comparison(  # before anyone can react to it
-            job.channel_id,
-            posted.ts,
-            job.user_id,
-            job.request.prompt,
-            {p: {"provider": r.provider, "model": r.model or ""} for p, r in positions.items()},
-            details={"mode": posted.mode, "post": asdict(post)},
-        )
+        registered = self._register(job, posted, post, composed, positions)
         self._finish(job, POSTED, posted.ts)
         for result in ready:
             self._record(job, result, "ok", posted.ts)
+        if not registered:
+            # the pictures are in the channel, so nothing failed for the person; but a vote
+            # on a comparison the store does not know would be lost: no voting on this one
+            self.publisher.close_voting(job, posted, post)
+            return "ok_unregistered"
         self.publisher.open_voting(job, posted)
         return "ok"
+
+    def _register(
+        self,
+        job: CompareJob,
+        posted: Posted,
+        post: ComparisonPost,
+        composed: ComposedComparison,
+        positions: dict[str, ProviderResult],
+    ) -> bool:
+        """Register the posted comparison (its votes count from now on); False when the vote
+        store cannot be reached. Kept by reference: never a signed URL in the database."""
+        assert posted.ts is not None
+        originals = {p: r.images for p, r in positions.items()}
+        try:
+            self.store.register_comparison(
+                job.channel_id,
+                posted.ts,
+                job.user_id,
+                job.request.prompt,
+                {p: {"provider": r.provider, "model": r.model or ""} for p, r in positions.items()},
+                details={"mode": posted.mode, "post": kept_post(post, composed.picture, originals)},
+            )
+        except Exception:
+            log.exception("could not register the comparison request_id=%s", job.request_id)
+            return False
+        return True
 
     def _incomplete(
         self, job: CompareJob, ready: list[ProviderResult], failed: list[ProviderResult]
@@ -321,7 +346,8 @@ class Workflows:
             data, mime = side_by_side([column[0] for column in columns], labels)
         else:
             data, mime = compose_grid(columns, labels)
-        url = self.service.put(data, mime).url  # None: uploaded (no store, or it failed)
+        picture = self.service.put(data, mime)  # no URL: uploaded (no store, or it failed)
+        url = picture.url
         originals = {
             position: [
                 image
@@ -331,7 +357,7 @@ class Workflows:
             ]
             for (position, result), column in zip(positions.items(), columns, strict=True)
         }
-        return ComposedComparison(StoredImage(url, mime, data), originals)
+        return ComposedComparison(picture, originals)
 
     # -- the leaderboard -----------------------------------------------------------------------
     def show_leaderboard(self, job: LeaderboardJob) -> str:

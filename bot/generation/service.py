@@ -225,6 +225,16 @@ class GenerationService:
             log.warning("image store failed, the picture is uploaded instead: %s", err.message)
             return StoredImage(url=None, mime_type=mime_type, data=data)
 
+    def link(self, ref: str) -> str | None:
+        """A URL people can open now for a picture kept as `ref` (`StoredImage.ref`, or a URL
+        when it had none): the store renews its own references (signed URLs expire); any
+        other http(s) URL is returned as it is; None when nothing here can open it."""
+        if self.store is not None:
+            url = self.store.url_for(ref)
+            if url:
+                return url
+        return ref if ref.startswith(("https://", "http://")) else None
+
     def image_bytes(self, image: StoredImage) -> bytes:
         """The picture's bytes: kept from generation, or fetched from its (provider) URL."""
         return image.data if image.data is not None else self._download(image.url or "")

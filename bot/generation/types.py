@@ -71,6 +71,8 @@ class StoredImage:
     mime_type: str = "image/png"
     data: bytes | None = field(default=None, repr=False)
     expires_in: float | None = None
+    ref: str | None = None  # the store's own name for it (gs://bucket/object), to make a fresh
+    # URL from later (`ImageStore.url_for`): a signed URL expires, and its signature is a secret
 
 
 @dataclass

@@ -58,7 +58,7 @@ def build_app(
         listener_executor=listeners,
         logger=bolt_log,
     )
-    reveal = Reveal(services.store, config.voting)
+    reveal = Reveal(services.store, config.voting, services.service.link)
     ImagineCommand(
         services.service, services.choice, services.runner, config.jobs.deadline
     ).register(app)

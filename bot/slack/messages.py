@@ -385,10 +385,14 @@ def full_size_links(originals: dict[str, list[str]]) -> list[Mrkdwn]:
 
 
 def compare_message(
-    view: ComparisonView, revealed: bool = False, tally: dict[str, int] | None = None
+    view: ComparisonView,
+    revealed: bool = False,
+    tally: dict[str, int] | None = None,
+    votable: bool = True,
 ) -> dict:
     """The blind side-by-side post: the composed picture, links to the originals, how to
-    vote and a Reveal button; once revealed, which model drew which side."""
+    vote and a Reveal button; once revealed, which model drew which side. Not `votable`
+    (it could not be recorded): the models named, and no way to vote."""
     blocks: list[Block] = [
         section(md("*Which picture is better?*\n“{}”", fit(view.prompt, SECTION_LIMIT - 40)))
     ]
@@ -398,6 +402,8 @@ def compare_message(
     blocks.extend(context_blocks(full_size_links(view.originals)))
     if revealed:
         blocks.append(context_block(reveal_text(view.models, tally or {})))
+    elif not votable:
+        blocks.append(context_block(unvotable_text(view.models)))
     else:
         blocks.append(
             context_block(
@@ -410,19 +416,29 @@ def compare_message(
         )
         blocks.append(reveal_button("reveal"))
     blocks.append(context_block(view.byline()))
-    text = md(
-        "{} compares models: {}. React to vote.", mention(view.requester), fit(view.prompt, 150)
+    text = md("{} compares models: {}.", mention(view.requester), fit(view.prompt, 150))
+    return message(md("{} React to vote.", text) if votable else text, blocks)
+
+
+def _sides(models: dict[str, tuple[str, str]]) -> Mrkdwn:
+    return Mrkdwn(
+        " · ".join(
+            md("{} was *{}* (`{}`)", position, provider, model)
+            for position, (provider, model) in models.items()
+        )
     )
-    return message(text, blocks)
 
 
 def reveal_text(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> Mrkdwn:
-    sides = " · ".join(
-        md("{} was *{}* (`{}`)", position, provider, model)
-        for position, (provider, model) in models.items()
-    )
     votes = " · ".join(f"{CHOICE_LABELS[c]}: {tally.get(c, 0)}" for c in CHOICE_LABELS)
-    return md("{}\nVotes so far: {}", Mrkdwn(sides), votes)
+    return md("{}\nVotes so far: {}", _sides(models), votes)
+
+
+NOT_VOTABLE = "Voting is off for this comparison: I could not record it, so votes would be lost."
+
+
+def unvotable_text(models: dict[str, tuple[str, str]]) -> Mrkdwn:
+    return md("{}\n{}", _sides(models), NOT_VOTABLE)
 
 
 def reveal_reply(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> dict:

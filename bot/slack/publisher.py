@@ -187,6 +187,24 @@ class SlackPublisher:
         if posted.mode == "file":
             self._respond(job, **messages.reveal_prompt(job.channel_id, posted.ts))
 
+    def close_voting(self, job: CompareJob, posted: Posted, post: ComparisonPost) -> None:
+        """The comparison redrawn without voting and with the models named; an upload, which
+        cannot be edited, gets that as a reply in its thread."""
+        assert posted.ts is not None
+        view = ComparisonView.of(post, self._emoji())
+        try:
+            if posted.mode == "blocks":
+                message = messages.compare_message(view, votable=False)
+                self.client.chat_update(channel=job.channel_id, ts=posted.ts, **message)
+            else:
+                self.client.chat_postMessage(
+                    channel=job.channel_id,
+                    thread_ts=posted.ts,
+                    text=messages.unvotable_text(view.models),
+                )
+        except Exception:
+            log.exception("could not turn voting off request_id=%s", job.request_id)
+
     @_retried_until_deadline
     def show_leaderboard(
         self,

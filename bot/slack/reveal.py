@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from slack_sdk import WebClient
 
 from bot.config import VotingConfig
+from bot.core.comparisons import redrawn_post
 from bot.logs import log_event
 from bot.slack import messages
 from bot.slack.messages import ComparisonView
@@ -18,22 +20,32 @@ log = logging.getLogger("imagine.slack")
 
 
 class Reveal:
-    def __init__(self, votes: VoteStore, voting: VotingConfig) -> None:
+    """`link` makes a fresh URL of a stored picture (`GenerationService.link`): the stored
+    comparison names its pictures by reference, never by a signed URL that has expired."""
+
+    def __init__(
+        self, votes: VoteStore, voting: VotingConfig, link: Callable[[str], str | None]
+    ) -> None:
         self.votes = votes
+        self.link = link
         self.emoji = {choice: name for name, choice in voting.choices.items()}
 
     def __call__(self, comparison_id: int, client: WebClient) -> bool:
-        """Reveal once: only the caller that flips the flag redraws the message."""
-        if not self.votes.mark_revealed(comparison_id):
-            return False
+        """Reveal once: only the caller that flips the flag redraws the message. The new URLs
+        are made first, so a failure there leaves the comparison to be revealed again."""
         comparison = self.votes.comparison(comparison_id)
-        assert comparison is not None
-        tally = dict(Counter(self.votes.votes(comparison_id).values()))
+        if comparison is None or comparison.revealed:
+            return False
         details = comparison.details
         models = comparison_models(comparison)
+        post = None
         if details.get("mode") == "blocks":
-            post = dict(details.get("post") or details["view"])  # "view": rows before 2026-11
-            post["models"] = models
+            kept = details.get("post") or details["view"]  # "view": rows before 2026-11
+            post = redrawn_post(kept, self.link) | {"models": models}
+        if not self.votes.mark_revealed(comparison_id):
+            return False
+        tally = dict(Counter(self.votes.votes(comparison_id).values()))
+        if post is not None:
             view = ComparisonView.of(post, self.emoji)
             message = messages.compare_message(view, revealed=True, tally=tally)
             client.chat_update(channel=comparison.channel_id, ts=comparison.message_ts, **message)

@@ -35,11 +35,12 @@ from sqlalchemy import (
     func,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 
 from bot.votes.schema import (
     COMPARISONS,
@@ -47,6 +48,7 @@ from bot.votes.schema import (
     EVENTS,
     GENERATIONS,
     MIGRATIONS,
+    PENDING_REACTIONS,
     RATED_POSTS,
     SCHEMA_VERSION,
     UPLOADS,
@@ -61,6 +63,20 @@ POSTING, POSTED, TOLD = "posting", "posted", "told"  # delivery states
 PENDING, SHARED, GONE = "pending", "shared", "gone"  # upload states
 _MIGRATION_LOCK = 0x1A6A_17E0  # pg advisory lock key held while migrating
 _WRITE = "imagine_write"  # execution option: BEGIN IMMEDIATE on SQLite (else a deferred BEGIN)
+PENDING_KEEP = timedelta(days=7)  # a reaction on a message never registered is dropped after
+
+
+class DatabaseBusy(TimeoutError):
+    """SQLite's write lock was not free within the busy timeout."""
+
+
+def _url_timeout(url: str, default: float) -> float:
+    """pysqlite's `?timeout=SECONDS` URL parameter, else `default`."""
+    value = make_url(url).query.get("timeout")
+    try:
+        return float(value) if isinstance(value, str) else default
+    except ValueError:
+        raise ValueError(f"DATABASE_URL's timeout must be seconds, not {value!r}") from None
 
 
 def normalise_url(url: str) -> str:
@@ -300,11 +316,16 @@ class VoteStore:
     ) -> None:
         """Connections are few on purpose: threads beyond `pool_size + max_overflow` wait (up to
         `pool_timeout`) for one, and each holds it for a few milliseconds. Measured on 2 cores,
-        32 threads bursting through 4 connections beat 32 connections (less contention)."""
+        32 threads bursting through 4 connections beat 32 connections (less contention).
+
+        SQLite waits `busy_timeout` seconds (or the URL's `?timeout=`, as pysqlite names it)
+        for a write lock that another process holds, then fails: the caller decides."""
         self.url = normalise_url(url)
         self._sqlite = self.url.startswith("sqlite")
         self._sqlite_writer = threading.Lock()
         if self._sqlite:
+            busy_timeout = _url_timeout(self.url, busy_timeout)
+            self._busy_timeout = busy_timeout
             self._engine = create_engine(
                 self.url,
                 connect_args={"timeout": busy_timeout, "check_same_thread": False},
@@ -314,12 +335,15 @@ class VoteStore:
             )
             _configure_sqlite(self._engine, busy_timeout)
         else:
+            # a server that never answers (a dead host) fails a connection in seconds, not never
+            wait = {} if "connect_timeout" in make_url(self.url).query else {"connect_timeout": 5}
             self._engine = create_engine(
                 self.url,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_timeout=pool_timeout,
                 pool_pre_ping=True,
+                connect_args=wait,
             )
         # built once: a statement built per call costs more than the insert itself
         self._insert_rated_post = self._insert_ignore(RATED_POSTS).on_conflict_do_nothing(
@@ -342,10 +366,16 @@ class VoteStore:
             with self._engine.begin() as conn:
                 yield conn
             return
-        with self._sqlite_writer, self._engine.connect() as conn:
-            conn.execution_options(**{_WRITE: True})
-            with conn.begin():  # BEGIN IMMEDIATE
-                yield conn
+        # bounded: behind a writer stuck on another process's lock, the queue would only grow
+        if not self._sqlite_writer.acquire(timeout=self._busy_timeout):
+            raise DatabaseBusy("the SQLite database stayed locked by another writer")
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE: True})
+                with conn.begin():  # BEGIN IMMEDIATE
+                    yield conn
+        finally:
+            self._sqlite_writer.release()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -411,7 +441,10 @@ class VoteStore:
         rated = [e.rated_post for e in entries if e.rated_post]
         uploads = [e.upload for e in entries if e.upload]
         if rated:
+            messages = [(r["channel_id"], r["message_ts"]) for r in rated]
+            self._lock_messages(conn, messages)
             conn.execute(self._insert_rated_post, rated)
+            self._apply_pending(conn, messages)
         if uploads:
             conn.execute(UPLOADS.insert(), uploads)
 
@@ -475,6 +508,7 @@ class VoteStore:
             )
             if message_ts is None:
                 return
+            self._lock_messages(conn, [(upload.channel_id, message_ts)])
             conn.execute(
                 self._insert_rated_post,
                 {
@@ -495,6 +529,7 @@ class VoteStore:
                 )
                 .values(message_ts=message_ts)
             )
+            self._apply_pending(conn, [(upload.channel_id, message_ts)])
 
     # --- deliveries: what a job has already shown, so a re-run never posts twice ---
 
@@ -533,14 +568,18 @@ class VoteStore:
         )
 
     def _message_row_id(self, table: Table, channel_id: str, message_ts: str, **values: Any) -> int:
-        """Insert the row for a message unless it exists; the row's id either way."""
+        """Insert the row for a message unless it exists, and count the votes that waited for
+        it; the row's id either way."""
         with self._write() as conn:
+            self._lock_messages(conn, [(channel_id, message_ts)])
             self._insert_message_row(conn, table, channel_id, message_ts, **values)
-            return conn.execute(
+            row_id = conn.execute(
                 select(table.c.id).where(
                     table.c.channel_id == channel_id, table.c.message_ts == message_ts
                 )
             ).scalar_one()
+            self._apply_pending(conn, [(channel_id, message_ts)])
+            return row_id
 
     def register_comparison(
         self,
@@ -643,42 +682,42 @@ class VoteStore:
         *,
         hidden: bool | None = None,
         received_at: datetime | None = None,
+        keep_if_unknown: bool = False,
     ) -> VoteChange | None:
         """Store one reaction event (once per event_id) and recompute that voter's vote.
 
-        Returns None when (channel, ts) is neither a comparison nor a rated post: register the
-        message before anyone can react to it. `choice` is a position ("A", "B", ...), "tie" or
-        "both_bad" on comparisons, "up" or "down" on rated posts. `hidden` defaults to "the
-        comparison was not yet revealed when this event was stored" (False on rated posts).
+        Returns None when (channel, ts) is neither a comparison nor a rated post; with
+        `keep_if_unknown` (a reaction on one of the bot's own messages) the event is kept and
+        counted when the message is registered (within `PENDING_KEEP`). `choice` is a position
+        ("A", "B", ...), "tie" or "both_bad" on comparisons, "up" or "down" on rated posts.
+        `hidden` defaults to "the comparison was not yet revealed when this event was stored"
+        (False on rated posts). Raises when the database cannot store it: nothing is lost
+        silently.
         """
         _event_order(event_ts)
-        received = _utc(received_at) or _now()
+        event = {
+            "event_id": event_id,
+            "channel_id": channel_id,
+            "message_ts": message_ts,
+            "voter_id": voter_id,
+            "choice": choice,
+            "added": added,
+            "event_ts": event_ts,
+            "received_at": _utc(received_at) or _now(),
+        }
         with self._write() as conn:
+            if keep_if_unknown:  # a registration of this message waits for us, or we for it
+                self._lock_messages(conn, [(channel_id, message_ts)], shared=True)
             kind, target_id, revealed, choices = self._target(conn, channel_id, message_ts)
             if kind is None:
+                if keep_if_unknown:
+                    self._keep_pending(conn, **event)
                 return None
             if choice not in choices:
                 raise ValueError(f"{choice!r} is not a choice on this message")
             self._lock(conn, kind, target_id, voter_id)
-            key = EVENTS.c.comparison_id if kind == COMPARISON else EVENTS.c.rated_post_id
-            stored = conn.execute(
-                self._insert_ignore(EVENTS)
-                .values(
-                    event_id=event_id,
-                    **{key.name: target_id},
-                    channel_id=channel_id,
-                    message_ts=message_ts,
-                    voter_id=voter_id,
-                    choice=choice,
-                    added=added,
-                    event_ts=event_ts,
-                    received_at=received,
-                    hidden=(not revealed) if hidden is None else hidden,
-                )
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(EVENTS.c.id)
-            )
-            duplicate = stored.first() is None
+            hidden = (not revealed) if hidden is None else hidden
+            duplicate = not self._store_event(conn, kind, target_id, **event, hidden=hidden)
             previous, current = self._recompute(conn, kind, target_id, voter_id)
             vote_key = VOTES.c.comparison_id if kind == COMPARISON else VOTES.c.rated_post_id
             count = conn.scalar(select(func.count()).where(vote_key == target_id))
@@ -692,6 +731,77 @@ class VoteStore:
                 vote_count=int(count or 0),
                 hidden=None if current is None else bool(current["hidden"]),
             )
+
+    def _store_event(self, conn: Connection, kind: str, target_id: int, **event: Any) -> bool:
+        """Insert one reaction event on a target; False when its event_id was stored before."""
+        key = EVENTS.c.comparison_id if kind == COMPARISON else EVENTS.c.rated_post_id
+        stored = conn.execute(
+            self._insert_ignore(EVENTS)
+            .values(**{key.name: target_id}, **event)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(EVENTS.c.id)
+        )
+        return stored.first() is not None
+
+    def _keep_pending(self, conn: Connection, **event: Any) -> None:
+        """Keep a reaction on a message not registered (yet); forget ones kept too long."""
+        conn.execute(
+            self._insert_ignore(PENDING_REACTIONS)
+            .values(**event)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        conn.execute(
+            delete(PENDING_REACTIONS).where(PENDING_REACTIONS.c.received_at < _now() - PENDING_KEEP)
+        )
+
+    def _apply_pending(self, conn: Connection, messages: Sequence[tuple[str, str]]) -> None:
+        """Count the reactions that arrived before these messages were registered (call it
+        under `_lock_messages`, after the registration). A reaction that is no choice on its
+        message (a letter on a single picture) was never a vote, and is dropped."""
+        message = tuple_(PENDING_REACTIONS.c.channel_id, PENDING_REACTIONS.c.message_ts)
+        rows = (
+            conn.execute(select(PENDING_REACTIONS).where(message.in_(sorted(set(messages)))))
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return
+        conn.execute(
+            delete(PENDING_REACTIONS).where(PENDING_REACTIONS.c.id.in_([r["id"] for r in rows]))
+        )
+        targets: dict[tuple[str, str], tuple[str | None, int, bool, set[str]]] = {}
+        voters: set[tuple[str, int, str]] = set()
+        for row in rows:
+            message = (row["channel_id"], row["message_ts"])
+            if message not in targets:
+                targets[message] = self._target(conn, *message)
+            kind, target_id, revealed, choices = targets[message]
+            if kind is None or row["choice"] not in choices:
+                continue
+            event = {k: row[k] for k in ("event_id", "channel_id", "message_ts", "voter_id")}
+            event.update({k: row[k] for k in ("choice", "added", "event_ts")})
+            received = _utc(row["received_at"])
+            self._store_event(
+                conn, kind, target_id, **event, received_at=received, hidden=not revealed
+            )
+            voters.add((kind, target_id, row["voter_id"]))
+        for kind, target_id, voter_id in sorted(voters):
+            self._lock(conn, kind, target_id, voter_id)
+            self._recompute(conn, kind, target_id, voter_id)
+
+    def _lock_messages(
+        self, conn: Connection, messages: Sequence[tuple[str, str]], *, shared: bool = False
+    ) -> None:
+        """On PostgreSQL, serialise registering a message with keeping reactions for it (shared:
+        reactions do not wait for each other), so no reaction is kept just after the message's
+        pending reactions were counted. SQLite's BEGIN IMMEDIATE already serialises writers."""
+        if self._sqlite or not messages:
+            return
+        keys = sorted({_advisory_key(f"message:{c}:{ts}") for c, ts in messages})  # one order
+        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        conn.execute(
+            text(f"SELECT {lock}(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k"), {"keys": keys}
+        )
 
     def _target(
         self, conn: Connection, channel_id: str, message_ts: str
@@ -713,8 +823,7 @@ class VoteStore:
         """Serialise one voter's events on one target (SQLite's BEGIN IMMEDIATE already does)."""
         if self._sqlite:
             return
-        digest = hashlib.blake2b(f"{kind}:{target_id}:{voter_id}".encode(), digest_size=8)
-        key = int.from_bytes(digest.digest(), "big", signed=True)
+        key = _advisory_key(f"{kind}:{target_id}:{voter_id}")
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     def _recompute(
@@ -812,6 +921,12 @@ class VoteStore:
             query = query.where(RATED_POSTS.c.channel_id == channel_id)
         with self._read() as conn:
             return [ThumbTally(p, m, c, int(n)) for p, m, c, n in conn.execute(query)]
+
+
+def _advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (a signed 64-bit integer) for `name`."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def _filtered(query: Any, since: datetime | None, blind_only: bool) -> Any:

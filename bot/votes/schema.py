@@ -7,8 +7,10 @@ the live `Table` objects the queries use.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from sqlalchemy import (
     Boolean,
@@ -141,6 +143,24 @@ UPLOADS = Table(
     Column("message_ts", String(32)),
     Index("ix_uploads_channel_state", "channel_id", "state"),
 )
+# Migration 6: votes on the bot's messages that arrived before the message was registered as a
+# comparison or a rated post (the post is in the channel a moment before it is registered, and
+# rated posts are registered in batches): kept, and counted when the message is registered.
+PENDING_REACTIONS = Table(
+    "pending_reactions",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False, unique=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("message_ts", String(32), nullable=False),
+    Column("voter_id", String(64), nullable=False),
+    Column("choice", String(32), nullable=False),
+    Column("added", Boolean, nullable=False),
+    Column("event_ts", String(32), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_pending_reactions_message", "channel_id", "message_ts"),
+    Index("ix_pending_reactions_received", "received_at"),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -177,9 +197,63 @@ def _create_uploads(conn: Connection) -> None:
     UPLOADS.create(conn)
 
 
+def _create_pending_reactions(conn: Connection) -> None:
+    PENDING_REACTIONS.create(conn)
+
+
+def object_ref(url: str) -> str:
+    """`gs://bucket/object` for the URL of a Cloud Storage object (signed, V4 or V2, or
+    public); any other signed URL loses its signature; anything else is returned as it is."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    signed = "X-Goog-Signature" in query or {"GoogleAccessId", "Signature"} <= set(query)
+    host = parts.hostname or ""
+    if host.endswith(".storage.googleapis.com"):  # virtual-hosted style
+        bucket, name = host.removesuffix(".storage.googleapis.com"), parts.path.lstrip("/")
+    elif signed or host == "storage.googleapis.com":  # path style (and emulators)
+        bucket, _, name = parts.path.lstrip("/").partition("/")
+    else:
+        return url
+    if bucket and name:
+        return f"gs://{bucket}/{unquote(name)}"
+    return urlunsplit(parts._replace(query="")) if signed else url
+
+
+def _kept_by_reference(raw: str) -> str:
+    """A comparison's details with every picture URL replaced by its object reference."""
+    details = json.loads(raw)
+    for key in ("post", "view"):
+        post = details.get(key) if isinstance(details, dict) else None
+        if not isinstance(post, dict):
+            continue
+        post["pictures"] = [object_ref(url) for url in post.get("pictures") or []]
+        post["originals"] = {
+            side: [object_ref(url) for url in urls]
+            for side, urls in (post.get("originals") or {}).items()
+        }
+    return json.dumps(details)
+
+
+def _details_by_reference(conn: Connection) -> None:
+    """Signed URLs (valid 7 days at most, their signatures secrets) out of the details: the
+    reveal signs fresh ones from the object names."""
+    rows = conn.execute(
+        text("SELECT id, details FROM comparisons WHERE details LIKE :signed OR details LIKE :gcs"),
+        {"signed": "%Signature%", "gcs": "%storage.googleapis.com%"},
+    ).all()
+    for row_id, raw in rows:
+        kept = _kept_by_reference(raw)
+        if kept != raw:
+            conn.execute(
+                text("UPDATE comparisons SET details = :d WHERE id = :i"), {"d": kept, "i": row_id}
+            )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create tables", _create_v1),
     Migration(2, "comparisons.details", _add_comparison_details),
     Migration(3, "deliveries", _create_deliveries),
     Migration(4, "uploads", _create_uploads),
+    Migration(5, "comparisons.details by object name", _details_by_reference),
+    Migration(6, "pending_reactions", _create_pending_reactions),
 )

@@ -14,6 +14,11 @@ class ImageStore(ABC):
     def put(self, data: bytes, mime_type: str) -> StoredImage:
         """Store the bytes under a new, unique name and return a URL for them."""
 
+    def url_for(self, ref: str) -> str | None:
+        """A URL people can open now for `ref` (a `StoredImage.ref` this kind of store made),
+        signed afresh where URLs are signed; None when `ref` is not one of this store's."""
+        return None
+
     def missing_settings(self) -> list[str]:
         return []
 

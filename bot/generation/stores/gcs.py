@@ -33,6 +33,7 @@ from bot.generation.stores.base import ImageStore, extension_for
 from bot.generation.types import ConfigurationError, ImagineError, StoredImage, StoreError
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+GS = "gs://"  # an object's reference, as gsutil names it: gs://bucket/object
 POOL_SIZE = 64  # connections kept per host: many worker threads upload at once
 CREDENTIALS_HINT = "GOOGLE_SERVICE_ACCOUNT_JSON (or the Application Default Credentials)"
 _NEEDS_SERVICE_ACCOUNT = (
@@ -93,7 +94,24 @@ class GcsImageStore(ImageStore):
             raise
         except Exception as err:  # the SDKs raise many types; never leak their text
             raise StoreError(self._describe(err, "upload the image").message) from err
-        return StoredImage(url=url, mime_type=mime_type, data=data, expires_in=expires_in)
+        ref = f"{GS}{bucket.name}/{blob.name}"
+        return StoredImage(url=url, mime_type=mime_type, data=data, expires_in=expires_in, ref=ref)
+
+    def url_for(self, ref: str) -> str | None:
+        """A fresh URL for an object named `gs://bucket/object`: newly signed (signing is local
+        with a key, one IAM call without), or public; None for anything else."""
+        bucket_name, _, name = ref.removeprefix(GS).partition("/")
+        if not ref.startswith(GS) or not bucket_name or not name:
+            return None
+        try:
+            client = self._connect().client
+            return self._url(client.bucket(bucket_name).blob(name))[0]
+        except ConfigurationError as err:
+            raise StoreError(err.message) from err
+        except ImagineError:
+            raise
+        except Exception as err:  # never leak the SDK's text
+            raise StoreError(self._describe(err, "sign the image URL").message) from err
 
     def check(self) -> str:
         """List one object (needs only object read access) and, if signed, sign one URL."""

@@ -48,6 +48,9 @@ def first_click(board: JobBoard, body: dict) -> bool:
         return True
 
 
+NOT_NOW = ":warning: I couldn't reveal the models just now; please try again in a minute."
+
+
 class RevealButton:
     """Only the requester reveals early; everyone else is told when the names will show."""
 
@@ -71,8 +74,13 @@ class RevealButton:
             channel, ts = action["value"].split("|", 1)  # the requester's private button
         else:
             channel, ts = body["container"]["channel_id"], body["container"]["message_ts"]
-        comparison = self.votes.comparison_at(channel, ts)
         user = body["user"]["id"]
+        try:
+            comparison = self.votes.comparison_at(channel, ts)
+        except Exception:
+            log.exception("could not read the comparison to reveal")
+            _private(respond, NOT_NOW)
+            return
         if comparison is None:
             _private(respond, "I don't know this comparison any more.")
         elif user != comparison.requester_id:
@@ -80,8 +88,15 @@ class RevealButton:
                 respond,
                 messages.reveal_refused(comparison.requester_id, self.voting.reveal_after_votes),
             )
-        elif not self.reveal(comparison.id, client) and comparison.revealed:
-            _private(respond, "The models are already revealed.")
+        else:
+            try:
+                revealed = self.reveal(comparison.id, client)
+            except Exception:
+                log.exception("could not reveal comparison_id=%s", comparison.id)
+                _private(respond, NOT_NOW)
+                return
+            if not revealed and comparison.revealed:
+                _private(respond, "The models are already revealed.")
 
 
 class CancelButton:
