@@ -361,6 +361,11 @@ def database_text(store: VoteStore) -> str:
         )
 
 
+def linked_urls(blocks: list[dict]) -> list[str]:
+    """The URLs of the links in `blocks`' text, as Slack reads them (entities decoded)."""
+    return [html.unescape(u) for u in re.findall(r"<(http[^|>]+)\|", json.dumps(blocks))]
+
+
 def signed_at(url: str) -> datetime:
     [date] = parse_qs(urlsplit(url).query)["X-Goog-Date"]
     return datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
@@ -370,7 +375,7 @@ def test_object_names_are_stored_and_a_reveal_posts_freshly_signed_urls(world):
     slack, _, _, app, store = world
     message, comparison = compare(world, "compare a signed heron", user="U123")
     [picture] = [b["image_url"] for b in message["blocks"] if b["type"] == "image"]
-    links = re.findall(r"<(http[^|>]+)\|", json.dumps(message["blocks"]))
+    links = linked_urls(message["blocks"])
     assert len(links) == 2 and all("X-Goog-Signature=" in u for u in [picture, *links])
     kept = comparison.details["post"]
     assert kept["pictures"][0].startswith("gs://imgs/")
@@ -390,7 +395,7 @@ def test_object_names_are_stored_and_a_reveal_posts_freshly_signed_urls(world):
     )
     [update] = slack.wait_for(lambda: slack.calls_to("chat.update"))
     [fresh] = [b["image_url"] for b in update["blocks"] if b["type"] == "image"]
-    fresh_links = re.findall(r"<(http[^|>]+)\|", json.dumps(update["blocks"]))
+    fresh_links = linked_urls(update["blocks"])
     for old, new in zip([picture, *links], [fresh, *fresh_links], strict=True):
         assert urlsplit(new).path == urlsplit(old).path  # the same object
         assert signed_at(new) >= before > signed_at(old)  # signed at the reveal, not before
