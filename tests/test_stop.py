@@ -1,0 +1,99 @@
+"""A stop (SIGTERM, as Heroku sends daily) while pictures take longer than the platform's grace
+period: the process drains for IMAGINE_WORKER_STOP_WAIT seconds, then tells each person whose
+picture will not arrive, through their command's response_url, and exits before the SIGKILL.
+The real process, in HTTP mode and in Socket Mode, against a Vertex AI fake that takes 30 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.slack import FakeSlack
+from tests.fakes.socket_mode import FakeSocketMode
+from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.slack_harness import AppProcess, slack_env
+from tests.test_socket_mode import SocketModeApp
+
+STOP_WAIT = 2  # the drain's budget here; 20 s by default, inside Heroku's 30
+PICTURES = 10
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeSlack, FakeVertexAI, FakeSocketMode]]:
+    with FakeSlack() as slack, FakeVertexAI() as vertex, FakeSocketMode(slack) as socket_mode:
+        vertex.slow(30.0, times=PICTURES)  # every picture takes longer than the stop allows
+        yield slack, vertex, socket_mode
+
+
+def vertex_env(vertex: FakeVertexAI) -> dict[str, str]:
+    key = service_account_info(token_uri=vertex.url + "/token")
+    return {
+        "GOOGLE_CLOUD_PROJECT": "test-project",
+        "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
+        "VERTEX_AI_BASE_URL": vertex.url,
+        "IMAGINE_PROVIDER_TIMEOUT": "60",
+        "IMAGINE_WORKER_STOP_WAIT": str(STOP_WAIT),
+    }
+
+
+def assert_everyone_was_told(slack: FakeSlack, urls: list[str], app: AppProcess, code, took):
+    logs = app.logs()
+    assert code == 0, f"exit status {code}:\n{logs}"
+    assert took < STOP_WAIT + 6, f"the stop took {took:.1f}s"
+    for i, url in enumerate(urls):
+        told = [r for r in slack.responses_to(url) if "interrupted by a restart" in (r.text or "")]
+        assert len(told) == 1, f"person {i} heard: {[r.text for r in slack.responses_to(url)]}"
+        assert told[0].body["response_type"] == "ephemeral"
+        assert f"picture {i}" in told[0].text and "please try again" in told[0].text
+    assert not slack.uploaded_files and not slack.calls_to("chat.postMessage")
+    assert "Traceback" not in logs, logs
+
+
+def test_http_mode_tells_each_person_whose_picture_a_stop_interrupts(fakes, tmp_path):
+    slack, vertex, _ = fakes
+    app = AppProcess(slack_env(slack, **vertex_env(vertex)), workdir=tmp_path).start()
+    try:
+        urls = []
+        for i in range(PICTURES):
+            urls.append(slack.response_url())
+            status, body, _ = app.post_command(
+                f"imagen picture {i}", user_id=f"U{i}", response_url=urls[-1]
+            )
+            assert status == 200 and "Drawing" in body
+        slack.wait_for(lambda: len(vertex.api_calls()) == PICTURES)  # all of them drawing
+        started = time.monotonic()
+        code = app.stop(timeout=STOP_WAIT + 20)
+        took = time.monotonic() - started
+    finally:
+        app.stop()
+    assert_everyone_was_told(slack, urls, app, code, took)
+
+
+def test_socket_mode_tells_each_person_whose_picture_a_stop_interrupts(fakes, tmp_path):
+    slack, vertex, socket_mode = fakes
+    env = {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_APP_TOKEN": socket_mode.app_token,
+        "SLACK_API_URL": slack.url + "/api/",
+        **vertex_env(vertex),
+    }
+    app = SocketModeApp(env, socket_mode, workdir=tmp_path).start()
+    try:
+        urls = []
+        for i in range(PICTURES):
+            urls.append(slack.response_url())
+            ack = socket_mode.slash_command(
+                f"imagen picture {i}", session=app.session, user_id=f"U{i}", response_url=urls[-1]
+            )
+            assert "Drawing" in ack.text
+        slack.wait_for(lambda: len(vertex.api_calls()) == PICTURES)
+        started = time.monotonic()
+        code = app.stop(timeout=STOP_WAIT + 20)
+        took = time.monotonic() - started
+    finally:
+        app.stop()
+    assert_everyone_was_told(slack, urls, app, code, took)
