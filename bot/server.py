@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import gc
-import math
 import logging
+import math
 import os
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from bot.config import Config
 from bot.logs import configure_logging
+from bot.startup import unreachable_slack
 
 
 def missing_slack_settings(config: Config) -> list[str]:
@@ -53,12 +55,17 @@ def startup_error(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def unreachable_slack(config: Config, err: OSError) -> str:
-    from bot.slack.app import DEFAULT_SLACK_API_URL
-
-    reason = getattr(err, "reason", None) or err
-    url = config.slack.api_url or DEFAULT_SLACK_API_URL
-    return f"could not reach Slack at {url} ({reason}); check the network and SLACK_API_URL"
+@contextmanager
+def quiet_slack_client() -> Iterator[None]:
+    """slack_sdk logs each failed call (and each retry) at ERROR; at start-up the failure is
+    one sentence of ours instead."""
+    logger = logging.getLogger("slack_sdk.web.base_client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def announce(config: Config, services, mode: str) -> None:
@@ -90,7 +97,8 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     client = build_web_client(config)
     services = build_for_slack(config, publisher_factory(config, client))
     listeners = listener_pool()
-    app = build_app(config, services, client, listeners)
+    with quiet_slack_client():  # a failed auth.test is reported in one sentence, by us
+        app = build_app(config, services, client, listeners)
     announce(config, services, "Socket Mode")
     if config.jobs.metrics_port is not None:
         from bot import metrics
@@ -152,7 +160,8 @@ def _serve_http(config: Config) -> int:
     from bot.web import create_app
 
     # Built before gunicorn forks (preload) so that a bad token stops start-up with one line.
-    application = create_app(config)
+    with quiet_slack_client():  # a failed auth.test is reported in one sentence, by us
+        application = create_app(config)
     announce(
         config,
         application.services,
@@ -220,7 +229,8 @@ def main_worker() -> int:
         return 2
     client = build_web_client(config)
     try:
-        client.auth_test()
+        with quiet_slack_client():
+            client.auth_test()
     except SlackApiError as err:
         code = err.response.get("error", "unknown")
         print(

@@ -46,6 +46,15 @@ def open_vote_store(config: Config):
         ) from None
 
 
+def unreachable_slack(config: Config, err: OSError) -> str:
+    """Slack's Web API did not answer (URLError, a timeout): the network, not the token."""
+    from bot.slack.app import DEFAULT_SLACK_API_URL
+
+    reason = getattr(err, "reason", None) or err
+    url = config.slack.api_url or DEFAULT_SLACK_API_URL
+    return f"could not reach Slack at {url} ({reason}); check the network and SLACK_API_URL"
+
+
 def describe(config: Config, services: Any, mode: str) -> str:
     """One line: the mode, the providers, the store, the job runner and the database."""
     service = services.service
