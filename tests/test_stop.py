@@ -12,6 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.core.jobs import GenerateJob
+from bot.core.runner import LocalJobBoard, ThreadRunner
+from bot.generation.types import ImageRequest
 from tests.fakes.slack import FakeSlack
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.vertex import FakeVertexAI, service_account_info
@@ -97,3 +100,46 @@ def test_socket_mode_tells_each_person_whose_picture_a_stop_interrupts(fakes, tm
     finally:
         app.stop()
     assert_everyone_was_told(slack, urls, app, code, took)
+
+
+# -- the runner itself ---------------------------------------------------------------------------
+def make_job(i: int, seconds: float) -> GenerateJob:
+    now = time.time()
+    return GenerateJob(
+        key=f"k{i}",
+        request_id=f"r{i}",
+        team_id="T1",
+        channel_id="C1",
+        user_id=f"U{i}",
+        created_at=now,
+        deadline=now + 600,
+        providers=("imagen",),
+        request=ImageRequest(f"picture {i} taking {seconds}s"),
+    )
+
+
+def test_the_runner_tells_only_the_jobs_that_miss_the_deadline_and_those_after_it():
+    told: list[tuple[str, str]] = []
+    done: list[str] = []
+
+    def run(job: GenerateJob) -> None:
+        time.sleep(float(job.request.prompt.split()[-1].rstrip("s")))
+        done.append(job.key)
+
+    runner = ThreadRunner(
+        LocalJobBoard(5), run, workers=4, tell=lambda j, t: told.append((j.key, t))
+    )
+    starts = [runner.submit(make_job(i, s)) for i, s in enumerate([0.1, 0.2, 5, 5, 5, 5])]
+    for submitted in starts:
+        submitted.start()  # four threads: two of the 5-second jobs wait for a thread
+    started = time.monotonic()
+    runner.drain(time.monotonic() + 0.6)
+    assert time.monotonic() - started < 1.5
+    assert sorted(done) == ["k0", "k1"]
+    assert sorted(key for key, _ in told) == ["k2", "k3", "k4", "k5"]
+    assert told[0][1].startswith(":warning: Your picture of “picture ")
+    assert "was interrupted by a restart; please try again." in told[0][1]
+    assert all(runner.board.cancelled(key) for key, _ in told)  # a waiting turn is not taken
+    late = runner.submit(make_job(9, 0.1))  # acknowledged in the instant the stop began
+    late.start()
+    assert told[-1][0] == "k9" and "k9" not in done
