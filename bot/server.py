@@ -172,16 +172,8 @@ def _serve_http(config: Config) -> int:
     gc.freeze()
 
     def worker_exit(server, worker) -> None:
-        """After SIGTERM: let the drain finish (it tells whoever it could not serve), then end
-        the process at once: job threads still drawing must neither hold it open until the
-        SIGKILL nor post after their people were told."""
-        if not application.stopping:
-            return  # a worker that failed to boot: gunicorn reports it
-        application.wait_stopped()
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        if application.stopping:  # else a worker that failed to boot: gunicorn reports it
+            application.end()
 
     class ImagineServer(BaseApplication):
         def load_config(self) -> None:

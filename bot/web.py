@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -32,6 +34,7 @@ log = logging.getLogger("imagine.web")
 EVENTS_PATH = "/slack/events"
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: Slack's payloads are a few KB (a large modal, ~100 KB)
 BODY_DEADLINE = 10.0  # seconds for a whole body once its headers are in; Slack sends at once
+EXIT_GRACE = 1.0  # seconds after the drain for gunicorn to close the connections and exit
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -51,7 +54,7 @@ class ImagineHttpApp:
     """`POST /slack/events` (Bolt), `GET /healthz`, `GET /metrics`, as one ASGI app.
 
     Built once, before gunicorn forks (`preload_app`); `after_fork()` runs in each worker
-    process. `stop()` begins the drain at SIGTERM, `wait_stopped()` ends it.
+    process. `stop()` begins the drain at SIGTERM, `end()` ends the process after it.
     """
 
     def __init__(self, config: Config) -> None:
@@ -136,12 +139,13 @@ class ImagineHttpApp:
         self.services.after_fork()
 
     def stop(self) -> None:
-        """SIGTERM: start the drain at once (it has `IMAGINE_WORKER_STOP_WAIT` seconds), while
-        gunicorn closes the connections."""
+        """SIGTERM: begin the drain at once (it has IMAGINE_WORKER_STOP_WAIT seconds) while
+        gunicorn closes the connections; `end()`, from gunicorn's worker-exit hook, waits for
+        it and ends the process."""
         if self._stopper is None:
             deadline = time.monotonic() + self.stop_wait
             self._stopper = threading.Thread(
-                target=self.drain, args=(deadline,), name="drain", daemon=True
+                target=self._stop, args=(deadline,), name="stop", daemon=True
             )
             self._stopper.start()
 
@@ -149,18 +153,36 @@ class ImagineHttpApp:
     def stopping(self) -> bool:
         return self._stopper is not None
 
-    def wait_stopped(self, timeout: float | None = None) -> None:
-        if self._stopper is None:
-            self.drain()
-        else:
-            self._stopper.join(timeout)
+    def _stop(self, deadline: float) -> None:
+        self.drain(deadline)
+        # gunicorn ends the process once its connections are closed (`end`); slow clients can
+        # hold them open until the SIGKILL, and a job still drawing must not post after its
+        # person was told it was interrupted.
+        time.sleep(EXIT_GRACE)
+        _end_process()
+
+    def end(self) -> None:
+        """The worker is exiting after SIGTERM: let the drain finish, then end the process at
+        once (job threads still drawing must not hold it open until the SIGKILL)."""
+        if self._stopper is not None:
+            self._stopper.join()
+        _end_process()
 
     def drain(self, deadline: float | None = None) -> None:
-        """Finish what was accepted by `deadline`; tell the people whose pictures will not."""
-        self.listeners.shutdown(wait=True)  # listeners may still be handing jobs over
+        """Finish what was accepted, by `deadline` when given; tell the people whose pictures
+        will not arrive. The runner stops first, so a job a listener hands over after it is
+        told at once; then the listeners finish."""
         assert self.services.runner is not None
         self.services.runner.drain(deadline)
+        self.listeners.shutdown(wait=True)
         self.services.close()
+
+
+def _end_process() -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def create_app(config: Config | None = None) -> ImagineHttpApp:
