@@ -32,7 +32,7 @@ from bot.wiring import build_for_slack
 log = logging.getLogger("imagine.web")
 
 EVENTS_PATH = "/slack/events"
-MAX_BODY_BYTES = 1 << 20  # 1 MiB: Slack's payloads are a few KB (a large modal, ~100 KB)
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: Slack's payloads are a few KB; a wide margin
 BODY_DEADLINE = 10.0  # seconds for a whole body once its headers are in; Slack sends at once
 EXIT_GRACE = 1.0  # seconds after the drain for gunicorn to close the connections and exit
 
