@@ -3,8 +3,9 @@
 The shape of Bolt's samples: acknowledge, then do the work on a thread pool (raised to 256
 threads, and Bolt's listener pool to 32), calling the openai SDK and uploading the picture
 with `files_upload_v2`. No parsing, no validation, no history, no votes, no quotas, no
-queue. It is served exactly as the app is (gunicorn, gthread, 32 threads), so that every
-difference in the figures is the app's own work.
+queue. It is served as Bolt's WSGI samples are, by gunicorn's threaded worker (gthread, 32
+threads); the app runs gunicorn's asyncio worker instead (bot/web.py: a slow client must not
+hold a thread), so the figures' differences are the app's own work and that choice.
 
     SLACK_BOT_TOKEN=... SLACK_SIGNING_SECRET=... SLACK_API_URL=... AZURE_OPENAI_ENDPOINT=...
     AZURE_OPENAI_API_KEY=... AZURE_OPENAI_IMAGE_DEPLOYMENT=... PORT=3000 python -m bench.baseline

@@ -15,7 +15,8 @@ USAGE = """usage: python -m bot [serve | worker | generate [options] PROMPT
   worker     run queued jobs (needs REDIS_URL); start as many as the load needs
   generate   draw a picture without Slack; --help for the options
   compare    draw a prompt with every configured provider, side by side
-  check      say, for each provider and the store, whether it is configured and reachable
+  check      say, for each provider, the store, the database, Slack and Redis (when set),
+             whether it is configured and reachable
 """
 
 

@@ -169,10 +169,14 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
 
 
 def run_check(config: Config, service: GenerationService, out: TextIO = sys.stdout) -> int:
-    """One line per provider and for the store: configured or not, and a live call.
+    """One line per provider, the store, the database, Slack and (when set) Redis: configured
+    or not, and a live call.
 
     Exits 1 when no provider is configured or a live call fails, so scripts can rely on it.
+    Slack not being configured is no failure: `generate` and `compare` run without it.
     """
+    from bot.checks import check_database, check_redis, check_slack
+
     status = 0 if service.configured_providers() else 1
     width = max(len(name) for name in [*service.providers, "store"])
     for name, provider in service.providers.items():
@@ -185,14 +189,26 @@ def run_check(config: Config, service: GenerationService, out: TextIO = sys.stdo
         print(f"{'store':<{width}}  no GCS_BUCKET: Slack uploads the images itself", file=out)
     else:
         status |= _live("store", width, service.store.check, out)
+    status |= _live("db", width, lambda: check_database(config), out)
+    if config.slack.bot_token:
+        status |= _live("slack", width, lambda: check_slack(config), out)
+    else:
+        print(f"{'slack':<{width}}  not configured: set SLACK_BOT_TOKEN to serve", file=out)
+    if config.jobs.redis_url:
+        status |= _live("redis", width, lambda: check_redis(config), out)
     return status
 
 
 def _live(name: str, width: int, call, out: TextIO) -> int:
+    from bot.checks import CheckFailed
+
     try:
         detail = call()
     except ImagineError as err:
         print(f"{name:<{width}}  configured, but the check failed: {err.message}", file=out)
+        return 1
+    except CheckFailed as err:
+        print(f"{name:<{width}}  configured, but the check failed: {err}", file=out)
         return 1
     except Exception as err:  # the operator needs one line, not a traceback
         print(f"{name:<{width}}  configured, but the check failed: {type(err).__name__}", file=out)

@@ -51,6 +51,28 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return number
 
 
+def _count(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    """A whole number (processes, threads)."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < minimum:
+        raise SettingError(f"{name} must be a whole number of at least {minimum}, not {value!r}")
+    return int(value)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (_text(env, "LOG_LEVEL", "INFO") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise SettingError(
+            f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {env['LOG_LEVEL'].strip()!r}"
+        )
+    return level
+
+
 def _duration(env: Mapping[str, str], name: str, default: int) -> int:
     """Seconds, or a number followed by s/m/h/d (`3600`, `12h`, `7d`)."""
     value = env.get(name, "").strip().lower()
@@ -149,6 +171,14 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """HTTP mode's server: gunicorn worker processes, and Bolt's threads in each."""
+
+    processes: int = 1  # WEB_CONCURRENCY, as Heroku sets it
+    threads: int = 32  # requests handed to Bolt at once; the event loop reads them
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     """How accepted work runs: in this process, or on a Redis queue served by workers."""
 
@@ -191,8 +221,10 @@ class Config:
     retry: RetryConfig = field(default_factory=RetryConfig)
     voting: VotingConfig = field(default_factory=VotingConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     default_provider: str | None = None
-    database_url: str = "sqlite:///imagine.db"
+    database_url: str = field(default="sqlite:///imagine.db", repr=False)  # may hold a password
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -271,8 +303,13 @@ class Config:
                 stop_wait=_number(env, "IMAGINE_WORKER_STOP_WAIT", 20.0),
                 metrics_port=_port(env, "IMAGINE_METRICS_PORT"),
             ),
+            http=HttpConfig(
+                processes=_count(env, "WEB_CONCURRENCY", 1),
+                threads=_count(env, "IMAGINE_HTTP_THREADS", 32),
+            ),
             default_provider=_text(env, "IMAGINE_DEFAULT_PROVIDER"),
             database_url=_text(env, "DATABASE_URL", "sqlite:///imagine.db"),
+            log_level=_log_level(env),
         )
 
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from bot.config import Config
 from bot.logs import configure_logging
+from bot.startup import unreachable_slack
 
 
 def missing_slack_settings(config: Config) -> list[str]:
@@ -24,8 +27,8 @@ def missing_slack_settings(config: Config) -> list[str]:
 
 
 def main_serve() -> int:
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    config = Config.from_env()
+    config = Config.from_env()  # reads .env first, so LOG_LEVEL there counts
+    configure_logging(config.log_level)
     missing = missing_slack_settings(config)
     if missing:
         print(f"error: set {', '.join(missing)} to run the Slack app", file=sys.stderr)
@@ -39,6 +42,9 @@ def main_serve() -> int:
     except BoltError as err:
         print(f"error: {startup_error(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # URLError, timeouts: Bolt's auth.test could not reach Slack
+        print(f"error: {unreachable_slack(config, err)}", file=sys.stderr)
+        return 2
 
 
 def startup_error(err: Exception) -> str:
@@ -47,6 +53,25 @@ def startup_error(err: Exception) -> str:
     if code:
         return f"Slack refused SLACK_BOT_TOKEN ({code.group(1)}): check the Bot User OAuth Token"
     return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+@contextmanager
+def quiet_slack_client() -> Iterator[None]:
+    """slack_sdk logs each failed call (and each retry) at ERROR; at start-up the failure is
+    one sentence of ours instead."""
+    logger = logging.getLogger("slack_sdk.web.base_client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def announce(config: Config, services, mode: str) -> None:
+    from bot.startup import describe
+
+    logging.getLogger("imagine.server").info(describe(config, services, mode))
 
 
 class _Stopping(Exception):
@@ -61,6 +86,7 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     """Until SIGTERM or Ctrl+C; then take no more envelopes, finish the pictures promised,
     and end the process (exit 2 when Slack refuses the app-level token)."""
     import signal
+    import time
 
     from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk.errors import SlackApiError
@@ -71,7 +97,9 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     client = build_web_client(config)
     services = build_for_slack(config, publisher_factory(config, client))
     listeners = listener_pool()
-    app = build_app(config, services, client, listeners)
+    with quiet_slack_client():  # a failed auth.test is reported in one sentence, by us
+        app = build_app(config, services, client, listeners)
+    announce(config, services, "Socket Mode")
     if config.jobs.metrics_port is not None:
         from bot import metrics
 
@@ -79,6 +107,7 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     handler = SocketModeHandler(app, config.slack.app_token)
     signal.signal(signal.SIGTERM, _stopping)
     status = 0
+    stopped_at = None
     try:
         handler.start()
     except SlackApiError as err:  # apps.connections.open refused the app-level token
@@ -90,13 +119,14 @@ def _serve_socket_mode(config: Config) -> NoReturn:
         )
         status = 2
     except (_Stopping, KeyboardInterrupt):
-        pass
+        stopped_at = time.monotonic()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
         _within(CLOSE_WAIT, handler.close)
         listeners.shutdown(wait=True)
         assert services.runner is not None
-        services.runner.drain()
+        # as long as the platform allows; then whoever waits is told it was interrupted
+        services.runner.drain(None if stopped_at is None else stopped_at + config.jobs.stop_wait)
         services.close()
     # What we accepted is done. slack_sdk's own threads (its close joins them without a
     # timeout, and a reconnect in progress can hold it) must not keep the process alive
@@ -117,29 +147,48 @@ def _within(seconds: float, call: Callable[[], object]) -> None:
     worker.join(seconds)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}es"
+
+
+STOP_MARGIN = 5  # seconds between the drain's end and gunicorn's SIGKILL: telling, exiting
+
+
 def _serve_http(config: Config) -> int:
     from gunicorn.app.base import BaseApplication
 
-    from bot.web import create_wsgi_app
+    from bot.web import create_app
 
     # Built before gunicorn forks (preload) so that a bad token stops start-up with one line.
-    application = create_wsgi_app(config)
+    with quiet_slack_client():  # a failed auth.test is reported in one sentence, by us
+        application = create_app(config)
+    announce(
+        config,
+        application.services,
+        f"HTTP on port {config.slack.port} ({_count(config.http.processes, 'process')})",
+    )
     # What exists now lives as long as the process: keep it out of the garbage collector's
     # passes (less CPU per request) and unwritten after the fork (shared between workers).
     gc.freeze()
 
+    def worker_exit(server, worker) -> None:
+        if application.stopping:  # else a worker that failed to boot: gunicorn reports it
+            application.end()
+
     class ImagineServer(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"0.0.0.0:{config.slack.port}")
-            self.cfg.set("workers", int(os.environ.get("WEB_CONCURRENCY", "1")))
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", int(os.environ.get("IMAGINE_HTTP_THREADS", "32")))
+            self.cfg.set("workers", config.http.processes)
+            # asyncio: a slow client costs a socket, not a thread (see bot/web.py)
+            self.cfg.set("worker_class", "bot.web.ImagineWorker")
             self.cfg.set("timeout", 60)
-            self.cfg.set("graceful_timeout", 25)  # Heroku sends SIGKILL 30 s after SIGTERM
+            # Heroku sends SIGKILL 30 s after SIGTERM; the drain gets IMAGINE_WORKER_STOP_WAIT
+            self.cfg.set("graceful_timeout", math.ceil(config.jobs.stop_wait) + STOP_MARGIN)
             self.cfg.set("preload_app", True)
             self.cfg.set("backlog", 2048)
-            # finish the pictures already promised before the worker process ends
-            self.cfg.set("worker_exit", lambda server, worker: application.drain())
+            # the master built the services: each worker drops the connections it inherited
+            self.cfg.set("post_fork", lambda server, worker: application.after_fork())
+            self.cfg.set("worker_exit", worker_exit)
 
         def load(self):
             return application
@@ -162,8 +211,8 @@ def main_worker() -> int:
     from bot.slack.app import build_web_client, publisher_factory
     from bot.wiring import build_for_slack
 
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     config = Config.from_env()
+    configure_logging(config.log_level)
     missing = [] if config.slack.bot_token else ["SLACK_BOT_TOKEN"]
     if not config.jobs.redis_url:
         missing.append("REDIS_URL")
@@ -172,7 +221,8 @@ def main_worker() -> int:
         return 2
     client = build_web_client(config)
     try:
-        client.auth_test()
+        with quiet_slack_client():
+            client.auth_test()
     except SlackApiError as err:
         code = err.response.get("error", "unknown")
         print(
@@ -181,14 +231,10 @@ def main_worker() -> int:
         )
         return 2
     except OSError as err:  # URLError, timeouts: the network, not the token
-        reason = getattr(err, "reason", err)
-        print(
-            f"error: could not reach Slack at {client.base_url} ({reason}); check the network "
-            "and SLACK_API_URL",
-            file=sys.stderr,
-        )
+        print(f"error: {unreachable_slack(config, err)}", file=sys.stderr)
         return 2
     services = build_for_slack(config, publisher_factory(config, client), worker=True)
+    announce(config, services, "queue worker")
     port = config.jobs.metrics_port
     if port is None:
         port = WORKER_METRICS_PORT

@@ -22,7 +22,7 @@ from bot.core.workflows import Workflows
 from bot.generation.pacing import LocalPacer, NoPacer, Pacer, RedisPacer
 from bot.generation.service import GenerationService
 from bot.generation.stores.base import ImageStore
-from bot.votes.db import VoteStore
+from bot.startup import open_vote_store
 
 
 def redis_client(config: Config):
@@ -69,15 +69,14 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
         raise SettingError("REDIS_URL is not set: a worker serves the queue on Redis")
     service = build_service(config, client)
     service.keep_bytes_if_store_fails = True  # Slack uploads what the bucket would not take
-    store = VoteStore(config.database_url)
+    store = open_vote_store(config)
     choice = ProviderChoice(service, config.default_provider)
     services: Services
     if client is None:
         board: JobBoard = LocalJobBoard(config.jobs.max_queued_per_user)
-        workflows = Workflows(
-            service, store, publisher_factory(service), config.voting, board=board, ledger=False
-        )
-        runner = ThreadRunner(board, workflows.run, config.slack.workers)
+        publisher = publisher_factory(service)
+        workflows = Workflows(service, store, publisher, config.voting, board=board, ledger=False)
+        runner = ThreadRunner(board, workflows.run, config.slack.workers, tell=publisher.tell)
         services = Services(config, service, store, choice, board, workflows, runner)
     else:
         from bot.core.queue import JobActors, QueueRunner, QueueWorker, RedisJobBoard, make_broker
@@ -106,7 +105,7 @@ def build_for_cli(
 ) -> Services:
     """The command line: jobs run in the foreground, unpaced unless quotas are set."""
     service = service or build_service(config)
-    votes = VoteStore(config.database_url)
+    votes = open_vote_store(config)
     board = LocalJobBoard(config.jobs.max_queued_per_user)
     workflows = Workflows(service, votes, publisher, config.voting, board=board, ledger=False)
     choice = ProviderChoice(service, config.default_provider)

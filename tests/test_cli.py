@@ -15,6 +15,8 @@ from sqlalchemy import select
 from bot.votes.db import VoteStore
 from bot.votes.schema import GENERATIONS
 from tests.fakes.run import fake_cloud
+from tests.fakes.slack import FakeSlack
+from tests.services import postgres_schema, redis_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +46,10 @@ def test_check_with_everything_configured(cloud_env, tmp_path):
     assert lines[0].startswith("imagen  ok: model gemini-3.1-flash-image reachable")
     assert lines[1].startswith("dalle3  ok: Azure OpenAI")
     assert lines[2].startswith("store   ok: bucket imagine-demo reachable")
-    assert len(lines) == 3 and not run.stderr
+    assert lines[3] == "db      ok: SQLite at imagine.db, created at the first start"
+    assert lines[4] == "slack   not configured: set SLACK_BOT_TOKEN to serve"
+    assert len(lines) == 5 and not run.stderr
+    assert not (tmp_path / "imagine.db").exists()  # a check writes nothing
 
 
 def test_check_names_what_is_missing_in_one_line_each(tmp_path):
@@ -54,6 +59,8 @@ def test_check_names_what_is_missing_in_one_line_each(tmp_path):
         "imagen  not configured: set GOOGLE_CLOUD_PROJECT",
         "dalle3  not configured: set AZURE_OPENAI_ENDPOINT or OPENAI_API_KEY",
         "store   no GCS_BUCKET: Slack uploads the images itself",
+        "db      ok: SQLite at imagine.db, created at the first start",
+        "slack   not configured: set SLACK_BOT_TOKEN to serve",
     ]
     assert "Traceback" not in run.stderr
 
@@ -228,3 +235,73 @@ def test_worker_names_what_it_needs_and_one_line_when_slack_is_unreachable(tmp_p
     assert run.returncode == 2
     assert run.stderr.strip().startswith("error: could not reach Slack at http://127.0.0.1:9/")
     assert "Traceback" not in run.stderr and "xoxb-test-token" not in run.stderr
+
+
+def check_lines(run: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """`check`'s lines by their first word."""
+    assert "Traceback" not in run.stderr, run.stderr
+    return {line.split()[0]: line for line in run.stdout.splitlines()}
+
+
+def test_check_asks_slack_about_the_token(cloud_env, tmp_path):
+    with FakeSlack() as slack:
+        env = {**cloud_env, "SLACK_BOT_TOKEN": slack.token, "SLACK_API_URL": slack.url + "/api/"}
+        run = bot("check", env={**env, "SLACK_SIGNING_SECRET": "s"}, cwd=tmp_path)
+        assert run.returncode == 0, run.stdout
+        assert check_lines(run)["slack"] == "slack   ok: @imagine in Imagine Test, HTTP mode"
+        assert slack.calls_to("auth.test")
+        run = bot("check", env=env, cwd=tmp_path)  # neither a signing secret nor an app token
+        assert run.returncode == 1
+        assert (
+            "but set SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN"
+            in check_lines(run)["slack"]
+        )
+        run = bot("check", env={**env, "SLACK_BOT_TOKEN": "xoxb-revoked-secret"}, cwd=tmp_path)
+        assert run.returncode == 1
+        assert check_lines(run)["slack"] == (
+            "slack   configured, but the check failed: Slack refused SLACK_BOT_TOKEN "
+            "(invalid_auth): check the Bot User OAuth Token"
+        )
+        assert "xoxb-revoked-secret" not in run.stdout + run.stderr
+
+
+def test_check_reaches_postgresql_and_redis(cloud_env, tmp_path):
+    with postgres_schema() as database_url, redis_database() as redis_url:
+        env = {**cloud_env, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+        run = bot("check", env=env, cwd=tmp_path)
+    lines = check_lines(run)
+    assert run.returncode == 0, run.stdout
+    assert lines["db"].startswith("db      ok: PostgreSQL at postgresql")
+    assert lines["redis"] == f"redis   ok: Redis at {redis_url}"
+
+
+def test_check_says_in_one_line_each_what_it_cannot_reach(cloud_env, tmp_path):
+    env = {
+        **cloud_env,
+        "DATABASE_URL": "postgresql://imagine:hunter2-secret@127.0.0.1:9/imagine",
+        "REDIS_URL": "redis://:redis-secret@127.0.0.1:9/0",
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+    }
+    run = bot("check", env=env, cwd=tmp_path)
+    lines = check_lines(run)
+    assert run.returncode == 1
+    assert lines["db"].startswith(
+        "db      configured, but the check failed: could not open the database in DATABASE_URL "
+        "(postgresql://imagine:***@127.0.0.1:9/imagine): connection failed"
+    )
+    assert lines["slack"].startswith(
+        "slack   configured, but the check failed: could not reach Slack at "
+        "http://127.0.0.1:9/api/ ("
+    )
+    assert lines["redis"].startswith(
+        "redis   configured, but the check failed: could not reach Redis at REDIS_URL "
+        "(redis://:***@127.0.0.1:9/0): "
+    )
+    for secret in ("hunter2-secret", "redis-secret", "xoxb-test-token"):
+        assert secret not in run.stdout + run.stderr
+    run = bot("check", env={**cloud_env, "DATABASE_URL": "postgres//imagine"}, cwd=tmp_path)
+    assert check_lines(run)["db"] == (
+        "db      configured, but the check failed: DATABASE_URL is not a database URL we can "
+        "use: give sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
+    )

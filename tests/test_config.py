@@ -30,6 +30,10 @@ def test_ttl_units(value, seconds):
         ({"GCS_URL_MODE": "private"}, "GCS_URL_MODE"),
         ({"KEEP_PROVIDER_URLS": "maybe"}, "KEEP_PROVIDER_URLS"),
         ({"PORT": "http"}, "PORT"),
+        ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY"),
+        ({"WEB_CONCURRENCY": "1.5"}, "WEB_CONCURRENCY"),
+        ({"IMAGINE_HTTP_THREADS": "0"}, "IMAGINE_HTTP_THREADS"),
+        ({"LOG_LEVEL": "bogus"}, "LOG_LEVEL"),
     ],
 )
 def test_bad_values_name_the_variable(env, name):
@@ -92,3 +96,17 @@ def test_gateway_token_header_and_app_key():
     assert "secret" not in repr(gateway)
     with pytest.raises(SettingError, match="AZURE_OPENAI_TOKEN_HEADER must be authorization or"):
         Config.from_env({"AZURE_OPENAI_TOKEN_HEADER": "bearer"})
+
+
+def test_http_server_and_log_level_settings():
+    config = Config.from_env({})
+    assert (config.http.processes, config.http.threads, config.log_level) == (1, 32, "INFO")
+    config = Config.from_env(
+        {"WEB_CONCURRENCY": "3", "IMAGINE_HTTP_THREADS": "8", "LOG_LEVEL": " debug "}
+    )
+    assert (config.http.processes, config.http.threads, config.log_level) == (3, 8, "DEBUG")
+
+
+def test_the_database_url_is_not_in_repr():
+    config = Config.from_env({"DATABASE_URL": "postgresql://imagine:pw-secret@db/imagine"})
+    assert "pw-secret" not in repr(config)

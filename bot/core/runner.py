@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -183,26 +183,94 @@ class Runner(ABC):
     def _dispatch(self, job: Job) -> Callable[[], object]:
         """Hand the job over (a queue: now, durably); return what starts it, if anything."""
 
-    def drain(self) -> None:  # noqa: B027 (a queue runner has nothing of its own to drain)
-        """Stop taking jobs and finish the ones accepted in this process."""
+    def drain(self, deadline: float | None = None) -> None:  # noqa: B027 (nothing of its own)
+        """Stop taking jobs; finish the ones accepted in this process, by `deadline` (a
+        `time.monotonic()` value) when given."""
+
+
+INTERRUPTED = ":warning: Your picture of “{prompt}” was interrupted by a restart; please try again."
+INTERRUPTED_PLAIN = ":warning: Your request was interrupted by a restart; please try again."
+TELL_WAIT = 4.0  # seconds the interrupted get to be told, all at once, before the process ends
+
+
+def interrupted_text(job: Job) -> str:
+    request = getattr(job, "request", None)
+    if request is None:
+        return INTERRUPTED_PLAIN
+    prompt = request.prompt if len(request.prompt) <= 80 else request.prompt[:79] + "…"
+    return INTERRUPTED.format(prompt=prompt)
 
 
 class ThreadRunner(Runner):
     """The embedded default: jobs run on threads of the process that acknowledged them.
 
-    Provider calls take 5-60 s and mostly wait, so threads are cheap; a stop (SIGTERM) drains
-    them. A crash loses them: use the queue (REDIS_URL) when that matters.
+    Provider calls take 5-60 s and mostly wait, so threads are cheap. A stop (SIGTERM) drains
+    them for as long as the platform allows, then tells each person whose picture will not
+    arrive that it was interrupted (`tell`). A crash loses them: use the queue (REDIS_URL)
+    when that matters.
     """
 
     name = "threads"
 
-    def __init__(self, board: JobBoard, run: Callable[[Job], object], workers: int) -> None:
+    def __init__(
+        self,
+        board: JobBoard,
+        run: Callable[[Job], object],
+        workers: int,
+        tell: Callable[[Job, str], object] | None = None,
+    ) -> None:
         super().__init__(board)
         self._run = run
+        self._tell = tell
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="job")
+        self._lock = threading.Lock()
+        self._unfinished: dict[Future, Job] = {}
+        self._stopping = False
 
     def _dispatch(self, job: Job) -> Callable[[], object]:
-        return lambda: self._pool.submit(self._run, job)
+        return lambda: self._start(job)
 
-    def drain(self) -> None:
-        self._pool.shutdown(wait=True)
+    def _start(self, job: Job) -> None:
+        with self._lock:
+            if not self._stopping:
+                future = self._pool.submit(self._run, job)
+                self._unfinished[future] = job
+                future.add_done_callback(self._finished)
+                return
+        self._interrupt([job])  # acknowledged in the instant the stop began
+
+    def _finished(self, future: Future) -> None:
+        with self._lock:
+            self._unfinished.pop(future, None)
+
+    def drain(self, deadline: float | None = None) -> None:
+        """Take no more jobs; wait for the accepted ones until `deadline`, then tell each
+        person whose job has not finished that it was interrupted. A job still running may
+        then post nothing more: the board calls it cancelled, and the process ends."""
+        with self._lock:
+            self._stopping = True
+            running = list(self._unfinished)
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        _, not_done = wait(running, timeout)
+        with self._lock:
+            late = {f: self._unfinished[f] for f in not_done if f in self._unfinished}
+        self._pool.shutdown(wait=False, cancel_futures=True)  # those not started never will
+        left = [job for f, job in late.items() if f.cancelled() or not f.done()]
+        if left:
+            log.warning("stopping: %d jobs did not finish in time; telling their people", len(left))
+            self._interrupt(left)
+
+    def _interrupt(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            try:
+                self.board.cancel(job.key, job.user_id)  # a waiting turn is not taken
+            except Exception:
+                pass
+        if self._tell is None:
+            return
+        pool = ThreadPoolExecutor(min(len(jobs), 16), thread_name_prefix="interrupted")
+        told = [pool.submit(self._tell, job, interrupted_text(job)) for job in jobs]
+        pool.shutdown(wait=False)
+        _, late = wait(told, TELL_WAIT)
+        if late:
+            log.warning("stopping: %d people could not be told in time", len(late))

@@ -1,0 +1,102 @@
+"""Several gunicorn worker processes (WEB_CONCURRENCY=3) sharing one PostgreSQL database.
+
+The services are built once, before gunicorn forks: a database connection opened then would
+be shared by every worker process, each talking over the same socket at once. A burst of
+comparisons and votes spread over the three workers must lose nothing and log no error.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from bot.votes.db import VoteStore
+from tests.fakes.gcs import GcsFront, start_gcs_emulator
+from tests.fakes.openai_images import FakeOpenAIImages
+from tests.fakes.slack import FakeSlack
+from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.services import postgres_schema
+from tests.slack_harness import AppProcess, providers_env, reaction_added, slack_env
+
+COMPARISONS = 12
+VOTERS = ("V1", "V2", "V3")
+EMOJI = ("a", "b", "handshake")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    server, emulator_url = start_gcs_emulator("imgs")
+    try:
+        with (
+            postgres_schema() as database_url,
+            FakeSlack() as slack,
+            FakeVertexAI() as vertex,
+            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
+            GcsFront(emulator_url) as gcs,
+        ):
+            key = service_account_info(token_uri=vertex.url + "/token")
+            env = slack_env(
+                slack,
+                **providers_env(vertex, openai, key),
+                GCS_BUCKET="imgs",
+                STORAGE_EMULATOR_HOST=gcs.url,
+                DATABASE_URL=database_url,
+                REVEAL_AFTER_VOTES="10",
+                WEB_CONCURRENCY="3",
+            )
+            workdir = tmp_path_factory.mktemp("three-workers")
+            with AppProcess(env, workdir=workdir) as app:
+                store = VoteStore(database_url)
+                yield slack, app, store
+                store.close()
+    finally:
+        server.stop()
+
+
+def test_three_workers_on_postgresql_lose_no_comparison_and_no_vote(world):
+    slack, app, store = world
+
+    def ask(i: int) -> int:
+        status, body, _ = app.post_command(
+            f"compare a lighthouse number {i}",
+            user_id=f"U{i:02d}",
+            response_url=slack.response_url(),
+        )
+        assert "Comparing 2 models" in body, body
+        return status
+
+    with ThreadPoolExecutor(COMPARISONS) as pool:
+        assert list(pool.map(ask, range(COMPARISONS))) == [200] * COMPARISONS
+
+    def message(i: int) -> dict:
+        needle = f"“a lighthouse number {i}”"
+        return [m for m in slack.messages("C123") if needle in json.dumps(m, ensure_ascii=False)]
+
+    messages = [slack.wait_for(lambda i=i: message(i), timeout=30)[0] for i in range(COMPARISONS)]
+    comparisons = [
+        slack.wait_for(lambda m=m: store.comparison_at("C123", m["ts"]), timeout=10)
+        for m in messages
+    ]
+    for m in messages:  # the voting reactions are the last thing a job does
+        slack.wait_for(lambda m=m: len(slack.reactions("C123", m["ts"])) == 4, timeout=10)
+
+    def vote(args: tuple[str, str, str]) -> int:
+        voter, emoji, ts = args
+        return app.post_event(reaction_added(voter, emoji, "C123", ts))[0]
+
+    votes = [(v, e, m["ts"]) for m in messages for v, e in zip(VOTERS, EMOJI, strict=True)]
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(vote, votes)) == {200}
+    for comparison in comparisons:
+        slack.wait_for(lambda c=comparison: store.vote_count(c.id) == len(VOTERS), timeout=10)
+        assert store.votes(comparison.id) == {"V1": "A", "V2": "B", "V3": "tie"}
+
+    logs = app.logs()
+    served_by = {
+        line.split("[")[2].split("]")[0] for line in logs.splitlines() if "Booting" in line
+    }
+    assert len(served_by) == 3, logs  # three worker processes
+    for trouble in ("Traceback", "ERROR", "can't change 'autocommit'"):
+        assert trouble not in logs, logs
