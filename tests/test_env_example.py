@@ -42,7 +42,8 @@ class RecordingEnv(Mapping[str, str]):
 
 def settings_config_reads() -> set[str]:
     """Every variable `Config.from_env` asks for, plus every setting-like name in config.py
-    (a setting read only in some branch still has its name written there)."""
+    (a setting read only in some branch still has its name written there; values such as
+    "DEBUG" have no underscore)."""
     env = RecordingEnv()
     Config.from_env(env)
     source = ast.parse(Path(config.__file__).read_text())
@@ -51,8 +52,7 @@ def settings_config_reads() -> set[str]:
         for node in ast.walk(source)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
-        and re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*", node.value)
-        and len(node.value) > 3
+        and re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+", node.value)  # NAME_LIKE_THIS
     }
     return env.asked | written
 
