@@ -16,7 +16,7 @@ from bot import metrics
 from bot.config import Config, SettingError
 from bot.core.choice import ProviderChoice
 from bot.core.ports import Publisher
-from bot.core.runner import JobBoard, LocalJobBoard, ThreadRunner
+from bot.core.runner import DatabaseJobBoard, JobBoard, LocalJobBoard, ThreadRunner
 from bot.core.services import Services
 from bot.core.workflows import Workflows
 from bot.generation.pacing import LocalPacer, NoPacer, Pacer, RedisPacer
@@ -37,16 +37,25 @@ def redis_client(config: Config):
         raise SettingError(f"REDIS_URL is not a Redis URL: {err}") from None
 
 
+STALE_MARGIN = 60.0  # seconds past its deadline a job on the database board counts as dead
 PACING_SHARE = 0.98  # of a quota we pace to: network jitter must not fit 11 calls in 10 s
+
+
+def web_processes(config: Config) -> int:
+    """gunicorn's worker processes in HTTP mode; Socket Mode runs one process."""
+    return 1 if config.slack.app_token else config.http.processes
 
 
 def build_service(
     config: Config, client: Any = None, *, store: ImageStore | None | str = "default"
 ) -> GenerationService:
     """The generation service, its calls paced to the providers' quotas: in Redis when there
-    is a queue (every process shares the quota), else in this process."""
+    is a queue (every process shares the quota), else in this process (several web processes
+    without Redis: each to its share)."""
     service = GenerationService.from_config(config, store=store)
-    quotas = {name: rpm * PACING_SHARE for name, rpm in service.quotas().items()}
+    # without Redis each web process paces alone: a share of the quota each
+    share = PACING_SHARE / (1 if client is not None else web_processes(config))
+    quotas = {name: rpm * share for name, rpm in service.quotas().items()}
     pacer: Pacer
     if not quotas:
         pacer = NoPacer()
@@ -74,6 +83,10 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
     services: Services
     if client is None:
         board: JobBoard = LocalJobBoard(config.jobs.max_queued_per_user)
+        if web_processes(config) > 1:
+            # several web processes: the board they share is the database
+            stale = config.jobs.deadline + STALE_MARGIN
+            board = DatabaseJobBoard(store, config.jobs.max_queued_per_user, stale)
         publisher = publisher_factory(service)
         workflows = Workflows(service, store, publisher, config.voting, board=board, ledger=False)
         runner = ThreadRunner(board, workflows.run, config.slack.workers, tell=publisher.tell)

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -23,17 +24,17 @@ from bot.core.jobs import (
 )
 from bot.core.ports import Waiting
 from bot.core.progress import MAX_NOTES, JobProgress
-from bot.core.runner import Admission, JobBoard, LocalJobBoard
+from bot.core.runner import Admission, DatabaseJobBoard, JobBoard, LocalJobBoard
 from bot.generation.pacing import Turn, current_turn
 from bot.generation.retry import next_wait
 from bot.generation.service import GenerationService
 from bot.generation.types import ConfigurationError, ImageRequest, InvalidRequestError
 from bot.slack.app import build_web_client, publisher_factory
-from bot.votes.db import TOLD
+from bot.votes.db import TOLD, VoteStore
 from bot.wiring import build_for_slack
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.services import redis_database
+from tests.services import postgres_schema, redis_database
 
 
 def job(kind=GenerateJob, key="k1", user="U1", **fields):
@@ -110,10 +111,16 @@ def test_provider_choice_refusals_say_what_to_do(env, named, compare, error, wor
 
 
 # -- job boards: deduplication, the per-person cap, cancellation -------------------------------
-@pytest.fixture(params=["memory", "redis"])
-def board(request) -> Iterator[JobBoard]:
+@pytest.fixture(params=["memory", "redis", "sqlite", "postgresql"])
+def board(request, tmp_path) -> Iterator[JobBoard]:
     if request.param == "memory":
         yield LocalJobBoard(max_per_user=2)
+        return
+    if request.param in ("sqlite", "postgresql"):  # several web processes without Redis
+        with database_url(request.param, tmp_path) as url:
+            store = VoteStore(url)
+            yield DatabaseJobBoard(store, max_per_user=2, stale=600)
+            store.close()
         return
     with redis_database() as url:
         import redis
@@ -180,6 +187,30 @@ def test_redis_board_forgets_jobs_of_a_dead_worker_after_their_deadline():
         assert board.admit(job(key="old", deadline=stale)) is Admission.ACCEPTED
         assert board.admit(job(key="new")) is Admission.ACCEPTED
         assert board.active() == 1
+
+
+def test_database_board_forgets_jobs_of_a_dead_process_after_they_go_stale(tmp_path):
+    store = VoteStore(f"sqlite:///{tmp_path / 'board.db'}")
+    now = [1_000_000.0]
+    board = DatabaseJobBoard(store, max_per_user=1, stale=60, clock=lambda: now[0])
+    assert board.admit(job(key="old")) is Admission.ACCEPTED  # its process then died
+    now[0] += 30
+    assert board.admit(job(key="new")) is Admission.TOO_MANY
+    now[0] += 31
+    assert board.admit(job(key="new")) is Admission.ACCEPTED
+    assert board.active() == 1
+    now[0] += 600
+    assert board.admit(job(key="old")) is Admission.ACCEPTED  # long forgotten: a new command
+    store.close()
+
+
+@contextmanager
+def database_url(kind: str, tmp_path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'board.db'}"
+    else:
+        with postgres_schema() as url:
+            yield url
 
 
 # -- the progress note ---------------------------------------------------------------------

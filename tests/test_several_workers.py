@@ -8,6 +8,7 @@ comparisons and votes spread over the three workers must lose nothing and log no
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,8 +19,15 @@ from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import postgres_schema
-from tests.slack_harness import AppProcess, providers_env, reaction_added, slack_env
+from tests.slack_harness import (
+    AppProcess,
+    providers_env,
+    reaction_added,
+    slack_env,
+    slash_command_body,
+)
 
+FORM = "application/x-www-form-urlencoded"
 COMPARISONS = 12
 VOTERS = ("V1", "V2", "V3")
 EMOJI = ("a", "b", "handshake")
@@ -49,14 +57,14 @@ def world(tmp_path_factory):
             workdir = tmp_path_factory.mktemp("three-workers")
             with AppProcess(env, workdir=workdir) as app:
                 store = VoteStore(database_url)
-                yield slack, app, store
+                yield slack, app, store, openai
                 store.close()
     finally:
         server.stop()
 
 
 def test_three_workers_on_postgresql_lose_no_comparison_and_no_vote(world):
-    slack, app, store = world
+    slack, app, store, _ = world
 
     def ask(i: int) -> int:
         status, body, _ = app.post_command(
@@ -100,3 +108,38 @@ def test_three_workers_on_postgresql_lose_no_comparison_and_no_vote(world):
     assert len(served_by) == 3, logs  # three worker processes
     for trouble in ("Traceback", "ERROR", "can't change 'autocommit'"):
         assert trouble not in logs, logs
+
+
+def test_a_command_sent_to_every_worker_is_drawn_once_and_the_cap_counts_all_of_them(world):
+    """Without Redis the three workers share their job board through the database: a command
+    delivered again (into another worker) is drawn once, and one person's pictures on the way
+    are counted across the workers."""
+    slack, app, _, openai = world
+    openai.generation_delay = 2.0
+    try:
+        body = slash_command_body("dalle3 a twice-told tale", response_url=slack.response_url())
+        signed_at = int(time.time())
+        with ThreadPoolExecutor(9) as pool:  # at once, so that every worker gets copies
+            copies = list(
+                pool.map(lambda _: app.post_signed(body, FORM, timestamp=signed_at), range(9))
+            )
+        assert [status for status, _, _ in copies] == [200] * 9
+        assert sum("Drawing" in text for _, text, _ in copies) == 1
+
+        def ask(i: int) -> str:
+            return app.post_command(
+                f"dalle3 a hat {i}", user_id="UCAP", response_url=slack.response_url()
+            )[1]
+
+        with ThreadPoolExecutor(9) as pool:
+            answers = list(pool.map(ask, range(9)))
+        assert sum("Drawing" in a for a in answers) == 5  # IMAGINE_MAX_QUEUED_PER_USER
+        assert sum("already have 5 pictures on the way" in a for a in answers) == 4
+        def posts(prompt: str) -> int:
+            return sum(prompt in json.dumps(m) for m in slack.messages("C123"))
+
+        slack.wait_for(lambda: sum(posts(f"a hat {i}") for i in range(9)) == 5, timeout=30)
+        slack.quiesce()
+        assert posts("a twice-told tale") == 1
+    finally:
+        openai.generation_delay = 0.0

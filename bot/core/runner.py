@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.core.jobs import Job, LeaderboardJob
+from bot.votes.db import VoteStore
 
 log = logging.getLogger("imagine.jobs")
 
@@ -133,6 +134,52 @@ class LocalJobBoard(JobBoard):
     def active(self) -> int:
         with self._lock:
             return len(self._owners)
+
+
+class DatabaseJobBoard(JobBoard):
+    """The board of several web processes that share a database and no Redis
+    (`WEB_CONCURRENCY` > 1 with the embedded runner): a command retried into another process
+    is still drawn once, the cap counts every process's jobs, and Cancel works wherever the
+    click lands. Each job still runs in the process that admitted it."""
+
+    def __init__(
+        self,
+        store: VoteStore,
+        max_per_user: int,
+        stale: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(max_per_user)
+        self.store = store
+        self.stale = stale  # seconds after which a job on the way is a dead process's
+        self._clock = clock
+
+    def admit(self, job: Job) -> Admission:
+        answer = self.store.board_admit(
+            job.key,
+            job.user_id,
+            counts=counts_toward_cap(job),
+            max_per_user=self.max_per_user,
+            now=self._clock(),
+            remember=DEDUP_SECONDS,
+            stale=self.stale,
+        )
+        return Admission(answer)
+
+    def cancel(self, key: str, user_id: str) -> bool:
+        return self.store.board_cancel(key, user_id)
+
+    def cancelled(self, key: str) -> bool:
+        return self.store.board_cancelled(key)
+
+    def once(self, key: str, seconds: float) -> bool:
+        return self.store.board_once(key, now=self._clock(), seconds=seconds)
+
+    def finish(self, job: Job) -> None:
+        self.store.board_finish(job.key)
+
+    def active(self) -> int:
+        return self.store.board_on_the_way(now=self._clock(), stale=self.stale)
 
 
 def _nothing() -> None:

@@ -42,6 +42,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 
+from bot.votes import board
 from bot.votes.schema import (
     COMPARISONS,
     DELIVERIES,
@@ -530,6 +531,32 @@ class VoteStore:
                 .values(message_ts=message_ts)
             )
             self._apply_pending(conn, [(upload.channel_id, message_ts)])
+
+    # --- the job board of web processes that share no Redis (see `bot.votes.board`) ---
+
+    def board_admit(self, key: str, user_id: str, **limits: Any) -> str:
+        with self._write() as conn:
+            return board.admit(conn, key, user_id, **limits)
+
+    def board_cancel(self, key: str, user_id: str) -> bool:
+        with self._write() as conn:
+            return board.cancel(conn, key, user_id)
+
+    def board_cancelled(self, key: str) -> bool:
+        with self._read() as conn:
+            return board.cancelled(conn, key)
+
+    def board_finish(self, key: str) -> None:
+        with self._write() as conn:
+            board.finish(conn, key)
+
+    def board_once(self, key: str, *, now: float, seconds: float) -> bool:
+        with self._write() as conn:
+            return board.once(conn, key, now=now, seconds=seconds)
+
+    def board_on_the_way(self, *, now: float, stale: float) -> int:
+        with self._read() as conn:
+            return board.on_the_way(conn, now=now, stale=stale)
 
     # --- deliveries: what a job has already shown, so a re-run never posts twice ---
 

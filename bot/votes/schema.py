@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -161,6 +162,21 @@ PENDING_REACTIONS = Table(
     Index("ix_pending_reactions_message", "channel_id", "message_ts"),
     Index("ix_pending_reactions_received", "received_at"),
 )
+# Migration 7: the job board of several web processes that share no Redis (WEB_CONCURRENCY > 1
+# with the embedded runner): which commands were accepted (a repeat is drawn once), which are
+# on the way and for whom (the per-person cap), which were cancelled; and button clicks seen
+# (state "once", `at` = until when a repeat is ignored). Times are epoch seconds.
+JOB_BOARD = Table(
+    "job_board",
+    _metadata,
+    Column("key", String(255), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("counts", Boolean, nullable=False),  # toward the person's cap
+    Column("state", String(16), nullable=False),  # active -> done | cancelled; or once
+    Column("at", Float, nullable=False),
+    Index("ix_job_board_user_state", "user_id", "state"),
+    Index("ix_job_board_at", "at"),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -199,6 +215,10 @@ def _create_uploads(conn: Connection) -> None:
 
 def _create_pending_reactions(conn: Connection) -> None:
     PENDING_REACTIONS.create(conn)
+
+
+def _create_job_board(conn: Connection) -> None:
+    JOB_BOARD.create(conn)
 
 
 def object_ref(url: str) -> str:
@@ -256,4 +276,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "uploads", _create_uploads),
     Migration(5, "comparisons.details by object name", _details_by_reference),
     Migration(6, "pending_reactions", _create_pending_reactions),
+    Migration(7, "job_board", _create_job_board),
 )
