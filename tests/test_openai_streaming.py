@@ -186,3 +186,13 @@ def test_a_cut_stream_is_retried_and_its_previews_start_again(fake):
     output, _ = draw(plain(fake), ImageRequest("a fox"), previews)
     assert output.images and len(fake.calls(GEN)) == 2
     assert [i for i, _, _ in previews] == [0, 0, 1]
+
+
+def test_a_throttled_stream_waits_and_is_retried_like_any_call(fake):
+    """The stream is one call to the pacer and the retries: a 429 first, then the previews."""
+    fake.rate_limit(retry_after_ms=50)
+    previews: list = []
+    output, _ = draw(azure(fake), ImageRequest("a fox"), previews)
+    calls = fake.calls(GEN)
+    assert len(calls) == 2 and all(c.json()["stream"] is True for c in calls)
+    assert output.images and [i for i, _, _ in previews] == [0, 1]
