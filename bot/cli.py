@@ -64,7 +64,9 @@ class ConsolePublisher:
             ahead = ", ".join(f"{p}: {n} ahead" for p, n in waiting.ahead.items())
             self._print(f"waiting for the providers' quotas ({ahead})…")
 
-    def post_pictures(self, job: Job, result, seconds: float) -> Posted:
+    shows_previews = False  # a terminal prints the finished pictures only
+
+    def post_pictures(self, job: Job, result, seconds: float, replace=None) -> Posted:
         timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
         lines = [f"{result.provider} ({result.model}) {timing}"]
         if result.revised_prompt:
@@ -73,6 +75,12 @@ class ConsolePublisher:
         lines += [f"  {image.url}" for image in result.images]
         self._print(*lines)
         return Posted(mode="console")
+
+    def preview(self, job, provider, model, image, index, replace) -> Posted:
+        return Posted(mode="console")
+
+    def withdraw_preview(self, job, posted) -> None:
+        pass
 
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison

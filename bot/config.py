@@ -100,6 +100,17 @@ def _rate(env: Mapping[str, str], name: str) -> float | None:
     return rate
 
 
+def _partial_images(env: Mapping[str, str]) -> int:
+    """OPENAI_PARTIAL_IMAGES: the previews a gpt-image model streams, 0 to 3 (the API's range)."""
+    name = "OPENAI_PARTIAL_IMAGES"
+    text = env.get(name, "").strip()
+    if not text:
+        return 2
+    if not text.isdigit() or int(text) > 3:
+        raise SettingError(f"{name} must be a whole number from 0 to 3, not {text!r}")
+    return int(text)
+
+
 def _port(env: Mapping[str, str], name: str) -> int | None:
     if not env.get(name, "").strip():
         return None
@@ -148,6 +159,7 @@ class OpenAIConfig:
     base_url: str | None = None
     model: str = DEFAULT_OPENAI_IMAGE_MODEL
     requests_per_minute: float | None = None  # the deployment's quota; None: no pacing
+    partial_images: int = 2  # previews a gpt-image model streams while it draws (0: none)
 
 
 @dataclass(frozen=True)
@@ -271,6 +283,7 @@ class Config:
                 base_url=_text(env, "OPENAI_BASE_URL"),
                 model=_text(env, "OPENAI_IMAGE_MODEL", DEFAULT_OPENAI_IMAGE_MODEL),
                 requests_per_minute=_rate(env, "OPENAI_REQUESTS_PER_MINUTE"),
+                partial_images=_partial_images(env),
             ),
             store=StoreConfig(
                 gcs_bucket=_text(env, "GCS_BUCKET"),

@@ -15,6 +15,8 @@ def test_defaults():
     assert config.store.keep_provider_urls is False
     assert config.slack.port == 3000
     assert config.database_url == "sqlite:///imagine.db"
+    assert config.openai.partial_images == 2
+    assert Config.from_env({"OPENAI_PARTIAL_IMAGES": "0"}).openai.partial_images == 0
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("3600", 3600), ("12h", 43200), ("7d", 604800)])
@@ -34,6 +36,9 @@ def test_ttl_units(value, seconds):
         ({"WEB_CONCURRENCY": "1.5"}, "WEB_CONCURRENCY"),
         ({"IMAGINE_HTTP_THREADS": "0"}, "IMAGINE_HTTP_THREADS"),
         ({"LOG_LEVEL": "bogus"}, "LOG_LEVEL"),
+        ({"OPENAI_PARTIAL_IMAGES": "4"}, "OPENAI_PARTIAL_IMAGES"),
+        ({"OPENAI_PARTIAL_IMAGES": "-1"}, "OPENAI_PARTIAL_IMAGES"),
+        ({"OPENAI_PARTIAL_IMAGES": "two"}, "OPENAI_PARTIAL_IMAGES"),
     ],
 )
 def test_bad_values_name_the_variable(env, name):

@@ -127,6 +127,9 @@ def everything_said_about(request: ImageRequest) -> list[dict]:
         messages.message(messages.working_text({"imagen": "m", "dalle3": "n"}, request)),
         messages.waiting_note(prompt, {"Google Vertex AI": 3}, "job-key"),
         messages.drawing_note(prompt),
+        messages.preview_message(
+            request, "dalle3", "gpt-image-2", f"{PICTURES}p.png", 0, REQUESTER
+        ),
         messages.message(messages.error_text(refused)),
         messages.sentence(EXPIRED.format(prompt=prompt, minutes=10)),
         messages.sentence(INTERRUPTED.format(prompt=prompt)),

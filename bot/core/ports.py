@@ -63,6 +63,10 @@ class Waiting:
 class Publisher(Protocol):
     """Shows a job's outcome to people. Every method is safe to call from many threads."""
 
+    # whether this front end can show a picture's previews and replace them in place (Slack
+    # messages: yes; a terminal: no). Previews also need the image store: they are linked.
+    shows_previews: bool
+
     def tell(self, job: Job, text: str) -> None:
         """One private sentence to the requester; never raises."""
 
@@ -73,9 +77,33 @@ class Publisher(Protocol):
         """Replace the requester's private progress note: waiting (with a way to cancel),
         or, with None, drawing now. Best effort; never raises."""
 
-    def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
-        """One provider's pictures, in the channel (privately when the bot cannot post there).
-        Raises DeliveryFailed when they could not be shown before the job's deadline."""
+    def post_pictures(
+        self,
+        job: GenerateJob,
+        result: ProviderResult,
+        seconds: float,
+        replace: Posted | None = None,
+    ) -> Posted:
+        """One provider's pictures, in the channel (privately when the bot cannot post there);
+        `replace`: the preview they replace in place. Raises DeliveryFailed when they could not
+        be shown before the job's deadline."""
+
+    def preview(
+        self,
+        job: GenerateJob,
+        provider: str,
+        model: str,
+        image: StoredImage,
+        index: int,
+        replace: Posted | None,
+    ) -> Posted:
+        """A picture still being drawn (`image` has a URL): posted in the channel the first
+        time, then `replace` updated in place. Posted(private=True) when the bot cannot post
+        there (no more previews then). May raise; the workflow carries on without previews."""
+
+    def withdraw_preview(self, job: GenerateJob, posted: Posted) -> None:
+        """The picture will not be finished: the preview must not stay looking like one
+        (deleted, or replaced by a sentence). Best effort; never raises."""
 
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison

@@ -22,10 +22,12 @@ from bot.config import VotingConfig
 from bot.core.comparisons import kept_post
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Publisher
+from bot.core.previews import PreviewPosts
 from bot.core.progress import JobProgress
 from bot.core.runner import JobBoard
 from bot.generation.compose import compose_grid, side_by_side
 from bot.generation.pacing import JobCancelled, Turn, current_turn
+from bot.generation.previews import current_previews
 from bot.generation.service import GenerationService
 from bot.generation.types import ImagineError, ProviderResult, StoredImage
 from bot.logs import log_event
@@ -180,24 +182,63 @@ class Workflows:
         except Exception:  # the board unreachable: carry on, as if nobody pressed Cancel
             return False
 
-    # -- one provider at a time --------------------------------------------------------------
+    # -- one provider at a time ---------------------------------------------------------------
     def generate(self, job: GenerateJob, progress: JobProgress | None = None) -> str:
-        results = self._draw(job, progress)
-        if not self._claim(job):
+        previews = self._previews(job)
+        token = current_previews.set(previews.show if previews else None)
+        try:
+            results = self._draw(job, progress)
+        except JobCancelled:  # cancelled from its waiting note as drawing began
+            if previews is not None:
+                previews.withdraw()
+                if previews.claimed:
+                    self._finish(job, TOLD)
+            raise
+        except Exception:  # `run` tells the person; no preview stays up looking finished
+            if previews is not None:
+                previews.withdraw()
+            raise
+        finally:
+            current_previews.reset(token)
+        claimed = previews is not None and previews.claimed
+        if not (claimed or self._claim(job)):
             return self._claimed_before(job)
         outcomes: list[str] = []
         shown_ts: str | None = None
-        for result in results:
-            if result.error is not None:
-                self._record(job, result, result.error.kind)
-                self.publisher.tell_error(job, result.error)
-                outcomes.append(result.error.kind)
-                continue
-            outcome, posted = self._post_pictures(job, result)
-            shown_ts = shown_ts or posted.ts
-            outcomes.append(outcome)
+        try:
+            for result in results:
+                if result.error is not None:
+                    if previews is not None:
+                        previews.withdraw(result.provider)
+                    self._record(job, result, result.error.kind)
+                    self.publisher.tell_error(job, result.error)
+                    outcomes.append(result.error.kind)
+                    continue
+                replace = previews.replacing(result.provider) if previews else None
+                outcome, posted = self._post_pictures(job, result, replace)
+                shown_ts = shown_ts or posted.ts
+                outcomes.append(outcome)
+        except DeliveryFailed:
+            if previews is not None:
+                previews.withdraw()
+            raise
         self._finish(job, POSTED if "ok" in outcomes else TOLD, shown_ts)
         return outcomes[0] if len(set(outcomes)) == 1 else ",".join(outcomes)
+
+    def _previews(self, job: GenerateJob) -> PreviewPosts | None:
+        """Previews for this job's pictures, when the front end can replace a post in place
+        and there is a store to link them from (an upload cannot be replaced)."""
+        if not getattr(self.publisher, "shows_previews", False) or self.service.store is None:
+            return None
+        providers = self.service.providers
+        models = {name: providers[name].model for name in job.providers if name in providers}
+        return PreviewPosts(
+            job,
+            self.publisher,
+            claim=lambda: self._claim(job),
+            put=lambda data, mime: self.service.put(data, mime),
+            models=models,
+        )
 
     def _draw(
         self, job: GenerateJob | CompareJob, progress: JobProgress | None
@@ -228,8 +269,13 @@ class Workflows:
             raise JobCancelled()  # cancelled from its waiting note as drawing began
         return results
 
-    def _post_pictures(self, job: Job, result: ProviderResult) -> tuple[str, Posted]:
-        posted = self.publisher.post_pictures(job, result, job.elapsed())
+    def _post_pictures(
+        self, job: Job, result: ProviderResult, replace: Posted | None = None
+    ) -> tuple[str, Posted]:
+        if replace is not None:
+            posted = self.publisher.post_pictures(job, result, job.elapsed(), replace=replace)
+        else:
+            posted = self.publisher.post_pictures(job, result, job.elapsed())
         outcome = "not_in_channel" if posted.private else "ok"
         # 👍 / 👎 on the post then rate the model
         self._record(

@@ -227,6 +227,31 @@ def result_message(
 RATE_HINT = "React :+1: or :-1: to rate this model."
 
 
+def preview_message(
+    request: ImageRequest, provider: str, model: str, url: str, index: int, user_id: str
+) -> dict:
+    """A picture still being drawn: the model's latest preview, marked as one, replaced in
+    place by the next preview and by the finished picture."""
+    blocks: list[Block] = [
+        section(md("*{}*", fit(request.prompt, SECTION_LIMIT - 2))),
+        image_block(url, f"Preview {index + 1}: {request.prompt}"),
+        context_block(
+            md(
+                ":hourglass_flowing_sand: Still drawing: preview {} · {} · `{}` · asked by {}",
+                index + 1,
+                provider,
+                model,
+                mention(user_id),
+            )
+        ),
+    ]
+    text = md("{}'s picture, still drawing: {}", mention(user_id), fit(request.prompt, 150))
+    return message(text, blocks)
+
+
+PREVIEW_WITHDRAWN = "This picture could not be finished; the preview was withdrawn."
+
+
 def byline(result: ProviderResult, user_id: str, seconds: float) -> Mrkdwn:
     return md(
         "{} · `{}` · asked by {} · {:.1f} s",

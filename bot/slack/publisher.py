@@ -20,7 +20,7 @@ from bot.config import VotingConfig
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Waiting
 from bot.core.workflows import describe
-from bot.generation.types import ImageRequest, ImagineError, ProviderResult
+from bot.generation.types import ImageRequest, ImagineError, ProviderResult, StoredImage
 from bot.slack import messages
 from bot.slack.delivery import Delivery, NotInChannelError, Upload
 from bot.slack.messages import ComparisonView
@@ -77,6 +77,8 @@ def _retried_with_grace(method):
 
 
 class SlackPublisher:
+    shows_previews = True  # a message with image blocks can be replaced in place
+
     def __init__(
         self,
         client: WebClient,
@@ -126,17 +128,28 @@ class SlackPublisher:
 
     # -- in the channel --------------------------------------------------------------------
     @_retried_until_deadline
-    def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
-        """One provider's pictures: image blocks when they have URLs, else uploaded files."""
+    def post_pictures(
+        self,
+        job: GenerateJob,
+        result: ProviderResult,
+        seconds: float,
+        replace: Posted | None = None,
+    ) -> Posted:
+        """One provider's pictures: image blocks when they have URLs, else uploaded files.
+        `replace`: the preview message, updated in place into the finished picture."""
         request = job.request
         linked = all(image.url for image in result.images)
         try:
             if linked:
                 message = messages.result_message(result, request, job.user_id, seconds)
+                if replace is not None and replace.ts and self._update(job, replace.ts, message):
+                    return Posted(replace.ts)
                 return Posted(self.delivery.post_message(job.channel_id, message))
             comment = messages.upload_comment(result, request, job.user_id, seconds)
             files = uploads(result, request)
             file_ids = self.delivery.upload_files(job.channel_id, files, comment)
+            if replace is not None:  # the picture is an upload, which cannot replace it
+                self.withdraw_preview(job, replace)
             # which message the upload became is asked only when someone rates it
             return Posted(mode="file", file_id=next(iter(file_ids), None))
         except NotInChannelError:
@@ -147,6 +160,60 @@ class SlackPublisher:
             else:
                 self.tell(job, f":warning: {messages.NOT_IN_CHANNEL}")
             return Posted(private=True)
+
+    def _update(self, job: Job, ts: str, message: dict[str, Any]) -> bool:
+        """chat.update of our own message; False when it is gone (someone deleted the preview,
+        or the bot was removed from the channel): the caller posts anew."""
+        try:
+            self.client.chat_update(channel=job.channel_id, ts=ts, **message)
+        except SlackApiError as err:
+            if err.response.status_code == 429 or err.response.status_code >= 500:
+                raise
+            log.warning(
+                "chat.update failed (%s) request_id=%s", err.response.get("error"), job.request_id
+            )
+            return False
+        return True
+
+    def preview(
+        self,
+        job: GenerateJob,
+        provider: str,
+        model: str,
+        image: StoredImage,
+        index: int,
+        replace: Posted | None,
+    ) -> Posted:
+        """A preview in the channel, or in place of the previous one. Not retried until the
+        deadline: a preview Slack will not take is skipped, the picture still comes."""
+        assert image.url is not None
+        message = messages.preview_message(
+            job.request, provider, model, image.url, index, job.user_id
+        )
+        if replace is not None and replace.ts and self._update(job, replace.ts, message):
+            return replace
+        try:
+            return Posted(self.delivery.post_message(job.channel_id, message))
+        except NotInChannelError:
+            return Posted(private=True)  # the finished picture is shown privately instead
+
+    def withdraw_preview(self, job: GenerateJob, posted: Posted) -> None:
+        """Delete the preview; if Slack will not, say in it that the picture is not coming."""
+        if not posted.ts:
+            return
+        try:
+            self.client.chat_delete(channel=job.channel_id, ts=posted.ts)
+            return
+        except Exception as err:
+            log.warning("could not delete a preview request_id=%s: %s", job.request_id, err)
+        try:
+            self.client.chat_update(
+                channel=job.channel_id,
+                ts=posted.ts,
+                **messages.message(messages.PREVIEW_WITHDRAWN, []),
+            )
+        except Exception:
+            log.exception("could not withdraw a preview request_id=%s", job.request_id)
 
     @_retried_until_deadline
     def post_comparison(

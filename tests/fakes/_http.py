@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +40,9 @@ class Reply:
     body: Any = b""  # bytes, str, or anything JSON-serialisable
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # sent chunk by chunk as it is produced (Transfer-Encoding: chunked), as a server streams
+    # server-sent events; `body` is then ignored
+    stream: Iterable[bytes] | None = None
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -130,6 +133,9 @@ class FakeServer:
                 reply = fake._dispatch(request)
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.stream is not None:
+                    self._stream(reply)
+                    return
                 payload, headers = reply.encoded()
                 try:
                     self.send_response(reply.status)
@@ -141,6 +147,23 @@ class FakeServer:
                         self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test); nothing to answer
+
+            def _stream(self, reply: Reply) -> None:
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for chunk in reply.stream or ():
+                        if chunk:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away mid-stream
+                except ConnectionAbortedError:  # the server cuts it: no last chunk, closed
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 

@@ -31,8 +31,26 @@ GPT_IMAGE_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
 MAX_EDGE, MAX_RATIO, MIN_PIXELS, MAX_PIXELS = 3840, 3.0, 655_360, 8_294_400
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _FLEXIBLE_MODEL = re.compile(r"^gpt-image-(\d+(?:\.\d+)?)")
+# Azure OpenAI streams image generation from this API version on (older ones refuse `stream`)
+AZURE_STREAMING_SINCE = "2025-04-01"
 FILTERED_OUTPUT_MESSAGE = "Generated image was filtered as a result of our safety system."
 TASK_FAILED_MESSAGE = "Your task failed as a result of our safety system."
+
+
+PARTIAL_IMAGE = "image_generation.partial_image"
+COMPLETED = "image_generation.completed"
+STREAM_ERRORS = {
+    "server_error": ("server_error", "The server had an error while processing your request."),
+    "moderation_blocked": (
+        "moderation_blocked",
+        "Your request was rejected by the safety system. safety_violations=[violence].",
+    ),
+}
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event as the API writes it: `event:` and one `data:` line of JSON."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def is_dalle3(model: str) -> bool:
@@ -103,6 +121,7 @@ class FakeOpenAIImages(FakeServer):
         self.files: dict[str, bytes] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self._stream_failures: list[tuple[str, int]] = []
         self._counter = itertools.count(1)
         self._state = threading.Lock()
 
@@ -117,6 +136,7 @@ class FakeOpenAIImages(FakeServer):
             self.issued_tokens.clear()
             self.token_scopes.clear()
             self.files.clear()
+            self._stream_failures.clear()
             self.max_in_flight = self.in_flight  # a straggler from a timeout test counts
 
     # -- routing --------------------------------------------------------------------------
@@ -202,6 +222,13 @@ class FakeOpenAIImages(FakeServer):
                 "deployment within the last 5 minutes, please wait a moment and try again.",
                 "DeploymentNotFound",
             )
+        version = request.query["api-version"]
+        if (request.json() or {}).get("stream") and version[:10] < AZURE_STREAMING_SINCE:
+            return error(
+                400,
+                f"Unrecognized request argument supplied: stream (api-version {version}).",
+                "BadRequest",
+            )
         return self._generate(request, model, azure=True)
 
     def _azure_models(self, request: RecordedRequest) -> Reply:
@@ -254,6 +281,12 @@ class FakeOpenAIImages(FakeServer):
                 return self._rate_limited(
                     {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(int(wait * 1000))}
                 )
+        body = request.json() or {}
+        if body.get("stream") is True and self.forever is None:
+            problem = self._stream_problem(body, model)
+            if problem is not None:
+                return problem
+            return self._draw_streamed(body, model, azure=azure)  # the delay spread over it
         with self._state:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -262,10 +295,121 @@ class FakeOpenAIImages(FakeServer):
                 time.sleep(self.generation_delay)
             if self.forever is not None:
                 return self.forever
-            return self._draw(request.json() or {}, model, azure=azure)
+            return self._draw(body, model, azure=azure)
         finally:
             with self._state:
                 self.in_flight -= 1
+
+    # -- streaming: server-sent events ----------------------------------------------------------
+    @staticmethod
+    def _stream_problem(body: dict[str, Any], model: str) -> Reply | None:
+        """What the API refuses in a streamed request: models that do not stream, and
+        `partial_images` outside 0-3."""
+        if is_dalle3(model) or model.lower().startswith("dall-e"):
+            return error(
+                400,
+                f"Streaming is not supported for model '{model}'.",
+                "invalid_value",
+                param="stream",
+            )
+        partial = body.get("partial_images", 0)
+        if not isinstance(partial, int) or isinstance(partial, bool) or not 0 <= partial <= 3:
+            return error(
+                400,
+                f"Invalid 'partial_images': expected an integer from 0 to 3, but got {partial!r}.",
+                "invalid_value",
+                param="partial_images",
+            )
+        return None
+
+    def _draw_streamed(self, body: dict[str, Any], model: str, *, azure: bool) -> Reply:
+        """The answer as `text/event-stream`: `partial_images` previews, then the picture, timed
+        evenly over `generation_delay`. `stream_failure` (scripted) breaks it after some
+        previews, with an `error` event or by cutting the connection."""
+        answer = self._draw(body, model, azure=azure)
+        if answer.status != 200:
+            return answer
+        partials = body.get("partial_images", 0)
+        delay, failure = self.generation_delay, self._next_stream_failure()
+        meta = {
+            "background": answer.body["background"],
+            "output_format": answer.body["output_format"],
+            "quality": answer.body["quality"],
+            "size": answer.body["size"],
+        }
+        prompt = body["prompt"]
+
+        def events():
+            with self._state:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                steps = partials + 1
+                for index in range(partials):
+                    time.sleep(delay / steps)
+                    if failure is not None and failure[1] == index:
+                        yield from self._failure_events(failure[0])
+                        return
+                    preview = png_bytes(f"partial{index}:{prompt}")
+                    yield sse(
+                        PARTIAL_IMAGE,
+                        {
+                            "type": PARTIAL_IMAGE,
+                            "b64_json": base64.b64encode(preview).decode(),
+                            "created_at": int(time.time()),
+                            "partial_image_index": index,
+                            **meta,
+                        },
+                    )
+                time.sleep(delay / steps)
+                if failure is not None and failure[1] >= partials:
+                    yield from self._failure_events(failure[0])
+                    return
+                for entry in answer.body["data"]:
+                    yield sse(
+                        COMPLETED,
+                        {
+                            "type": COMPLETED,
+                            "b64_json": entry["b64_json"],
+                            "created_at": int(time.time()),
+                            **meta,
+                            "usage": {
+                                "input_tokens": 10,
+                                "input_tokens_details": {"image_tokens": 0, "text_tokens": 10},
+                                "output_tokens": 272,
+                                "total_tokens": 282,
+                            },
+                        },
+                    )
+            finally:
+                with self._state:
+                    self.in_flight -= 1
+
+        headers = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        return Reply(200, headers=headers, stream=events())
+
+    @staticmethod
+    def _failure_events(kind: str):
+        if kind == "cut":
+            raise ConnectionAbortedError("the stream was cut")  # no terminating chunk
+        code, message = STREAM_ERRORS[kind]
+        yield sse(
+            "error",
+            {
+                "type": "error",
+                "error": {"type": kind, "code": code, "message": message, "param": None},
+            },
+        )
+
+    def _next_stream_failure(self) -> tuple[str, int] | None:
+        with self._state:
+            return self._stream_failures.pop(0) if self._stream_failures else None
+
+    def script_stream_failure(self, kind: str = "server_error", after: int = 1) -> None:
+        """The next streamed answer breaks after `after` previews: `kind` "server_error" or
+        "moderation_blocked" sends an `error` event, "cut" closes the connection mid-body."""
+        with self._state:
+            self._stream_failures.append((kind, after))
 
     def _draw(self, body: dict[str, Any], model: str, *, azure: bool) -> Reply:
         prompt = body.get("prompt")

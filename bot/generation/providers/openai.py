@@ -27,6 +27,7 @@ import openai
 from bot import metrics
 from bot.config import Config, OpenAIConfig, RetryConfig
 from bot.generation.pacing import submit_in_context
+from bot.generation.previews import PreviewSink, current_previews
 from bot.generation.providers.base import ImageProvider, decode_image
 from bot.generation.providers.oauth_token import ClientCredentialsToken
 from bot.generation.retry import next_wait, retry_after_seconds
@@ -54,6 +55,18 @@ CONTENT_POLICY_CODES = {"content_policy_violation", "moderation_blocked", "conte
 OUTPUT_FILTERED = "generated image was filtered"
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
 MAX_MESSAGE_CHARS = 200
+# Azure OpenAI streams image generation (`stream`, `partial_images`) from this API version on;
+# with an older one the picture is drawn with a plain call, without previews.
+AZURE_STREAMING_SINCE = "2025-04-01"
+_API_VERSION_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+PARTIAL_IMAGE = "image_generation.partial_image"
+COMPLETED = "image_generation.completed"
+
+
+def azure_streams(api_version: str) -> bool:
+    """Whether an Azure OpenAI API version (`2025-04-01-preview`) streams image generation."""
+    dated = _API_VERSION_DATE.match(api_version or "")
+    return dated is not None and dated.group(1) >= AZURE_STREAMING_SINCE
 
 
 # --------------------------------------------------------------------------------------
@@ -414,8 +427,16 @@ class OpenAIImageProvider(ImageProvider):
         elif self._settings.azure_app_key:  # a corporate gateway names the application here
             params["user"] = json.dumps({"appkey": self._settings.azure_app_key})
 
-        def once() -> _Batch:
-            return self._read(self._call(lambda: client.images.generate(**params)))
+        sink = current_previews.get()
+        if sink is not None and self._streams(plan):
+            params.update(stream=True, partial_images=self._settings.partial_images)
+
+            def once() -> _Batch:  # read inside the call: a stream that breaks is retried
+                return self._call(lambda: self._read_stream(client.images.generate(**params), sink))
+        else:
+
+            def once() -> _Batch:
+                return self._read(self._call(lambda: client.images.generate(**params)))
 
         started = time.monotonic()
         if plan.calls == 1:
@@ -429,6 +450,44 @@ class OpenAIImageProvider(ImageProvider):
                 except ImagineError as err:
                     batches.append(err)
         return self._combine(batches, plan, time.monotonic() - started)
+
+    def _streams(self, plan: CallPlan) -> bool:
+        """Previews are asked for when they can be shown as they come: a gpt-image model, one
+        picture (the events carry no image index), OPENAI_PARTIAL_IMAGES above 0 and, on
+        Azure, an API version that streams."""
+        return (
+            self._family is not DALLE3
+            and plan.calls == 1
+            and plan.params.get("n") == 1
+            and self._settings.partial_images > 0
+            and (not self._azure or azure_streams(self._settings.api_version))
+        )
+
+    def _read_stream(self, stream: Any, sink: PreviewSink) -> _Batch:
+        """Server-sent events: each partial image to `sink` as it arrives, then the picture."""
+        batch = _Batch(images=[], revised_prompt=None)
+        finished = False
+        with stream:
+            for event in stream:
+                payload = _as_dict(event)
+                kind = payload.get("type")
+                mime = MIME_TYPES.get(str(payload.get("output_format") or "png").lower())
+                data = decode_image(payload.get("b64_json"))
+                if kind == PARTIAL_IMAGE and data is not None:
+                    index = payload.get("partial_image_index")
+                    sink(self.name, GeneratedImage(data, mime or "image/png"), int(index or 0))
+                elif kind == COMPLETED:
+                    finished = True
+                    if data is None:
+                        batch.damaged += 1
+                    else:
+                        batch.images.append(GeneratedImage(data, mime or "image/png"))
+        if not finished:
+            raise ProviderUnavailableError(
+                f"{self.mode} stopped before the picture was finished; try again.",
+                provider=self.name,
+            )
+        return batch
 
     def _combine(
         self, batches: list[_Batch | ImagineError], plan: CallPlan, seconds: float
@@ -553,9 +612,7 @@ class OpenAIImageProvider(ImageProvider):
                 f"Could not reach {mode}; check {setting} or try again later.", provider=name
             )
         if not isinstance(err, openai.APIStatusError):
-            return ProviderUnavailableError(
-                f"{mode} gave an answer we could not read; try again later.", provider=name
-            )
+            return self._stream_error(err)
         body = err.body if isinstance(err.body, dict) else {}
         code = str(body.get("code") or err.code or "")
         message = _trim(body.get("message") or "", self._secrets())
@@ -625,6 +682,29 @@ class OpenAIImageProvider(ImageProvider):
             )
         return InvalidRequestError(
             f"{mode} rejected the request: {message or f'HTTP {status}'}", provider=name
+        )
+
+    def _stream_error(self, err: openai.APIError) -> ImagineError:
+        """An `error` event in the middle of a stream (no HTTP status: the answer had begun)."""
+        mode, name = self.mode, self.name
+        body = err.body if isinstance(err.body, dict) else {}
+        code = str(body.get("code") or "")
+        message = _trim(body.get("message") or "", self._secrets())
+        if code.lower() in CONTENT_POLICY_CODES:
+            return ContentPolicyError(
+                f"{mode} stopped drawing: its safety system refused the picture"
+                f"{f' ({message})' if message else ''}; try rephrasing the prompt.",
+                reason=code,
+                provider=name,
+                stage="image",
+            )
+        if body:
+            return ProviderUnavailableError(
+                f"{mode} failed while drawing{f': {message}' if message else ''}; try again.",
+                provider=name,
+            )
+        return ProviderUnavailableError(
+            f"{mode} gave an answer we could not read; try again later.", provider=name
         )
 
     def _not_found(self, code: str) -> ConfigurationError:
