@@ -309,6 +309,16 @@ def test_usage_for_a_person_and_for_an_admin(world):
     assert "imagen/gemini-3.1-flash-image: 5 pictures, $5.00" in text
 
 
+def test_usage_is_counted_without_limits_too(world):
+    slack, vertex, services = world()
+    assert services.workflows.run(a_job(slack, n=3)) == "ok"
+    services.workflows.close()  # without limits, usage is written off the job's path
+    mine = a_job(slack, kind=UsageJob)
+    assert services.workflows.run(mine) == "ok"
+    [text] = replies(slack, mine)
+    assert "Today: 3 pictures, $3.00" in text and "no daily limit" in text
+
+
 def test_usage_is_a_command_and_only_the_word_alone():
     assert parse_command("usage", lambda word: None) == UsageCommand()
     assert isinstance(
@@ -495,3 +505,36 @@ def test_forget_user_removes_one_persons_prompts_and_pictures(stored_world):
     out = io.StringIO()
     assert main_forget_user(["alice"], out) == 2
     assert "is not a Slack user id" in out.getvalue()
+
+
+def test_history_from_before_the_migration_is_exported_by_object_name(tmp_path):
+    """A database at version 6 (no cost, no object names) migrates in place; its pictures
+    are found from the URLs it kept (without their signatures)."""
+    from sqlalchemy import text
+
+    from bot.votes.retention import audit_rows
+    from bot.votes.schema import MIGRATIONS
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = VoteStore(url, migrations=MIGRATIONS[:6])
+    with old.writing() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO generations (created_at, user_id, channel_id, prompt, provider, "
+                "model, options, timings, outcome, image_urls, message_ts, request_id) VALUES "
+                "(:at, 'U0ALICE', 'C0GENERAL', 'a red fox', 'imagen', 'imagen-4.0-generate-001', "
+                "'{}', '{}', 'ok', :urls, '1700000000.000100', 'r1')"
+            ),
+            {
+                "at": datetime.now(UTC),
+                "urls": json.dumps(["https://storage.googleapis.com/imgs/2026/11/01/a.png"]),
+            },
+        )
+    old.close()
+    store = VoteStore(url)
+    assert store.schema_version() == 8
+    [row] = audit_rows(store, datetime.now(UTC) - timedelta(days=1))
+    assert row["image"] == "gs://imgs/2026/11/01/a.png" and row["cost_usd"] is None
+    assert row["message_link"] == "https://slack.com/archives/C0GENERAL/p1700000000000100"
+    assert row["team"] == "" and row["prompt"] == "a red fox"
+    store.close()

@@ -86,8 +86,10 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "votes",
         "deliveries",
         "uploads",
+        "spend",
+        "budget_alerts",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 6
+    assert store.schema_version() == len(MIGRATIONS) == 8
     assert store.migrate() == []  # nothing left to apply
 
 

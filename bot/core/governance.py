@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -113,6 +114,11 @@ class Governance:
         self.admins = admins
         self.prices = prices or PriceTable(config.prices)
         self.clock = clock
+        # without a limit nothing waits on the database: usage is written off the jobs' path
+        self.enforcing = (
+            config.user_daily_limit is not None or config.monthly_budget_usd is not None
+        )
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spend")
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins
@@ -125,6 +131,8 @@ class Governance:
         allowed = self.config.allowed_channels
         if allowed and CHANNEL_ID.match(job.channel_id) and job.channel_id not in allowed:
             return LimitRefusal("channel", allowed_channels=tuple(sorted(allowed)))
+        if not self.enforcing:
+            return None
         pictures = job.request.n * len(job.providers)
         now = self.clock()
         try:
@@ -141,9 +149,7 @@ class Governance:
             )
         except Exception:
             log.exception("could not reserve pictures request_id=%s", job.request_id)
-            if self.config.user_daily_limit is None and self.config.monthly_budget_usd is None:
-                return None  # nothing to enforce: only the usage figures miss this job
-            return LimitRefusal("unavailable")
+            return LimitRefusal("unavailable")  # never drawn unchecked
         if reservation.granted:
             return None
         midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -172,6 +178,10 @@ class Governance:
         due, each returned once across every process."""
         pictures = sum(len(r.images) for r in results if r.ok)
         cost = round(sum(r.cost_usd or 0.0 for r in results), 6)
+        if not self.enforcing:
+            if pictures:
+                self._recorder.submit(self._record, job, pictures, cost)
+            return []
         try:
             self.ledger.settle(job.key, pictures, cost)
             budget = self.config.monthly_budget_usd
@@ -187,6 +197,28 @@ class Governance:
             return []
         # crossing both at once (a tiny budget) says the 100 % only
         return [BudgetAlert(max(due), spent, budget, now.strftime("%Y-%m"))]
+
+    def _record(self, job: GenerateJob | CompareJob, pictures: int, cost: float) -> None:
+        """Usage without limits: the job's pictures and cost, reserved and settled at once."""
+        try:
+            self.ledger.reserve(
+                job.key,
+                team_id=job.team_id,
+                user_id=job.user_id,
+                channel_id=job.channel_id,
+                pictures=pictures,
+                estimate_usd=cost,
+                daily_limit=None,
+                budget_usd=None,
+                now=self.clock(),
+            )
+            self.ledger.settle(job.key, pictures, cost)
+        except Exception:
+            log.exception("could not record the usage request_id=%s", job.request_id)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """At a stop: the usage still being written."""
+        self._recorder.submit(lambda: None).result(timeout)
 
     # -- /imagine usage ------------------------------------------------------------------------
     def usage(self, user_id: str) -> UsageReport:

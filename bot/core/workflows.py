@@ -81,6 +81,11 @@ class Workflows:
         """At a stop, after the last job: write the history still queued."""
         if not self.history.flush():
             log.warning("the history writer did not finish in time")
+        if self.governance is not None:
+            try:
+                self.governance.flush()
+            except Exception:
+                log.warning("the usage writer did not finish in time")
 
     # -- running a job ---------------------------------------------------------------------
     def run(self, job: Job) -> str:
