@@ -38,6 +38,7 @@ from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import IMAGE_TOKENS, FakeVertexAI, service_account_info
 from tests.services import postgres_schema
+from tests.slack_harness import AppProcess, slack_env
 
 ADMINS = ("U0ADMIN1", "U0ADMIN2")
 BUCKET = "imgs"
@@ -538,3 +539,29 @@ def test_history_from_before_the_migration_is_exported_by_object_name(tmp_path):
     assert row["message_link"] == "https://slack.com/archives/C0GENERAL/p1700000000000100"
     assert row["team"] == "" and row["prompt"] == "a red fox"
     store.close()
+
+
+# -- the Slack app, as Slack drives it -------------------------------------------------------------
+def test_the_slack_app_refuses_past_the_limit_and_answers_usage_privately(tmp_path):
+    with FakeSlack() as slack, FakeVertexAI() as vertex:
+        env = slack_env(
+            slack,
+            **vertex_config(vertex, tmp_path),
+            IMAGINE_USER_DAILY_LIMIT="1",
+            IMAGINE_ADMINS="U0ADMIN1",
+        )
+        with AppProcess(env, workdir=tmp_path / "app") as app:
+            first = slack.response_url()
+            assert app.post_command("imagen a red fox", user_id="U0ALICE", response_url=first)[0]
+            slack.wait_for(lambda: slack.uploaded_files)
+            second = slack.response_url()
+            app.post_command("imagen a blue fox", user_id="U0ALICE", response_url=second)
+            refused = slack.wait_for(lambda: [r.text for r in slack.responses_to(second)])
+            assert "You have drawn 1 of your 1 pictures today" in refused[-1]
+            asked = slack.response_url()
+            status, _, _ = app.post_command("usage", user_id="U0ALICE", response_url=asked)
+            assert status == 200
+            [answer] = slack.wait_for(lambda: slack.responses_to(asked))
+            assert answer.body["response_type"] == "ephemeral"
+            assert "Today: 1 picture" in answer.text and "1 picture a day" in answer.text
+            assert len(vertex.api_calls()) == 1

@@ -556,9 +556,10 @@ def _pictures(count: int, cost: float) -> str:
 
 def usage_message(report: Any) -> dict:
     """`/imagine usage`: the person's today and month, their limit; an admin's adds the team."""
+    per_day = report.daily_limit
     limit = (
-        f"{report.daily_limit} pictures a day (resets at midnight UTC)"
-        if report.daily_limit is not None
+        f"{per_day} picture{'' if per_day == 1 else 's'} a day (resets at midnight UTC)"
+        if per_day is not None
         else "no daily limit"
     )
     lines = [
