@@ -37,8 +37,8 @@ from tests.fakes.gcs import GcsFront, start_gcs_emulator
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import IMAGE_TOKENS, FakeVertexAI, service_account_info
-from tests.services import postgres_schema
-from tests.slack_harness import AppProcess, slack_env
+from tests.services import postgres_schema, redis_database
+from tests.slack_harness import AppProcess, WorkerProcess, providers_env, slack_env
 
 ADMINS = ("U0ADMIN1", "U0ADMIN2")
 BUCKET = "imgs"
@@ -565,3 +565,57 @@ def test_the_slack_app_refuses_past_the_limit_and_answers_usage_privately(tmp_pa
             assert answer.body["response_type"] == "ephemeral"
             assert "Today: 1 picture" in answer.text and "1 picture a day" in answer.text
             assert len(vertex.api_calls()) == 1
+
+
+def test_queue_workers_in_separate_processes_draw_exactly_the_limit(tmp_path):
+    """20 commands at once from one person, a limit of 3, two `python -m bot worker`
+    processes on PostgreSQL and Redis: 3 drawn, 17 told why not."""
+    with (
+        FakeSlack() as slack,
+        FakeVertexAI() as vertex,
+        FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as images,
+        redis_database() as redis_url,
+        postgres_schema() as database_url,
+    ):
+        images.generation_delay = 0.5  # the twenty overlap in the workers
+        key = service_account_info(token_uri=vertex.url + "/token")
+        env = slack_env(
+            slack,
+            **providers_env(vertex, images, key),
+            REDIS_URL=redis_url,
+            DATABASE_URL=database_url,
+            IMAGINE_USER_DAILY_LIMIT="3",
+            IMAGINE_MAX_QUEUED_PER_USER="20",
+            IMAGINE_WORKER_STOP_WAIT="1",
+        )
+        processes = [AppProcess(env, workdir=tmp_path / "web")]
+        processes += [WorkerProcess(env, workdir=tmp_path / f"w{i}") for i in range(2)]
+        try:
+            web, *_ = [p.start() for p in processes]
+            urls = [slack.response_url() for _ in range(20)]
+            with ThreadPoolExecutor(20) as pool:
+                statuses = list(
+                    pool.map(
+                        lambda i: web.post_command(
+                            f"dalle3 a kite number {i}", user_id="U0ALICE", response_url=urls[i]
+                        )[0],
+                        range(20),
+                    )
+                )
+            assert statuses == [200] * 20
+
+            def refusals() -> list[str]:
+                return [
+                    r.text or ""
+                    for url in urls
+                    for r in slack.responses_to(url)
+                    if "pictures today" in (r.text or "")
+                ]
+
+            slack.wait_for(lambda: len(refusals()) == 17 and len(slack.uploaded_files) == 3, 60)
+            time.sleep(1.0)
+            assert len(images.calls("/images/generations")) == 3
+            assert len(slack.uploaded_files) == 3 and len(refusals()) == 17
+        finally:
+            for process in processes:
+                process.stop()
