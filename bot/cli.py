@@ -39,8 +39,11 @@ _EMOJI = re.compile(r"^(:[\w+-]+:\s*)+")
 class ConsolePublisher:
     """Prints what the Slack app would post; `status` is 1 once anything failed."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
+    def __init__(self, out: TextIO = sys.stdout, admin_alerts=None) -> None:
+        """`admin_alerts(admins, alert)`: how budget alerts reach the admins (Slack DMs when
+        SLACK_BOT_TOKEN is set); without it they are printed."""
         self.out = out
+        self.admin_alerts = admin_alerts
         self.status = 0
         self._lock = threading.Lock()
 
@@ -100,7 +103,9 @@ class ConsolePublisher:
         self._print(refusal.plain())
 
     def alert_admins(self, admins: frozenset[str], alert) -> None:
-        self._print(f"budget alert (admins are told in Slack by the app): {alert.plain()}")
+        self._print(f"budget alert: {alert.plain()}")
+        if self.admin_alerts is not None:
+            self.admin_alerts(admins, alert)
 
     def show_usage(self, job: Job, report) -> None:
         self._print(f"today: {report.today[0]} pictures, ${report.today[1]:.2f}")
@@ -156,7 +161,7 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
             "error: GCS_BUCKET is not set: set it, or pass --out DIR to save the images.", file=out
         )
         return 2
-    publisher = ConsolePublisher(out)
+    publisher = ConsolePublisher(out, _slack_alerts(config))
     services = build_for_cli(config, publisher, service)
     now = time.time()
     kind = CompareJob if compare or (not named and len(providers) > 1) else GenerateJob
@@ -176,6 +181,16 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
     finally:
         services.close()
     return publisher.status
+
+
+def _slack_alerts(config: Config):
+    """Budget alerts from the command line go to the admins as the app sends them: DMs."""
+    if not config.slack.bot_token or not config.admins:
+        return None
+    from bot.slack.app import build_web_client
+    from bot.slack.publisher import SlackPublisher
+
+    return SlackPublisher(build_web_client(config), config.voting).alert_admins
 
 
 def run_check(config: Config, service: GenerationService, out: TextIO = sys.stdout) -> int:

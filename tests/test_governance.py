@@ -619,3 +619,29 @@ def test_queue_workers_in_separate_processes_draw_exactly_the_limit(tmp_path):
         finally:
             for process in processes:
                 process.stop()
+
+
+def test_the_command_line_obeys_the_limits_and_alerts_the_admins(tmp_path):
+    from tests.fakes.run import fake_cloud
+    from tests.test_cli import bot
+
+    with fake_cloud() as cloud, FakeSlack() as slack:
+        env = {
+            **cloud,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
+            "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_API_URL": slack.url + "/api/",
+            "IMAGINE_ADMINS": "U0ADMIN1",
+            "IMAGINE_MONTHLY_BUDGET_USD": "1",
+            "IMAGINE_PRICES": '{"imagen": {"gemini-3.1-flash-image": {"per_image": {"*/*": 1}}}}',
+        }
+        out = str(tmp_path / "pictures")
+        first = bot("generate", "-p", "imagen", "--out", out, "a red fox", env=env, cwd=tmp_path)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "budget alert: Imagine has spent $1.00 of this month's $1.00" in first.stdout
+        [dm] = slack.messages("D0ADMIN1")
+        assert "(100 %" in dm["text"]
+        again = bot("generate", "-p", "imagen", "--out", out, "a blue fox", env=env, cwd=tmp_path)
+        assert again.returncode == 1
+        assert "This month's image budget ($1.00) is spent" in again.stdout
+        assert len(list((tmp_path / "pictures").iterdir())) == 1
