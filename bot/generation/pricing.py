@@ -5,9 +5,7 @@ cost is computed from them; otherwise from the per-image price. `IMAGINE_PRICES`
 shape as `BUILT_IN`) replaces a model's entry or adds one, so a deployment with its own
 contract, or a model released after this table, is priced right without a release.
 
-Sources, read 2026-11-27: OpenAI's model pages (developers.openai.com/api/docs/models/...) and
-Google's pricing pages (ai.google.dev/gemini-api/docs/pricing, cloud.google.com/vertex-ai/
-generative-ai/pricing); see the README's "Cost and limits".
+Read 2026-11-27; the README's "Cost, limits and usage" says where each figure comes from.
 """
 
 from __future__ import annotations
