@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from bot.config import SettingError
 
 USAGE = """usage: python -m bot [serve | worker | generate [options] PROMPT
-                     | compare [options] PROMPT | check]
+                     | compare [options] PROMPT | check | audit [--since 30d]
+                     [--format csv|json] | prune | forget-user USER_ID]
 
   serve      run the Slack app (default): Socket Mode when SLACK_APP_TOKEN is set,
              otherwise HTTP on $PORT; with REDIS_URL it only acknowledges and enqueues
@@ -17,7 +18,13 @@ USAGE = """usage: python -m bot [serve | worker | generate [options] PROMPT
   compare    draw a prompt with every configured provider, side by side
   check      say, for each provider, the store, the database, Slack and Redis (when set),
              whether it is configured and reachable
+  audit      print one row per picture (CSV or JSON), prompts included: compliance reviews
+  prune      delete pictures and blank prompts older than IMAGINE_RETENTION_DAYS
+  forget-user  delete one person's pictures and blank their prompts
 """
+
+
+GOVERNANCE = {"audit": "main_audit", "prune": "main_prune", "forget-user": "main_forget_user"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.cli import main_check
 
             return main_check()
+        if command in GOVERNANCE:
+            from bot import cli
+
+            return getattr(cli, GOVERNANCE[command])(args)
         if command == "serve":
             from bot.server import main_serve
 

@@ -39,8 +39,11 @@ _EMOJI = re.compile(r"^(:[\w+-]+:\s*)+")
 class ConsolePublisher:
     """Prints what the Slack app would post; `status` is 1 once anything failed."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
+    def __init__(self, out: TextIO = sys.stdout, admin_alerts=None) -> None:
+        """`admin_alerts(admins, alert)`: how budget alerts reach the admins (Slack DMs when
+        SLACK_BOT_TOKEN is set); without it they are printed."""
         self.out = out
+        self.admin_alerts = admin_alerts
         self.status = 0
         self._lock = threading.Lock()
 
@@ -103,6 +106,18 @@ class ConsolePublisher:
     ) -> None:
         self._print(*(f"{r.model}  {r.rating:.0f}  ({r.votes} votes)" for r in result.rows))
 
+    def refuse(self, job: Job, refusal) -> None:
+        self.status = 1
+        self._print(refusal.plain())
+
+    def alert_admins(self, admins: frozenset[str], alert) -> None:
+        self._print(f"budget alert: {alert.plain()}")
+        if self.admin_alerts is not None:
+            self.admin_alerts(admins, alert)
+
+    def show_usage(self, job: Job, report) -> None:
+        self._print(f"today: {report.today[0]} pictures, ${report.today[1]:.2f}")
+
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", nargs="+", help="what to draw")
@@ -154,7 +169,7 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
             "error: GCS_BUCKET is not set: set it, or pass --out DIR to save the images.", file=out
         )
         return 2
-    publisher = ConsolePublisher(out)
+    publisher = ConsolePublisher(out, _slack_alerts(config))
     services = build_for_cli(config, publisher, service)
     now = time.time()
     kind = CompareJob if compare or (not named and len(providers) > 1) else GenerateJob
@@ -174,6 +189,16 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
     finally:
         services.close()
     return publisher.status
+
+
+def _slack_alerts(config: Config):
+    """Budget alerts from the command line go to the admins as the app sends them: DMs."""
+    if not config.slack.bot_token or not config.admins:
+        return None
+    from bot.slack.app import build_web_client
+    from bot.slack.publisher import SlackPublisher
+
+    return SlackPublisher(build_web_client(config), config.voting).alert_admins
 
 
 def run_check(config: Config, service: GenerationService, out: TextIO = sys.stdout) -> int:
@@ -252,3 +277,111 @@ def main_compare(argv: Sequence[str]) -> int:
 def main_check() -> int:
     config = Config.from_env()
     return run_check(config, build_service(config))
+
+
+# -- governance: the audit export and retention ------------------------------------------------
+_SINCE = re.compile(r"^(\d+)([hdw])$")
+
+
+def _since(text: str) -> int:
+    """`30d`, `12h`, `4w` -> seconds (argparse's type: a bad one is a usage error)."""
+    match = _SINCE.match(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError("give a period like 30d, 12h or 4w")
+    return int(match.group(1)) * {"h": 3600, "d": 86400, "w": 7 * 86400}[match.group(2)]
+
+
+def main_audit(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    """One row per picture (time, team, channel, user, provider, model, prompt, revised
+    prompt, cost, outcome, message link, image object): for compliance reviews."""
+    import csv
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from bot.startup import open_vote_store
+    from bot.votes.retention import AUDIT_COLUMNS, audit_rows
+
+    parser = argparse.ArgumentParser(prog="python -m bot audit", description=main_audit.__doc__)
+    parser.add_argument("--since", type=_since, default=30 * 86400, help="e.g. 30d (default)")
+    parser.add_argument("--format", choices=("csv", "json"), default="csv")
+    args = parser.parse_args(argv)
+    store = open_vote_store(Config.from_env())
+    try:
+        rows = audit_rows(store, datetime.now(UTC) - timedelta(seconds=args.since))
+        if args.format == "json":
+            json.dump(list(rows), out, ensure_ascii=False, indent=1)
+            out.write("\n")
+        else:
+            writer = csv.DictWriter(out, fieldnames=AUDIT_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    finally:
+        store.close()
+    return 0
+
+
+def _forgetting(config: Config):
+    """The vote store and what deletes a picture: the bucket (GCS_BUCKET), or nothing."""
+    from bot.startup import open_vote_store
+
+    store = open_vote_store(config)
+    if not config.store.gcs_bucket:
+        return store, None
+    from bot.generation.stores.gcs import GcsImageStore
+
+    return store, GcsImageStore.from_config(config).delete
+
+
+def _said(done, what: str) -> str:
+    line = (
+        f"{what}: {done.pictures_deleted} pictures deleted from the bucket, "
+        f"{done.prompts_blanked} prompts blanked."
+    )
+    if done.pictures_failed:
+        line += f" {done.pictures_failed} pictures could not be deleted; run it again."
+    return line
+
+
+def main_prune(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.votes.retention import prune
+
+    argparse.ArgumentParser(
+        prog="python -m bot prune",
+        description="Delete pictures and blank prompts older than IMAGINE_RETENTION_DAYS.",
+    ).parse_args(argv)
+    config = Config.from_env()
+    days = config.governance.retention_days
+    if days is None:
+        print("error: IMAGINE_RETENTION_DAYS is not set: nothing is pruned.", file=out)
+        return 2
+    store, delete = _forgetting(config)
+    try:
+        done = prune(store, datetime.now(UTC) - timedelta(days=days), delete)
+    finally:
+        store.close()
+    print(_said(done, f"Older than {days} days"), file=out)
+    return 1 if done.pictures_failed else 0
+
+
+def main_forget_user(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    from bot.config import USER_ID
+    from bot.votes.retention import forget_user
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bot forget-user",
+        description="Delete one person's pictures and blank their prompts, on request.",
+    )
+    parser.add_argument("user_id", help="the Slack user id, like U012AB3CD")
+    args = parser.parse_args(argv)
+    if not USER_ID.match(args.user_id):
+        print(f"error: {args.user_id!r} is not a Slack user id (like U012AB3CD).", file=out)
+        return 2
+    store, delete = _forgetting(Config.from_env())
+    try:
+        done = forget_user(store, args.user_id, delete)
+    finally:
+        store.close()
+    print(_said(done, f"For {args.user_id}"), file=out)
+    return 1 if done.pictures_failed else 0

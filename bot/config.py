@@ -7,9 +7,13 @@ can build a config from a plain dict and a deployment can see all its knobs in o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from bot.generation.pricing import PriceError, parse_prices
 
 DEFAULT_IMAGEN_MODEL = "gemini-3.1-flash-image"
 DEFAULT_OPENAI_IMAGE_MODEL = "gpt-image-2"
@@ -225,6 +229,17 @@ class VotingConfig:
 
 
 @dataclass(frozen=True)
+class GovernanceConfig:
+    """Who may draw where, how much, and for how long what they drew is kept."""
+
+    allowed_channels: frozenset[str] = frozenset()  # empty: every channel
+    user_daily_limit: int | None = None  # pictures per person per UTC day; None: no limit
+    monthly_budget_usd: float | None = None  # the calendar month's spend; None: no budget
+    retention_days: int | None = None  # `python -m bot prune` keeps this many days
+    prices: Mapping[str, Any] = field(default_factory=dict)  # IMAGINE_PRICES, validated
+
+
+@dataclass(frozen=True)
 class Config:
     google: GoogleConfig = field(default_factory=GoogleConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
@@ -234,6 +249,8 @@ class Config:
     voting: VotingConfig = field(default_factory=VotingConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
+    admins: frozenset[str] = frozenset()  # IMAGINE_ADMINS: Slack user ids
     default_provider: str | None = None
     database_url: str = field(default="sqlite:///imagine.db", repr=False)  # may hold a password
     log_level: str = "INFO"
@@ -320,6 +337,8 @@ class Config:
                 processes=_count(env, "WEB_CONCURRENCY", 1),
                 threads=_count(env, "IMAGINE_HTTP_THREADS", 32),
             ),
+            governance=_governance(env),
+            admins=_slack_ids(env, "IMAGINE_ADMINS", USER_ID, "user ids like U012AB3CD"),
             default_provider=_text(env, "IMAGINE_DEFAULT_PROVIDER"),
             database_url=_text(env, "DATABASE_URL", "sqlite:///imagine.db"),
             log_level=_log_level(env),
@@ -345,6 +364,52 @@ def _voting(env: Mapping[str, str]) -> VotingConfig:
         **names,
         reveal_after_votes=int(_number(env, "REVEAL_AFTER_VOTES", 3, minimum=1)),
         leaderboard_min_votes=int(_number(env, "LEADERBOARD_MIN_VOTES", 10, minimum=1)),
+    )
+
+
+USER_ID = re.compile(r"^[UW][A-Z0-9]+$")
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]+$")
+
+
+def _slack_ids(env: Mapping[str, str], name: str, pattern: re.Pattern, what: str) -> frozenset:
+    """Comma-separated Slack ids, each checked, so a typo stops start-up instead of being
+    silently never matched."""
+    ids = [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+    for value in ids:
+        if not pattern.match(value):
+            raise SettingError(f"{name} must be comma-separated Slack {what}, not {value!r}")
+    return frozenset(ids)
+
+
+def _limit(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number of at least 0; unset means no limit."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise SettingError(f"{name} must be a whole number of 0 or more, not {value!r}")
+    return int(value)
+
+
+def _governance(env: Mapping[str, str]) -> GovernanceConfig:
+    budget = None
+    if env.get("IMAGINE_MONTHLY_BUDGET_USD", "").strip():
+        budget = _number(env, "IMAGINE_MONTHLY_BUDGET_USD", 0.0)
+    retention = _limit(env, "IMAGINE_RETENTION_DAYS")
+    if retention == 0:
+        raise SettingError("IMAGINE_RETENTION_DAYS must be at least 1 day")
+    try:
+        prices = parse_prices(env.get("IMAGINE_PRICES", ""))
+    except PriceError as err:
+        raise SettingError(f"IMAGINE_PRICES {err}") from None
+    return GovernanceConfig(
+        allowed_channels=_slack_ids(
+            env, "IMAGINE_ALLOWED_CHANNELS", CHANNEL_ID, "channel ids like C012AB3CD"
+        ),
+        user_daily_limit=_limit(env, "IMAGINE_USER_DAILY_LIMIT"),
+        monthly_budget_usd=budget,
+        retention_days=retention,
+        prices=prices,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from bot import metrics
 from bot.config import Config, SettingError
 from bot.core.choice import ProviderChoice
+from bot.core.governance import Governance
 from bot.core.ports import Publisher
 from bot.core.runner import DatabaseJobBoard, JobBoard, LocalJobBoard, ThreadRunner
 from bot.core.services import Services
@@ -69,6 +70,11 @@ def build_service(
     return service
 
 
+def build_governance(config: Config, store, service: GenerationService) -> Governance:
+    """Limits, the budget and usage, counted in the vote store's database."""
+    return Governance(store, config.governance, config.admins, service.prices)
+
+
 def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) -> Services:
     """The Slack app's process (`worker=False`) or a queue worker (`worker=True`).
 
@@ -88,7 +94,15 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
             stale = config.jobs.deadline + STALE_MARGIN
             board = DatabaseJobBoard(store, config.jobs.max_queued_per_user, stale)
         publisher = publisher_factory(service)
-        workflows = Workflows(service, store, publisher, config.voting, board=board, ledger=False)
+        workflows = Workflows(
+            service,
+            store,
+            publisher,
+            config.voting,
+            board=board,
+            ledger=False,
+            governance=build_governance(config, store, service),
+        )
         runner = ThreadRunner(board, workflows.run, config.slack.workers, tell=publisher.tell)
         services = Services(config, service, store, choice, board, workflows, runner)
     else:
@@ -99,7 +113,12 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
         actors = JobActors(broker)
         if worker:
             workflows = Workflows(
-                service, store, publisher_factory(service), config.voting, board=board
+                service,
+                store,
+                publisher_factory(service),
+                config.voting,
+                board=board,
+                governance=build_governance(config, store, service),
             )
             actors.attach(workflows.run, workflows.give_up)
             queue_worker = QueueWorker(broker, config.jobs.worker_threads)
@@ -120,6 +139,14 @@ def build_for_cli(
     service = service or build_service(config)
     votes = open_vote_store(config)
     board = LocalJobBoard(config.jobs.max_queued_per_user)
-    workflows = Workflows(service, votes, publisher, config.voting, board=board, ledger=False)
+    workflows = Workflows(
+        service,
+        votes,
+        publisher,
+        config.voting,
+        board=board,
+        ledger=False,
+        governance=build_governance(config, votes, service),
+    )
     choice = ProviderChoice(service, config.default_provider)
     return Services(config, service, votes, choice, board, workflows)

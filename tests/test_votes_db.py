@@ -88,8 +88,10 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "uploads",
         "pending_reactions",
         "job_board",
+        "spend",
+        "budget_alerts",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 7
+    assert store.schema_version() == len(MIGRATIONS) == 9
     assert store.migrate() == []  # nothing left to apply
 
 

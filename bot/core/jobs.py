@@ -72,8 +72,15 @@ class LeaderboardJob(Job):
     post: bool = False
 
 
+@dataclass(frozen=True, kw_only=True)
+class UsageJob(Job):
+    """The requester's pictures and cost (and, for an admin, the team's), shown privately."""
+
+    kind: ClassVar[str] = "usage"
+
+
 JOB_TYPES: dict[str, type[Job]] = {
-    cls.kind: cls for cls in (GenerateJob, CompareJob, LeaderboardJob)
+    cls.kind: cls for cls in (GenerateJob, CompareJob, LeaderboardJob, UsageJob)
 }
 
 

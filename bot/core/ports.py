@@ -7,11 +7,14 @@ prints. The workflows decide what happens; the publisher decides how it looks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.generation.types import ImagineError, ProviderResult, StoredImage
 from bot.votes.leaderboard import LeaderboardResult
+
+if TYPE_CHECKING:
+    from bot.core.governance import BudgetAlert, LimitRefusal, UsageReport
 
 
 @dataclass(frozen=True)
@@ -126,3 +129,13 @@ class Publisher(Protocol):
         chart_url: str | None,
     ) -> None:
         """The ratings, privately or (job.post) in the channel."""
+
+    def refuse(self, job: Job, refusal: LimitRefusal) -> None:
+        """The one sentence saying why a job is not drawn (a limit, the channel); never
+        raises."""
+
+    def alert_admins(self, admins: frozenset[str], alert: BudgetAlert) -> None:
+        """A direct message to each admin (the budget crossed a threshold); never raises."""
+
+    def show_usage(self, job: Job, report: UsageReport) -> None:
+        """`/imagine usage`, privately to the requester."""

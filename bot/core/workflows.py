@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 from bot import metrics
 from bot.config import VotingConfig
 from bot.core.comparisons import kept_post
-from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
+from bot.core.governance import Governance, LimitRefusal
+from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, UsageJob
 from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Publisher
 from bot.core.previews import PreviewPosts
 from bot.core.progress import JobProgress
@@ -35,6 +36,7 @@ from bot.votes.chart import ratings_chart
 from bot.votes.db import POSTED, POSTING, TOLD, DeliveryOutcome, VoteStore, history_entry
 from bot.votes.history import HistoryWriter
 from bot.votes.leaderboard import Leaderboard
+from bot.votes.schema import object_ref
 
 log = logging.getLogger("imagine.jobs")
 
@@ -62,11 +64,13 @@ class Workflows:
         board: JobBoard | None = None,
         rng: random.Random | None = None,
         ledger: bool = True,
+        governance: Governance | None = None,
     ) -> None:
         """`ledger`: keep the delivery ledger, because the runner may run a job twice (a queue
         redelivers a dead worker's jobs). Threads in one process never do."""
         self.service = service
         self.ledger = ledger
+        self.governance = governance
         self.store = store
         self.publisher = publisher
         self.voting = voting
@@ -79,6 +83,11 @@ class Workflows:
         """At a stop, after the last job: write the history still queued."""
         if not self.history.flush():
             log.warning("the history writer did not finish in time")
+        if self.governance is not None:
+            try:
+                self.governance.flush()
+            except Exception:
+                log.warning("the usage writer did not finish in time")
 
     # -- running a job ---------------------------------------------------------------------
     def run(self, job: Job) -> str:
@@ -134,10 +143,15 @@ class Workflows:
             return "cancelled"  # the person was told when they pressed Cancel
         if isinstance(job, LeaderboardJob):
             return self.show_leaderboard(job)
+        if isinstance(job, UsageJob):
+            return self.show_usage(job)
         if not isinstance(job, GenerateJob | CompareJob):
             raise TypeError(f"no workflow for {job.kind} jobs")
         if job.expired():
             return self._expire(job)
+        refusal = self._admit(job)
+        if refusal is not None:
+            return self._refuse(job, refusal)
         progress = JobProgress(self.publisher, job)
         turn = Turn(
             user=job.user_id,
@@ -243,7 +257,12 @@ class Workflows:
     def _draw(
         self, job: GenerateJob | CompareJob, progress: JobProgress | None
     ) -> list[ProviderResult]:
-        results = self.service.generate(job.request, job.providers)
+        try:
+            results = self.service.generate(job.request, job.providers)
+        except BaseException:
+            self._settle(job, [])  # nothing drawn: the reserved pictures are released
+            raise
+        self._settle(job, results)
         if progress is not None:
             progress.wait_sent(timeout=5.0)  # "drawing now" before the outcome, not after
         for result in results:
@@ -405,6 +424,39 @@ class Workflows:
         }
         return ComposedComparison(picture, originals)
 
+    # -- governance: limits before drawing, cost after, usage ---------------------------------
+    def _admit(self, job: GenerateJob | CompareJob) -> LimitRefusal | None:
+        if self.governance is None:
+            return None
+        return self.governance.admit(job, self.service)
+
+    def _refuse(self, job: GenerateJob | CompareJob, refusal: LimitRefusal) -> str:
+        if not self._claim(job):
+            return self._claimed_before(job)
+        self.publisher.refuse(job, refusal)
+        self._finish(job, TOLD)
+        return f"refused_{refusal.reason}"
+
+    def _settle(self, job: GenerateJob | CompareJob, results: list[ProviderResult]) -> None:
+        """What the job drew and cost, against its reservation; budget alerts to the admins."""
+        if self.governance is None:
+            return
+        for alert in self.governance.settle(job, results):
+            self.publisher.alert_admins(self.governance.admins, alert)
+
+    def show_usage(self, job: UsageJob) -> str:
+        if self.governance is None:
+            self.publisher.tell(job, "Usage is not recorded here.")
+            return "error"
+        try:
+            report = self.governance.usage(job.user_id)
+        except Exception:
+            log.exception("usage failed request_id=%s", job.request_id)
+            self.publisher.tell(job, ":warning: Usage could not be read; please try again.")
+            return "error"
+        self.publisher.show_usage(job, report)
+        return "ok"
+
     # -- the leaderboard -----------------------------------------------------------------------
     def show_leaderboard(self, job: LeaderboardJob) -> str:
         since = None
@@ -466,6 +518,11 @@ class Workflows:
                 message_ts=ts,
                 rated=rated,
                 upload_file_id=upload,
+                team_id=job.team_id,
+                cost_usd=result.cost_usd,
+                revised_prompt=result.revised_prompt,
+                image_refs=[i.ref or object_ref(i.url) for i in result.images if i.ref or i.url],
+                pictures=len(result.images),
             )
         except Exception:
             log.exception("could not record the generation request_id=%s", job.request_id)

@@ -16,6 +16,7 @@ from requests.adapters import HTTPAdapter
 
 from bot.config import Config
 from bot.generation.pacing import NoPacer, Pacer, submit_in_context
+from bot.generation.pricing import PriceTable
 from bot.generation.providers import ImageProvider, build_providers, resolve_provider_name
 from bot.generation.stores.base import ImageStore
 from bot.generation.types import (
@@ -47,10 +48,12 @@ class GenerationService:
         max_workers: int = 64,
         pacer: Pacer | None = None,
         keep_bytes_if_store_fails: bool = False,
+        prices: PriceTable | None = None,
     ) -> None:
         """`keep_bytes_if_store_fails`: the front end can show pictures without a URL (Slack
         uploads them), so a store that fails keeps the bytes rather than losing the picture."""
         self.providers = providers
+        self.prices = prices or PriceTable()
         self.use_pacer(pacer or NoPacer())
         self.store = store
         self.keep_bytes_if_store_fails = keep_bytes_if_store_fails
@@ -82,6 +85,7 @@ class GenerationService:
             keep_provider_urls=config.store.keep_provider_urls,
             download_timeout=config.retry.timeout,
             pacer=pacer,
+            prices=PriceTable(config.governance.prices),
         )
 
     def use_pacer(self, pacer: Pacer) -> None:
@@ -175,6 +179,14 @@ class GenerationService:
             result.model = output.model
             result.revised_prompt = output.revised_prompt
             result.notes = list(output.notes)
+            result.cost_usd = self.prices.cost(
+                provider.name,
+                output.model,
+                images=len(output.images),
+                quality=output.quality,
+                size=output.size,
+                usage=output.usage,
+            )
             store_started = time.monotonic()
             result.images = [self._store_image(image, store) for image in output.images]
             result.timings["store"] = round(time.monotonic() - store_started, 3)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 
+from bot.generation.pricing import TokenUsage
+
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4")
 MAX_IMAGES = 4
 
@@ -58,6 +60,9 @@ class ProviderOutput:
     revised_prompt: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    usage: TokenUsage | None = None  # tokens the API says it billed, when it says
+    quality: str | None = None  # what was asked of the API, for the per-image price
+    size: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class ProviderResult:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     error: ImagineError | None = None
+    cost_usd: float | None = None  # what the provider bills for it; None: not in the price table
 
     @property
     def ok(self) -> bool:

@@ -85,7 +85,13 @@ class LeaderboardCommand:
     post: bool = False  # in the channel, for everyone, instead of only to the requester
 
 
-Command = HelpCommand | GenerateCommand | CompareCommand | LeaderboardCommand
+@dataclass(frozen=True)
+class UsageCommand:
+    """`/imagine usage`: the person's pictures and cost (an admin's: the team's too)."""
+
+
+Command = HelpCommand | GenerateCommand | CompareCommand | LeaderboardCommand | UsageCommand
+USAGE_WORD = "usage"
 
 _LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 
@@ -177,6 +183,8 @@ def parse_command(text: str, resolve_provider: Callable[[str], str | None]) -> C
     word = first.lower()
     if word in LEADERBOARD_WORDS:
         return parse_leaderboard(rest)
+    if word == USAGE_WORD and not rest.strip():  # "usage of light in…" is still a prompt
+        return UsageCommand()
     if word in COMPARE_WORDS:
         if not rest.strip():
             raise CommandError(

@@ -185,7 +185,7 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
         "Example: `/imagine imagen a lighthouse in a storm, oil painting --ar 16:9`\n"
         "`/imagine compare <prompt>` draws it with every provider, side by side and blind: "
         "react to vote. `/imagine leaderboard` shows which model the team prefers "
-        f"({LEADERBOARD_HELP}).\n\n"
+        f"({LEADERBOARD_HELP}). `/imagine usage` shows your pictures and their cost.\n\n"
         f"*Options* (at the end): {OPTION_HELP}\n\n*Providers here:*\n" + "\n".join(lines)
     )
     return message(text, [section(text)])
@@ -550,3 +550,58 @@ def leaderboard_comment(leaderboard: dict) -> Mrkdwn:
     """The leaderboard as the comment of its chart's upload: the title and the table."""
     table = leaderboard["blocks"][1]["text"]["text"]
     return md("*{}*\n{}", leaderboard["text"], table)
+
+
+# -- governance: limits, budget alerts, usage ------------------------------------------------
+def channel_mention(channel_id: str) -> Mrkdwn:
+    """`<#C123>` for a channel id (Slack shows its name); anything else as text."""
+    return Mrkdwn(f"<#{channel_id}>") if _CHANNEL_ID.fullmatch(channel_id) else escape(channel_id)
+
+
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]+")
+
+
+def limit_refusal(refusal: Any, now: Any = None) -> dict:
+    """Why a picture is not drawn, in one sentence; a channel refusal names where it can be."""
+    if refusal.reason == "channel":
+        places = Mrkdwn(", ".join(channel_mention(c) for c in refusal.allowed_channels))
+        return message(md(":no_entry: I don't draw in this conversation; I draw in {}.", places))
+    icon = ":raised_hand:" if refusal.reason in ("daily", "budget") else ":warning:"
+    return sentence(f"{icon} {refusal.plain(now)}")
+
+
+def budget_alert(alert: Any) -> dict:
+    """The direct message to each admin when the month's spend crosses 80 % or 100 %."""
+    return sentence(f":money_with_wings: {alert.plain()}")
+
+
+def _pictures(count: int, cost: float) -> str:
+    return f"{count} picture{'' if count == 1 else 's'}, ${cost:,.2f}"
+
+
+def usage_message(report: Any) -> dict:
+    """`/imagine usage`: the person's today and month, their limit; an admin's adds the team."""
+    per_day = report.daily_limit
+    limit = (
+        f"{per_day} picture{'' if per_day == 1 else 's'} a day (resets at midnight UTC)"
+        if per_day is not None
+        else "no daily limit"
+    )
+    lines = [
+        "*Your usage*",
+        f"Today: {_pictures(*report.today)} · this month: {_pictures(*report.month)}",
+        f"Your limit: {limit}",
+    ]
+    if report.admin:
+        lines += ["", f"*The team this month*: {_pictures(*report.team_month)}"]
+        if report.budget_usd is not None:
+            left = max(0.0, report.budget_usd - report.team_month[1])
+            lines.append(f"Budget: ${report.budget_usd:,.2f}, ${left:,.2f} left")
+        people = [f"{mention(r.key)} {_pictures(r.pictures, r.cost_usd)}" for r in report.per_user]
+        models = [f"{r.key}: {_pictures(r.pictures, r.cost_usd)}" for r in report.per_model]
+        if people:
+            lines.append(md("Per person: {}", Mrkdwn(" · ".join(people[:40]))))
+        if models:
+            lines.append(md("Per model: {}", " · ".join(models)))
+    text = Mrkdwn("\n".join(escape(line) for line in lines))
+    return message(text, [section(fit(text, SECTION_LIMIT))])

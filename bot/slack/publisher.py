@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import VotingConfig
+from bot.core.governance import BudgetAlert, LimitRefusal, UsageReport
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Waiting
 from bot.core.workflows import describe
@@ -299,6 +300,24 @@ class SlackPublisher:
 
     def _emoji(self) -> dict[str, str]:
         return {choice: name for name, choice in self.voting.choices.items()}
+
+    # -- governance ------------------------------------------------------------------------
+    def refuse(self, job: Job, refusal: LimitRefusal) -> None:
+        self._respond(job, **messages.limit_refusal(refusal))
+
+    def show_usage(self, job: Job, report: UsageReport) -> None:
+        self._respond(job, **messages.usage_message(report))
+
+    def alert_admins(self, admins: frozenset[str], alert: BudgetAlert) -> None:
+        """A direct message to each admin: conversations.open (the `im:write` scope) gives the
+        app's DM with the person, where the message is posted."""
+        for admin in sorted(admins):
+            try:
+                opened = self.client.conversations_open(users=admin)
+                channel = opened["channel"]["id"]
+                self.client.chat_postMessage(channel=channel, **messages.budget_alert(alert))
+            except Exception as err:  # one admin unreachable must not stop the others
+                log.warning("could not alert admin %s: %s", admin, type(err).__name__)
 
 
 def uploads(result: ProviderResult, request: ImageRequest) -> list[Upload]:

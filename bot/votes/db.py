@@ -261,6 +261,11 @@ def history_entry(
     message_ts: str | None = None,
     rated: bool = False,
     upload_file_id: str | None = None,
+    team_id: str | None = None,
+    cost_usd: float | None = None,
+    revised_prompt: str | None = None,
+    image_refs: Sequence[str] = (),
+    pictures: int | None = None,
 ) -> HistoryEntry:
     """One provider's result for one request (`outcome`: "ok" or an error kind).
 
@@ -281,6 +286,11 @@ def history_entry(
         "image_urls": json.dumps(list(image_urls)),
         "message_ts": message_ts,
         "request_id": request_id,
+        "team_id": team_id,
+        "cost_usd": cost_usd,
+        "revised_prompt": revised_prompt,
+        "image_refs": json.dumps(list(image_refs)),
+        "pictures": pictures,
     }
     who = {"channel_id": channel_id, "provider": provider, "model": model}
     if rated and message_ts:
@@ -383,6 +393,18 @@ class VoteStore:
         with self._engine.connect() as conn, conn.begin():
             yield conn
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self._sqlite
+
+    def writing(self) -> Any:
+        """A write transaction for the store's other modules (spend, retention): serialised
+        as every write here is (SQLite: BEGIN IMMEDIATE; PostgreSQL: the caller's locks)."""
+        return self._write()
+
+    def reading(self) -> Any:
+        return self._read()
+
     # --- schema versions ---
 
     def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
@@ -468,8 +490,8 @@ class VoteStore:
             out = []
             for row in rows:
                 item = dict(row, created_at=_utc(row["created_at"]))
-                for key in ("options", "timings", "image_urls"):
-                    item[key] = json.loads(item[key])
+                for key in ("options", "timings", "image_urls", "image_refs"):
+                    item[key] = json.loads(item[key] or "[]")
                 out.append(item)
             return out
 

@@ -177,6 +177,40 @@ JOB_BOARD = Table(
     Index("ix_job_board_user_state", "user_id", "state"),
     Index("ix_job_board_at", "at"),
 )
+# Migration 8: what governance needs of each picture: the workspace, what it cost, the prompt
+# the model drew (audit), and the pictures by object name (retention deletes them).
+GENERATIONS.append_column(Column("team_id", String(64)))
+GENERATIONS.append_column(Column("cost_usd", Float))
+GENERATIONS.append_column(Column("revised_prompt", Text))
+GENERATIONS.append_column(Column("image_refs", Text))  # JSON list: gs://bucket/object, ...
+GENERATIONS.append_column(Column("pictures", Integer))  # drawn and kept (uploads have no URL)
+# Migration 9: pictures reserved before any provider call, so limits hold across processes
+# (one row per job: reserved -> settled with what it really drew and cost, or released), and
+# the budget alerts already sent (one row per month and threshold).
+SPEND = Table(
+    "spend",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_key", String(200), nullable=False, unique=True),
+    Column("team_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("day", String(10), nullable=False),  # UTC "2026-11-27": the daily limit's day
+    Column("month", String(7), nullable=False),  # UTC "2026-11": the budget's month
+    Column("pictures", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),  # the estimate until settled, then the cost
+    Column("state", String(16), nullable=False),  # reserved -> settled | released
+    Index("ix_spend_user_day", "user_id", "day"),
+    Index("ix_spend_month", "month"),
+)
+BUDGET_ALERTS = Table(
+    "budget_alerts",
+    _metadata,
+    Column("month", String(7), primary_key=True),
+    Column("percent", Integer, primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -219,6 +253,18 @@ def _create_pending_reactions(conn: Connection) -> None:
 
 def _create_job_board(conn: Connection) -> None:
     JOB_BOARD.create(conn)
+
+
+def _generations_governance(conn: Connection) -> None:
+    for column in ("team_id VARCHAR(64)", "cost_usd FLOAT", "revised_prompt TEXT"):
+        conn.execute(text(f"ALTER TABLE generations ADD COLUMN {column}"))
+    conn.execute(text("ALTER TABLE generations ADD COLUMN image_refs TEXT"))
+    conn.execute(text("ALTER TABLE generations ADD COLUMN pictures INTEGER"))
+
+
+def _create_spend(conn: Connection) -> None:
+    SPEND.create(conn)
+    BUDGET_ALERTS.create(conn)
 
 
 def object_ref(url: str) -> str:
@@ -277,4 +323,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "comparisons.details by object name", _details_by_reference),
     Migration(6, "pending_reactions", _create_pending_reactions),
     Migration(7, "job_board", _create_job_board),
+    Migration(8, "generations: team, cost, revised prompt, object names", _generations_governance),
+    Migration(9, "spend and budget_alerts", _create_spend),
 )

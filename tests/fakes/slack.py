@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +47,7 @@ DEFAULT_SCOPES = frozenset(
         "files:read",
         "reactions:read",
         "reactions:write",
+        "im:write",
     }
 )
 # The scope each Web API method needs (conversations.info: by the conversation's type).
@@ -58,6 +60,7 @@ METHOD_SCOPES = {
     "reactions.remove": "reactions:write",
     "reactions.get": "reactions:read",
     "conversations.join": "channels:join",
+    "conversations.open": "im:write",  # a bot opening a DM with one person
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
     "files.info": "files:read",
@@ -302,6 +305,7 @@ class FakeSlack(FakeServer):
         self.team_id = team_id
         self.team = team
         self._state = threading.RLock()
+        self.missing_users: set[str] = set()  # user ids Slack does not know (deleted accounts)
         self._channels: dict[str, Channel] = {}
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._ephemerals: list[dict[str, Any]] = []
@@ -321,6 +325,7 @@ class FakeSlack(FakeServer):
             "reactions.get": self._reactions_get,
             "conversations.join": self._join,
             "conversations.info": self._info,
+            "conversations.open": self._open,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._file_info,
@@ -405,6 +410,7 @@ class FakeSlack(FakeServer):
             self._reactions.clear()
             self._files.clear()
             self._responses.clear()
+            self.missing_users.clear()
 
     # -- what the app did -----------------------------------------------------------------
     def calls_to(self, method: str) -> list[dict[str, Any]]:
@@ -717,6 +723,25 @@ class FakeSlack(FakeServer):
             result["response_metadata"] = {"warnings": ["already_in_channel"]}
         chan.member = True
         return {"channel": chan.info(), **result}
+
+    def _open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A bot's DM with one person (`users`): the same D… id every time. Slack refuses an
+        id that names no user (`user_not_found`) and needs `im:write`."""
+        self._require(args, "users")
+        users = [u.strip() for u in str(args["users"]).split(",") if u.strip()]
+        if len(users) != 1:
+            raise SlackError("not_enough_users" if not users else "too_many_users")
+        user = users[0]
+        if not re.fullmatch(r"[UW][A-Z0-9]+", user) or user in self.missing_users:
+            raise SlackError("user_not_found")
+        channel_id = f"D{user[1:]}"
+        with self._state:
+            already = channel_id in self._channels
+            chan = self.add_channel(channel_id, im=True, member=True)
+        reply: dict[str, Any] = {"channel": {"id": chan.id}}
+        if already:
+            reply |= {"no_op": True, "already_open": True}
+        return reply
 
     def _info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "channel")

@@ -84,6 +84,9 @@ _TRUSTED_KEYS: dict[str, tuple[str, rsa.RSAPublicKey]] = {}
 _TRUST_LOCK = threading.Lock()
 
 
+IMAGE_TOKENS = 1290  # Gemini's output tokens for one 1024x1024 picture
+
+
 def service_account_info(
     token_uri: str, project_id: str = "test-project", *, trusted: bool = True
 ) -> dict[str, str]:
@@ -350,7 +353,13 @@ class FakeVertexAI(FakeServer):
                 "candidates": [
                     {"content": {"role": "model", "parts": parts}, "finishReason": "STOP"}
                 ],
-                "usageMetadata": {"promptTokenCount": len(text.split()), "totalTokenCount": 1300},
+                "usageMetadata": {  # as Gemini reports it: a 1K picture is 1290 tokens out
+                    "promptTokenCount": len(text.split()),
+                    "candidatesTokenCount": IMAGE_TOKENS,
+                    "totalTokenCount": len(text.split()) + IMAGE_TOKENS,
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": len(text.split())}],
+                    "candidatesTokensDetails": [{"modality": "IMAGE", "tokenCount": IMAGE_TOKENS}],
+                },
                 "modelVersion": request.path.rsplit("/", 1)[-1].split(":")[0],
             },
         )

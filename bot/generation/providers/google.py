@@ -28,6 +28,7 @@ from requests.adapters import HTTPAdapter
 from bot import metrics
 from bot.config import Config, GoogleConfig, RetryConfig
 from bot.generation.pacing import submit_in_context
+from bot.generation.pricing import TokenUsage
 from bot.generation.providers.base import ImageProvider, decode_image
 from bot.generation.retry import next_wait, retry_after_seconds
 from bot.generation.types import (
@@ -170,6 +171,20 @@ _NO_IMAGE_VERBS = (
 )
 
 
+def gemini_usage(metadata: Any) -> TokenUsage | None:
+    """`usageMetadata`: prompt tokens in; candidates (the picture, and any text) out. An
+    answer without `candidatesTokenCount` is billed what the total says beyond the prompt."""
+    if not isinstance(metadata, dict) or "totalTokenCount" not in metadata:
+        return None
+    prompt = int(metadata.get("promptTokenCount") or 0)
+    total = int(metadata.get("totalTokenCount") or 0)
+    out = metadata.get("candidatesTokenCount")
+    if not isinstance(out, int):
+        return TokenUsage(prompt, max(0, total - prompt))
+    thoughts = int(metadata.get("thoughtsTokenCount") or 0)  # thinking is billed as output
+    return TokenUsage(prompt, out + thoughts)
+
+
 @dataclass
 class _CallOutcome:
     """One Gemini call: its images, or why it made none."""
@@ -178,6 +193,7 @@ class _CallOutcome:
     blocked: _NoImage | None = None
     error: ImagineError | None = None
     damaged: int = 0  # image parts whose base64 did not decode
+    usage: TokenUsage | None = None  # the call's `usageMetadata`
 
 
 class GoogleImageProvider(ImageProvider):
@@ -609,7 +625,9 @@ class GoogleImageProvider(ImageProvider):
             notes.append(f"One of the {request.n} images failed: {error.message}")
         if damaged:
             notes.append(f"{_plural(damaged, request.n, 'left out')}: {_UNDECODABLE}")
-        return ProviderOutput(images=images, model=self.model, notes=notes)
+        usages = [o.usage for o in outcomes if o.usage is not None]
+        usage = sum(usages, TokenUsage()) if usages else None
+        return ProviderOutput(images=images, model=self.model, notes=notes, usage=usage)
 
     def _no_image_error(self, blocked: _NoImage | None) -> ImagineError:
         """One sentence saying which it was: the prompt refused, the picture withheld, or none
@@ -650,7 +668,7 @@ class GoogleImageProvider(ImageProvider):
         if isinstance(feedback, dict) and feedback.get("blockReason"):
             message = str(feedback.get("blockReasonMessage") or "")
             return _CallOutcome(blocked=_NoImage(str(feedback["blockReason"]), message, "prompt"))
-        outcome = _CallOutcome()
+        outcome = _CallOutcome(usage=gemini_usage(data.get("usageMetadata")))
         finish_reasons: list[str] = []
         explanations: list[str] = []
         for candidate in data.get("candidates") or []:

@@ -28,6 +28,7 @@ from bot import metrics
 from bot.config import Config, OpenAIConfig, RetryConfig
 from bot.generation.pacing import submit_in_context
 from bot.generation.previews import PreviewSink, current_previews
+from bot.generation.pricing import TokenUsage
 from bot.generation.providers.base import ImageProvider, decode_image
 from bot.generation.providers.oauth_token import ClientCredentialsToken
 from bot.generation.retry import next_wait, retry_after_seconds
@@ -287,6 +288,29 @@ class _Batch:
     withheld: int = 0
     reasons: list[str] = field(default_factory=list)
     damaged: int = 0  # b64_json that did not decode
+    usage: TokenUsage | None = None  # gpt-image's `usage`: the tokens billed for this call
+
+
+def reported_usage(usage: Any) -> TokenUsage | None:
+    """gpt-image's `usage` ({input_tokens, output_tokens, ...}); DALL·E reports none."""
+    usage = _as_dict(usage) if usage is not None else None
+    if not usage or not isinstance(usage.get("output_tokens"), int):
+        return None
+    return TokenUsage(int(usage.get("input_tokens") or 0), int(usage["output_tokens"]))
+
+
+def _billing(batches: list[_Batch], plan: CallPlan) -> dict[str, Any]:
+    """What the cost is computed from: the calls' tokens added up (when every call reported
+    them), else the quality and size asked for."""
+    usages = [b.usage for b in batches]
+    usage = None
+    if usages and all(u is not None for u in usages):
+        usage = sum((u for u in usages if u is not None), TokenUsage())
+    return {
+        "usage": usage,
+        "quality": plan.params.get("quality"),
+        "size": plan.params.get("size"),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -527,7 +551,12 @@ class OpenAIImageProvider(ImageProvider):
             notes.append(f"{len(errors)} of {total} images failed: {errors[0].message}")
         revised = next((b.revised_prompt for b in good if b.revised_prompt), None)
         return ProviderOutput(
-            images=images, model=self.model, revised_prompt=revised, notes=notes, seconds=seconds
+            images=images,
+            model=self.model,
+            revised_prompt=revised,
+            notes=notes,
+            seconds=seconds,
+            **_billing(good, plan),
         )
 
     def _read(self, response: Any) -> _Batch:
@@ -549,6 +578,7 @@ class OpenAIImageProvider(ImageProvider):
             else:
                 batch.withheld += 1
                 batch.reasons.extend(filtered_categories(entry.get("content_filter_results")))
+        batch.usage = reported_usage(payload.get("usage"))
         return batch
 
     # -- calls and errors -----------------------------------------------------------------

@@ -19,6 +19,11 @@ class ImageStore(ABC):
         signed afresh where URLs are signed; None when `ref` is not one of this store's."""
         return None
 
+    def delete(self, ref: str) -> bool:
+        """Delete the picture kept as `ref` (retention, a person's request): True when it was
+        there and is gone, False when it was gone already or is not this store's."""
+        return False
+
     def missing_settings(self) -> list[str]:
         return []
 

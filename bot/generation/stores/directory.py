@@ -23,4 +23,19 @@ class DirectoryImageStore(ImageStore):
                 out.write(data)
         except OSError as err:
             raise StoreError(f"Could not write {path}: {err.strerror}.") from None
-        return StoredImage(url=path.resolve().as_uri(), mime_type=mime_type, data=data)
+        uri = path.resolve().as_uri()
+        return StoredImage(url=uri, mime_type=mime_type, data=data, ref=uri)
+
+    def delete(self, ref: str) -> bool:
+        """Delete a file this store wrote (`file://` under its directory)."""
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(ref)
+        path = Path(unquote(parts.path)) if parts.scheme == "file" else None
+        if path is None or path.parent != self.directory.resolve():
+            return False
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

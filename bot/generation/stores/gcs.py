@@ -113,6 +113,27 @@ class GcsImageStore(ImageStore):
         except Exception as err:  # never leak the SDK's text
             raise StoreError(self._describe(err, "sign the image URL").message) from err
 
+    def delete(self, ref: str) -> bool:
+        """Delete `gs://bucket/object`; an object already gone (404) is False, not an error.
+        Needs `storage.objects.delete` (roles/storage.objectAdmin, or a custom role)."""
+        from google.api_core.exceptions import NotFound
+
+        bucket_name, _, name = ref.removeprefix(GS).partition("/")
+        if not ref.startswith(GS) or not bucket_name or not name:
+            return False
+        try:
+            client = self._connect().client
+            client.bucket(bucket_name).blob(name).delete(timeout=self._timeout, retry=self._retry)
+        except NotFound:
+            return False
+        except ConfigurationError as err:
+            raise StoreError(err.message) from err
+        except ImagineError:
+            raise
+        except Exception as err:  # never leak the SDK's text
+            raise StoreError(self._describe(err, "delete the image").message) from err
+        return True
+
     def check(self) -> str:
         """List one object (needs only object read access) and, if signed, sign one URL."""
         try:

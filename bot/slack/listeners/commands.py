@@ -14,7 +14,7 @@ from slack_bolt import Ack, App
 
 from bot import metrics
 from bot.core.choice import ProviderChoice
-from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, new_request_id
+from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, UsageJob, new_request_id
 from bot.core.runner import Admission, Runner
 from bot.generation.providers import resolve_provider_name
 from bot.generation.service import GenerationService
@@ -26,6 +26,7 @@ from bot.slack.command import (
     CompareCommand,
     HelpCommand,
     LeaderboardCommand,
+    UsageCommand,
     parse_command,
 )
 
@@ -83,6 +84,9 @@ class ImagineCommand:
                     here=parsed.here,
                     post=parsed.post,
                 )
+                working = None
+            elif isinstance(parsed, UsageCommand):
+                job = UsageJob(**self._context(command, request_id))
                 working = None
             else:
                 providers = self.choice.choose(
