@@ -135,6 +135,7 @@ def test_a_command_sent_to_every_worker_is_drawn_once_and_the_cap_counts_all_of_
             answers = list(pool.map(ask, range(9)))
         assert sum("Drawing" in a for a in answers) == 5  # IMAGINE_MAX_QUEUED_PER_USER
         assert sum("already have 5 pictures on the way" in a for a in answers) == 4
+
         def posts(prompt: str) -> int:
             return sum(prompt in json.dumps(m) for m in slack.messages("C123"))
 
