@@ -7,6 +7,7 @@ can build a config from a plain dict and a deployment can see all its knobs in o
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,20 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     if number < minimum:
         raise SettingError(f"{name} must be at least {minimum:g}")
     return number
+
+
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]+")
+
+
+def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
+    """Comma-separated Slack user ids (`U…`/`W…`); a typo would quietly leave nobody in."""
+    ids = frozenset(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    bad = sorted(i for i in ids if not _SLACK_USER_ID.fullmatch(i))
+    if bad:
+        raise SettingError(
+            f"{name} must be Slack user ids like U012AB3CD, separated by commas, not {bad[0]!r}"
+        )
+    return ids
 
 
 def _count(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
@@ -223,6 +238,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     default_provider: str | None = None
+    admins: frozenset[str] = frozenset()  # may delete anyone's pictures
     database_url: str = field(default="sqlite:///imagine.db", repr=False)  # may hold a password
     log_level: str = "INFO"
 
@@ -308,6 +324,7 @@ class Config:
                 threads=_count(env, "IMAGINE_HTTP_THREADS", 32),
             ),
             default_provider=_text(env, "IMAGINE_DEFAULT_PROVIDER"),
+            admins=_user_ids(env, "IMAGINE_ADMINS"),
             database_url=_text(env, "DATABASE_URL", "sqlite:///imagine.db"),
             log_level=_log_level(env),
         )

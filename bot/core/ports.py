@@ -7,7 +7,7 @@ prints. The workflows decide what happens; the publisher decides how it looks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.generation.types import ImagineError, ProviderResult, StoredImage
@@ -37,6 +37,7 @@ class ComparisonPost:
     requester: str
     seconds: float
     reveal_after: int
+    options: dict[str, Any] = field(default_factory=dict)  # the request's, to draw it again
 
 
 @dataclass(frozen=True)

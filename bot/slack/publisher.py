@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk import WebClient
@@ -22,6 +23,7 @@ from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, P
 from bot.core.workflows import describe
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult
 from bot.slack import messages
+from bot.slack.buttons import PictureRef, buttons_message, picture_buttons
 from bot.slack.delivery import Delivery, NotInChannelError, Upload
 from bot.slack.messages import ComparisonView
 from bot.slack.retry import within
@@ -82,10 +84,13 @@ class SlackPublisher:
         client: WebClient,
         voting: VotingConfig,
         provider_labels: dict[str, str] | None = None,
+        providers: list[str] | None = None,
     ) -> None:
+        """`providers`: the configured ones, which a picture's "Try with" buttons offer."""
         self.client = client
         self.voting = voting
         self.labels = provider_labels or {}
+        self.providers = list(providers or [])
         self.delivery = Delivery(client)
         self._webhook_retries = client.retry_handlers  # the same: 5xx and 429 retried
 
@@ -130,15 +135,19 @@ class SlackPublisher:
         """One provider's pictures: image blocks when they have URLs, else uploaded files."""
         request = job.request
         linked = all(image.url for image in result.images)
+        ref = PictureRef(requester=job.user_id, request=request, provider=result.provider)
         try:
             if linked:
-                message = messages.result_message(result, request, job.user_id, seconds)
+                buttons = picture_buttons(ref, self.providers)
+                message = messages.result_message(result, request, job.user_id, seconds, buttons)
                 return Posted(self.delivery.post_message(job.channel_id, message))
             comment = messages.upload_comment(result, request, job.user_id, seconds)
             files = uploads(result, request)
             file_ids = self.delivery.upload_files(job.channel_id, files, comment)
+            file_id = next(iter(file_ids), None)
+            self._upload_buttons(job, replace(ref, file_id=file_id))
             # which message the upload became is asked only when someone rates it
-            return Posted(mode="file", file_id=next(iter(file_ids), None))
+            return Posted(mode="file", file_id=file_id)
         except NotInChannelError:
             if linked:
                 message = messages.result_message(result, request, job.user_id, seconds)
@@ -147,6 +156,19 @@ class SlackPublisher:
             else:
                 self.tell(job, f":warning: {messages.NOT_IN_CHANNEL}")
             return Posted(private=True)
+
+    def _upload_buttons(self, job: GenerateJob, ref: PictureRef) -> None:
+        """An uploaded file cannot carry buttons, and Slack shares it (gives it a message ts)
+        only later: its buttons come in a small message of their own right under it. Best
+        effort: the picture is posted either way."""
+        try:
+            self.delivery.post_message(job.channel_id, buttons_message(ref, self.providers))
+        except Exception as err:
+            log.warning(
+                "could not post the picture's buttons request_id=%s: %s",
+                job.request_id,
+                type(err).__name__,
+            )
 
     @_retried_until_deadline
     def post_comparison(
