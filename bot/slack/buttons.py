@@ -10,6 +10,7 @@ command box is small).
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -46,7 +47,7 @@ class PictureRef:
 def encode(ref: PictureRef) -> str:
     """The button value: compact JSON, the seed left out (Again draws a new one)."""
     options = {
-        k: v
+        k: messages.escape(v) if isinstance(v, str) else v
         for k, v in asdict(ref.request).items()
         if k not in ("prompt", "seed") and v != getattr(DEFAULTS, k)
     }
@@ -56,12 +57,12 @@ def encode(ref: PictureRef) -> str:
             data[key] = value
     if ref.parent_ts:
         data["m"] = ref.parent_ts
-    prompt = ref.request.prompt
+    prompt = messages.escape(ref.request.prompt)  # `<!channel>` never reaches Slack as typed
     while True:
         text = json.dumps({**data, "r": prompt}, ensure_ascii=False, separators=(",", ":"))
         if len(text) <= VALUE_LIMIT:
             return text
-        prompt = prompt[: len(prompt) - (len(text) - VALUE_LIMIT) - 1]
+        prompt = messages.fit(prompt, len(prompt) - (len(text) - VALUE_LIMIT) - 1)
 
 
 def decode(value: str) -> PictureRef:
@@ -70,10 +71,14 @@ def decode(value: str) -> PictureRef:
     if not isinstance(data, dict) or not isinstance(data.get("r"), str):
         raise ValueError("not a picture button")
     names = {f.name for f in fields(ImageRequest)} - {"prompt", "seed"}
-    options = {k: v for k, v in (data.get("o") or {}).items() if k in names}
+    options = {
+        k: html.unescape(v) if isinstance(v, str) else v
+        for k, v in (data.get("o") or {}).items()
+        if k in names
+    }
     return PictureRef(
         requester=str(data.get("u", "")),
-        request=ImageRequest(prompt=data["r"], **options),
+        request=ImageRequest(prompt=html.unescape(data["r"]), **options),
         provider=data.get("p"),
         target=data.get("t"),
         file_id=data.get("f"),
