@@ -47,6 +47,7 @@ DEFAULT_SCOPES = frozenset(
         "files:read",
         "reactions:read",
         "reactions:write",
+        "im:history",
     }
 )
 # The scope each Web API method needs (conversations.info: by the conversation's type).
