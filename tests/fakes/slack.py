@@ -430,6 +430,14 @@ class FakeSlack(FakeServer):
             self._triggers[trigger_id] = time.monotonic() - age
         return trigger_id
 
+    def person_says(self, channel: str, user: str, text: str) -> str:
+        """A person's message in `channel` (not the bot's: it cannot edit or delete it)."""
+        with self._state:
+            ts = self._next_ts()
+            message = {"type": "message", "user": user, "ts": ts, "text": text}
+            self._messages.setdefault(channel, []).append(message)
+            return ts
+
     def views(self) -> list[dict[str, Any]]:
         """The views opened (and updated), oldest first."""
         with self._state:

@@ -1,9 +1,11 @@
 """Direct messages: a DM to the bot is a prompt (with the command's grammar: a model name
 first, options last, `help`), drawn and answered in the DM.
 
-Registered with `channel_type: im` so that it never takes a channel's messages (Bolt runs only
-the first listener that matches). Messages from bots (this one included) and every subtype
-(edits, deletions, joins, file shares) are not prompts.
+Bolt runs only the first listener that matches an event, so this one must not match a
+channel's message (another listener takes thread replies). Bolt's dict constraint checks only
+`type` and `subtype` (a `channel_type` key in it is ignored: every message would match), so
+the conversation type is a listener matcher. Messages from bots (this one included) and every
+subtype (edits, deletions, joins, file shares) are not prompts.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class DirectMessages:
         self.help_message = help_message
 
     def register(self, app: App) -> None:
-        app.event({"type": "message", "channel_type": "im"})(self.on_message)
+        app.event({"type": "message", "subtype": None}, matchers=[is_direct_message])(
+            self.on_message
+        )
 
     def on_message(self, event: dict, body: dict, say: Say) -> None:
         if event.get("subtype") or event.get("bot_id") or not event.get("user"):
@@ -70,3 +74,7 @@ class DirectMessages:
         log_event(
             log, "dm", request_id=job.request_id, user=job.user_id, kind=job.kind, outcome=admission
         )
+
+
+def is_direct_message(event: dict) -> bool:
+    return event.get("channel_type") == "im"
