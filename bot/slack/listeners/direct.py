@@ -39,9 +39,9 @@ class DirectMessages:
         self.help_message = help_message
 
     def register(self, app: App) -> None:
-        app.event({"type": "message", "subtype": None}, matchers=[is_direct_message])(
-            self.on_message
-        )
+        # every DM message (subtypes too) is taken, and ignored below: an event no listener
+        # takes is answered 404, which Slack counts as a failed delivery and sends again
+        app.event("message", matchers=[is_direct_message])(self.on_message)
 
     def on_message(self, event: dict, body: dict, say: Say) -> None:
         if event.get("subtype") or event.get("bot_id") or not event.get("user"):
