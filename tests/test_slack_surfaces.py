@@ -341,3 +341,13 @@ def test_a_direct_message_is_a_prompt_answered_in_the_dm(uploading, fakes):
         assert uploading.post_signed(event_body(ignored), "application/json")[0] == 200
     slack.quiesce()
     assert len(slack.uploaded_files) == 1
+
+
+def test_again_on_an_upload_draws_with_a_new_seed(uploading, fakes):
+    slack, vertex, _, _ = fakes
+    message = picture(uploading, slack, "imagen a fox --seed 7 --ar 16:9")
+    click(uploading, slack, message, "Again")
+    slack.wait_for(lambda: len(vertex.api_calls()) >= 2, timeout=20)
+    first, second = (call.json()["generationConfig"] for call in vertex.api_calls()[:2])
+    assert first["seed"] == 7 and second.get("seed") != 7
+    assert first["imageConfig"] == second["imageConfig"]
