@@ -250,7 +250,7 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
-    admins: frozenset[str] = frozenset()  # IMAGINE_ADMINS: Slack user ids
+    admins: frozenset[str] = frozenset()  # IMAGINE_ADMINS: see the usage, delete any picture
     default_provider: str | None = None
     database_url: str = field(default="sqlite:///imagine.db", repr=False)  # may hold a password
     log_level: str = "INFO"

@@ -161,6 +161,7 @@ def block_actions_payload(
     message: dict[str, Any] | None = None,
     team_id: str = TEAM_ID,
     is_ephemeral: bool = False,
+    trigger_id: str | None = None,
 ) -> dict[str, Any]:
     """The `block_actions` payload Slack sends when someone clicks a button."""
     container = {
@@ -175,7 +176,7 @@ def block_actions_payload(
         "api_app_id": API_APP_ID,
         "token": VERIFICATION_TOKEN,
         "container": container,
-        "trigger_id": f"1337.42.{uuid.uuid4().hex}",
+        "trigger_id": trigger_id or f"1337.42.{uuid.uuid4().hex}",
         "team": {"id": team_id, "domain": TEAM_DOMAIN},
         "enterprise": None,
         "is_enterprise_install": False,
@@ -202,6 +203,77 @@ def block_actions_payload(
             "blocks": [],
         }
     return payload
+
+
+def view_submission_payload(
+    view: dict[str, Any],
+    values: dict[str, Any],
+    user_id: str = "U123",
+    team_id: str = TEAM_ID,
+) -> dict[str, Any]:
+    """The `view_submission` payload: the view as Slack keeps it (`FakeSlack.views()`), with
+    `values` (block_id -> what was typed or chosen) as its state, in Slack's shape."""
+    state: dict[str, Any] = {}
+    for block in view.get("blocks") or []:
+        if block.get("type") != "input":
+            continue
+        element = block["element"]
+        given = values.get(block["block_id"])
+        if element["type"] == "static_select":
+            chosen = next((o for o in element["options"] if o["value"] == given), None)
+            if given is None:
+                chosen = element.get("initial_option")
+            entry = {"type": "static_select", "selected_option": chosen}
+        else:
+            entry = {"type": "plain_text_input", "value": given}
+            if given is None:
+                entry["value"] = element.get("initial_value")
+        state[block["block_id"]] = {element["action_id"]: entry}
+    return {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "user": {"id": user_id, "username": "alice", "name": "alice", "team_id": team_id},
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": f"1337.42.{uuid.uuid4().hex}",
+        "view": {**view, "state": {"values": state}},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+
+
+def message_action_payload(
+    text: str,
+    trigger_id: str,
+    user_id: str = "U123",
+    channel_id: str = "C123",
+    message_ts: str = "1700000000.000200",
+    author: str = "U999",
+    response_url: str = "https://hooks.slack.com/app/T1/1/abc",
+    callback_id: str = "imagine_this",
+    team_id: str = TEAM_ID,
+) -> dict[str, Any]:
+    """The `message_action` payload of a message shortcut."""
+    return {
+        "type": "message_action",
+        "token": VERIFICATION_TOKEN,
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "user": {"id": user_id, "username": "alice", "name": "alice", "team_id": team_id},
+        "channel": {"id": channel_id, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
+        "response_url": response_url,
+        "message_ts": message_ts,
+        "message": {"type": "message", "user": author, "ts": message_ts, "text": text},
+    }
+
+
+def payload_body(payload: dict[str, Any]) -> bytes:
+    return urlencode({"payload": json.dumps(payload)}).encode()
 
 
 def block_actions_body(**kwargs: Any) -> bytes:
@@ -435,6 +507,10 @@ class AppProcess:
         if not slack.delivers_events_from(channel):
             return None
         return self.post_event(event, retry_num=retry_num, **fields)[0]
+
+    def post_payload(self, payload: dict[str, Any]) -> tuple[int, str, float]:
+        """Any interactivity payload (a view submission, a shortcut), form-encoded and signed."""
+        return self.post_signed(payload_body(payload), "application/x-www-form-urlencoded")
 
     def post_action(self, **fields: Any) -> tuple[int, str, float]:
         """A button click; `fields` go to `block_actions_payload`."""

@@ -115,3 +115,13 @@ def test_http_server_and_log_level_settings():
 def test_the_database_url_is_not_in_repr():
     config = Config.from_env({"DATABASE_URL": "postgresql://imagine:pw-secret@db/imagine"})
     assert "pw-secret" not in repr(config)
+
+
+def test_admins_are_validated_slack_user_ids():
+    env = {"IMAGINE_ADMINS": " U012AB3CD, W045EF6GH ,,"}
+    assert Config.from_env(env).admins == frozenset({"U012AB3CD", "W045EF6GH"})
+    assert Config.from_env({}).admins == frozenset()
+    with pytest.raises(
+        SettingError, match="IMAGINE_ADMINS must be comma-separated Slack user ids.*'alice'"
+    ):
+        Config.from_env({"IMAGINE_ADMINS": "U012AB3CD,alice"})

@@ -667,3 +667,77 @@ def test_real_bolt_app_accepts_harness_payloads(slack: FakeSlack) -> None:
 
         assert app.post_command("x", secret="forged")[0] == 401
     assert slack.token not in app.logs()
+
+
+MODAL = {
+    "type": "modal",
+    "callback_id": "f",
+    "title": {"type": "plain_text", "text": "Imagine"},
+    "submit": {"type": "plain_text", "text": "Draw"},
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "prompt",
+            "label": {"type": "plain_text", "text": "Prompt"},
+            "element": {"type": "plain_text_input", "action_id": "value"},
+        }
+    ],
+}
+
+
+def test_views_open_takes_a_trigger_once_within_three_seconds(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    trigger = slack.trigger()
+    view = client.views_open(trigger_id=trigger, view=MODAL)["view"]
+    assert view["id"].startswith("V") and view["hash"] and view["callback_id"] == "f"
+    assert slack.views()[0]["id"] == view["id"]
+    reused = slack_error(lambda: client.views_open(trigger_id=trigger, view=MODAL))
+    assert reused.response["error"] == "exchanged_trigger_id"
+    stale = slack.trigger(age=3.5)
+    assert (
+        slack_error(lambda: client.views_open(trigger_id=stale, view=MODAL)).response["error"]
+        == "expired_trigger_id"
+    )
+    unknown = slack_error(lambda: client.views_open(trigger_id="1.2.3", view=MODAL))
+    assert unknown.response["error"] == "invalid_trigger_id"
+    no_submit = {k: v for k, v in MODAL.items() if k != "submit"}
+    bad = slack_error(lambda: client.views_open(trigger_id=slack.trigger(), view=no_submit))
+    assert bad.response["error"] == "invalid_arguments"
+    long_title = {**MODAL, "title": {"type": "plain_text", "text": "x" * 25}}
+    bad = slack_error(lambda: client.views_open(trigger_id=slack.trigger(), view=long_title))
+    assert bad.response["error"] == "invalid_arguments"
+
+
+def test_views_update_checks_the_view_and_its_hash(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    view = client.views_open(trigger_id=slack.trigger(), view=MODAL)["view"]
+    updated = client.views_update(view_id=view["id"], hash=view["hash"], view=MODAL)["view"]
+    assert updated["id"] == view["id"]
+    stale = slack_error(
+        lambda: client.views_update(view_id=view["id"], hash="old.hash", view=MODAL)
+    )
+    assert stale.response["error"] == "hash_conflict"
+    assert (
+        slack_error(lambda: client.views_update(view_id="VNOPE", view=MODAL)).response["error"]
+        == "not_found"
+    )
+
+
+def test_chat_delete_only_the_bots_own_and_files_delete(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    ts = client.chat_postMessage(channel="C1", text="mine")["ts"]
+    theirs = slack.person_says("C1", "U9", "not the bot's")
+    refused = slack_error(lambda: client.chat_delete(channel="C1", ts=theirs))
+    assert refused.response["error"] == "cant_delete_message"
+    client.chat_delete(channel="C1", ts=ts)
+    assert slack.message("C1", ts) is None
+    gone = slack_error(lambda: client.chat_delete(channel="C1", ts=ts))
+    assert gone.response["error"] == "message_not_found"
+    file_id = client.files_upload_v2(channel="C1", content=png_bytes("x"), filename="a.png")[
+        "files"
+    ][0]["id"]
+    assert any(m.get("files") for m in slack.messages("C1"))
+    client.files_delete(file=file_id)
+    assert not any(m.get("files") for m in slack.messages("C1"))
+    again = slack_error(lambda: client.files_delete(file=file_id))
+    assert again.response["error"] == "file_not_found"

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bot.core.workflows import EXPIRED, INTERRUPTED
 from bot.generation.providers import resolve_provider_name
 from bot.generation.types import ContentPolicyError, ImageRequest, ProviderResult, StoredImage
-from bot.slack import messages
+from bot.slack import buttons, form, messages
 from bot.slack.command import CommandError, CompareCommand, GenerateCommand, parse_command
 from tests.fakes.slack import block_errors
 
@@ -78,7 +78,16 @@ def text_fields(value):
     """Every string a message sends as text (not URLs, ids or button values)."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key not in ("image_url", "value", "action_id", "block_id", "type"):
+            # an input's initial_value is what the person edits, not text Slack formats
+            if key not in (
+                "image_url",
+                "value",
+                "action_id",
+                "block_id",
+                "type",
+                "initial_value",
+                "private_metadata",
+            ):
                 yield from text_fields(item)
     elif isinstance(value, list):
         for item in value:
@@ -120,7 +129,16 @@ def everything_said_about(request: ImageRequest) -> list[dict]:
         reveal_after=3,
     )
     refused = ContentPolicyError(f"“{prompt}” was refused.", reason=prompt, provider="dalle3")
+    ref = buttons.PictureRef(requester=REQUESTER, request=request, provider="imagen")
+    picture_buttons = buttons.picture_buttons(ref, ["imagen", "dalle3"])
+    revealed_buttons = buttons.comparison_buttons(prompt, {}, REQUESTER, view.models, "1.2")
     return [
+        messages.result_message(result, request, REQUESTER, 2.0, picture_buttons),
+        messages.compare_message(view, revealed=True, tally={}, buttons=revealed_buttons),
+        messages.reveal_reply(view.models, {"A": 1}, revealed_buttons),
+        buttons.buttons_message(ref, ["imagen", "dalle3"]),
+        buttons.refused_delete(REQUESTER),
+        {"blocks": form.form_view("C1", None, ["imagen", "dalle3"], "compare", request)["blocks"]},
         messages.result_message(result, request, REQUESTER, 2.0),
         messages.message(messages.upload_comment(result, request, REQUESTER, 2.0)),
         messages.message(messages.working_text({"imagen": "m"}, request)),
@@ -155,3 +173,18 @@ def test_nothing_typed_becomes_a_mention_or_a_link(text: str) -> None:
         assert not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in typed), typed
     for message in everything_said_about(request):
         assert_safe(message)
+    assert_buttons_round_trip(request)
+
+
+def assert_buttons_round_trip(request: ImageRequest) -> None:
+    """What a button carries comes back as it was (the seed left out: Again draws a new one),
+    whatever was typed; only a prompt too long for a button value is cut."""
+    ref = buttons.PictureRef(requester=REQUESTER, request=request, provider="dalle3")
+    value = buttons.encode(ref)
+    assert len(value) <= buttons.VALUE_LIMIT
+    back = buttons.decode(value)
+    assert back.requester == REQUESTER and back.provider == "dalle3"
+    assert back.request.negative_prompt == request.negative_prompt
+    assert back.request.seed is None and back.request.n == request.n
+    if len(request.prompt) < 300:
+        assert back.request.prompt == request.prompt

@@ -105,8 +105,12 @@ def test_help_lists_providers_without_calling_anything(app, fakes):
     assert slack.methods_called() == [] and not vertex.requests and not openai.requests
 
 
-def test_empty_text_shows_help(app, fakes):
-    assert "Providers here" in ack_text(command(app, fakes[0], "")[1])
+def test_empty_text_opens_the_form(app, fakes):
+    slack = fakes[0]
+    status, body, _, _ = command(app, slack, "", trigger_id=slack.trigger())
+    assert status == 200 and not body
+    [view] = slack.wait_for(slack.views)
+    assert view["callback_id"] == "imagine_form"
 
 
 @pytest.mark.parametrize(
@@ -430,7 +434,8 @@ def test_a_slack_5xx_while_uploading_is_retried_and_uploads_once(app, fakes, ste
     _, _, _, url = command(app, slack, "imagen a sturdy bridge")
     slack.wait_for(lambda: slack.uploaded_files, timeout=15)
     slack.quiesce()
-    assert len(slack.uploaded_files) == 1 and len(slack.messages("C123")) == 1
+    shared = [m for m in slack.messages("C123") if m.get("subtype") == "file_share"]
+    assert len(slack.uploaded_files) == 1 and len(shared) == 1
     assert not slack.responses_to(url)
 
 

@@ -7,7 +7,7 @@ prints. The workflows decide what happens; the publisher decides how it looks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.generation.types import ImagineError, ProviderResult, StoredImage
@@ -40,6 +40,7 @@ class ComparisonPost:
     requester: str
     seconds: float
     reveal_after: int
+    options: dict[str, Any] = field(default_factory=dict)  # the request's, to draw it again
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,9 @@ class Workflows:
             requester=job.user_id,
             seconds=round(job.elapsed(), 1),
             reveal_after=self.voting.reveal_after_votes,
+            options={
+                k: v for k, v in asdict(job.request).items() if k not in ("prompt", "seed") and v
+            },
         )
         posted = self.publisher.post_comparison(job, post, composed)
         if posted.private:

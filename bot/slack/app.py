@@ -13,7 +13,11 @@ from bot.core.services import Services
 from bot.generation.service import GenerationService
 from bot.slack.listeners.actions import CancelButton, RevealButton
 from bot.slack.listeners.commands import ImagineCommand
+from bot.slack.listeners.direct import DirectMessages
+from bot.slack.listeners.drawing import Drawing
 from bot.slack.listeners.events import ReactionVotes
+from bot.slack.listeners.form import ImagineForm
+from bot.slack.listeners.pictures import PictureButtons
 from bot.slack.publisher import SlackPublisher
 from bot.slack.retry import SlackWebClient, retry_handlers
 from bot.slack.reveal import Reveal
@@ -38,7 +42,7 @@ def publisher_factory(config: Config, client: WebClient):
 
     def build(service: GenerationService) -> SlackPublisher:
         labels = {name: p.label for name, p in service.providers.items()}
-        return SlackPublisher(client, config.voting, labels)
+        return SlackPublisher(client, config.voting, labels, service.configured_providers())
 
     return build
 
@@ -59,9 +63,15 @@ def build_app(
         logger=bolt_log,
     )
     reveal = Reveal(services.store, config.voting, services.service.link)
-    ImagineCommand(
-        services.service, services.choice, services.runner, config.jobs.deadline
-    ).register(app)
+    drawing = Drawing(services.service, services.choice, services.runner, config.jobs.deadline)
+    form = ImagineForm(drawing)
+    command = ImagineCommand(
+        services.service, services.choice, services.runner, config.jobs.deadline, form
+    )
+    command.register(app)
+    form.register(app)
+    PictureButtons(drawing, form, services.runner.board, config.admins).register(app)
+    DirectMessages(drawing, command.help).register(app)
     ReactionVotes(services.store, config.voting, reveal).register(app)
     RevealButton(services.store, config.voting, reveal, services.runner.board).register(app)
     CancelButton(services.runner).register(app)

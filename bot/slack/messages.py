@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.generation.types import (
@@ -183,6 +183,10 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
         "*Imagine draws pictures from your words.*\n"
         "`/imagine <provider> <prompt> [options]` or `/imagine <prompt>` for the default.\n"
         "Example: `/imagine imagen a lighthouse in a storm, oil painting --ar 16:9`\n"
+        "`/imagine` alone opens a form (prompt, model, size, things to avoid); so does "
+        "*Imagine this* in a message's ⋯ menu, with the message as the prompt. Under every "
+        "picture: Again, Try with the other model, Compare, Edit prompt, Delete. You can also "
+        "send me a prompt in a direct message.\n"
         "`/imagine compare <prompt>` draws it with every provider, side by side and blind: "
         "react to vote. `/imagine leaderboard` shows which model the team prefers "
         f"({LEADERBOARD_HELP}). `/imagine usage` shows your pictures and their cost.\n\n"
@@ -207,9 +211,14 @@ def working_text(models: dict[str, str], request: ImageRequest) -> Mrkdwn:
 
 
 def result_message(
-    result: ProviderResult, request: ImageRequest, user_id: str, seconds: float
+    result: ProviderResult,
+    request: ImageRequest,
+    user_id: str,
+    seconds: float,
+    buttons: Block | None = None,
 ) -> dict:
-    """The channel message for one provider's pictures (URLs already stored)."""
+    """The channel message for one provider's pictures (URLs already stored), with the
+    picture's `buttons` (`bot.slack.buttons`) last."""
     blocks: list[Block] = [section(md("*{}*", fit(request.prompt, SECTION_LIMIT - 2)))]
     for i, image in enumerate(result.images[:4], start=1):
         if image.url is None or len(image.url) > URL_LIMIT:
@@ -220,6 +229,8 @@ def result_message(
         blocks.append(context_block(md("*Revised prompt:* {}", result.revised_prompt)))
     if result.notes:
         blocks.append(context_block(*(md(":warning: {}", note) for note in result.notes)))
+    if buttons is not None:
+        blocks.append(buttons)
     text = md("{}'s picture: {} ({})", mention(user_id), fit(request.prompt, 150), result.provider)
     return message(text, blocks)
 
@@ -351,6 +362,7 @@ class ComparisonView:
     requester: str
     seconds: float
     reveal_after: int
+    options: dict[str, Any] = field(default_factory=dict)  # the request's, for its buttons
 
     @classmethod
     def of(cls, post: Any, emoji: dict[str, str]) -> ComparisonView:
@@ -361,6 +373,7 @@ class ComparisonView:
             **{name: fields[name] for name in names},
             emoji=emoji,
             reveal_after=fields["reveal_after"],
+            options=dict(fields.get("options") or {}),  # rows before 2026-11 have none
         )
 
     def how_to_vote(self) -> Mrkdwn:
@@ -414,6 +427,7 @@ def compare_message(
     revealed: bool = False,
     tally: dict[str, int] | None = None,
     votable: bool = True,
+    buttons: Block | None = None,
 ) -> dict:
     """The blind side-by-side post: the composed picture, links to the originals, how to
     vote and a Reveal button; once revealed, which model drew which side. Not `votable`
@@ -427,6 +441,8 @@ def compare_message(
     blocks.extend(context_blocks(full_size_links(view.originals)))
     if revealed:
         blocks.append(context_block(reveal_text(view.models, tally or {})))
+        if buttons is not None:
+            blocks.append(buttons)
     elif not votable:
         blocks.append(context_block(unvotable_text(view.models)))
     else:
@@ -466,9 +482,15 @@ def unvotable_text(models: dict[str, tuple[str, str]]) -> Mrkdwn:
     return md("{}\n{}", _sides(models), NOT_VOTABLE)
 
 
-def reveal_reply(models: dict[str, tuple[str, str]], tally: dict[str, int]) -> dict:
-    """The reveal as a thread reply, for a comparison posted as an upload."""
-    return message(reveal_text(models, tally))
+def reveal_reply(
+    models: dict[str, tuple[str, str]], tally: dict[str, int], buttons: Block | None = None
+) -> dict:
+    """The reveal as a thread reply, for a comparison posted as an upload (with its buttons:
+    an upload cannot carry any)."""
+    text = reveal_text(models, tally)
+    if buttons is None:
+        return message(text)
+    return message(text, [section(text), buttons])
 
 
 def compare_comment(view: ComparisonView) -> Mrkdwn:

@@ -7,6 +7,7 @@ that acknowledged the command would have.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -23,6 +24,7 @@ from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, P
 from bot.core.workflows import describe
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult, StoredImage
 from bot.slack import messages
+from bot.slack.buttons import PictureRef, buttons_message, picture_buttons
 from bot.slack.delivery import Delivery, NotInChannelError, Upload
 from bot.slack.messages import ComparisonView
 from bot.slack.retry import within
@@ -85,10 +87,13 @@ class SlackPublisher:
         client: WebClient,
         voting: VotingConfig,
         provider_labels: dict[str, str] | None = None,
+        providers: list[str] | None = None,
     ) -> None:
+        """`providers`: the configured ones, which a picture's "Try with" buttons offer."""
         self.client = client
         self.voting = voting
         self.labels = provider_labels or {}
+        self.providers = list(providers or [])
         self.delivery = Delivery(client)
         self._webhook_retries = client.retry_handlers  # the same: 5xx and 429 retried
 
@@ -140,19 +145,23 @@ class SlackPublisher:
         `replace`: the preview message, updated in place into the finished picture."""
         request = job.request
         linked = all(image.url for image in result.images)
+        ref = PictureRef(requester=job.user_id, request=request, provider=result.provider)
         try:
             if linked:
-                message = messages.result_message(result, request, job.user_id, seconds)
+                buttons = picture_buttons(ref, self.providers)
+                message = messages.result_message(result, request, job.user_id, seconds, buttons)
                 if replace is not None and replace.ts and self._update(job, replace.ts, message):
                     return Posted(replace.ts)
                 return Posted(self.delivery.post_message(job.channel_id, message))
             comment = messages.upload_comment(result, request, job.user_id, seconds)
             files = uploads(result, request)
             file_ids = self.delivery.upload_files(job.channel_id, files, comment)
+            file_id = next(iter(file_ids), None)
             if replace is not None:  # the picture is an upload, which cannot replace it
                 self.withdraw_preview(job, replace)
+            self._upload_buttons(job, dataclasses.replace(ref, file_id=file_id))
             # which message the upload became is asked only when someone rates it
-            return Posted(mode="file", file_id=next(iter(file_ids), None))
+            return Posted(mode="file", file_id=file_id)
         except NotInChannelError:
             if linked:
                 message = messages.result_message(result, request, job.user_id, seconds)
@@ -215,6 +224,19 @@ class SlackPublisher:
             )
         except Exception:
             log.exception("could not withdraw a preview request_id=%s", job.request_id)
+
+    def _upload_buttons(self, job: GenerateJob, ref: PictureRef) -> None:
+        """An uploaded file cannot carry buttons, and Slack shares it (gives it a message ts)
+        only later: its buttons come in a small message of their own right under it. Best
+        effort: the picture is posted either way."""
+        try:
+            self.delivery.post_message(job.channel_id, buttons_message(ref, self.providers))
+        except Exception as err:
+            log.warning(
+                "could not post the picture's buttons request_id=%s: %s",
+                job.request_id,
+                type(err).__name__,
+            )
 
     @_retried_until_deadline
     def post_comparison(

@@ -13,6 +13,7 @@ from bot.config import VotingConfig
 from bot.core.comparisons import redrawn_post
 from bot.logs import log_event
 from bot.slack import messages
+from bot.slack.buttons import comparison_buttons
 from bot.slack.messages import ComparisonView
 from bot.votes.db import Comparison, VoteStore
 
@@ -45,15 +46,25 @@ class Reveal:
         if not self.votes.mark_revealed(comparison_id):
             return False
         tally = dict(Counter(self.votes.votes(comparison_id).values()))
+        kept = details.get("post") or details.get("view") or {}
+        options = kept.get("options") or {}
         if post is not None:
             view = ComparisonView.of(post, self.emoji)
-            message = messages.compare_message(view, revealed=True, tally=tally)
+            buttons = comparison_buttons(view.prompt, options, comparison.requester_id, models)
+            message = messages.compare_message(view, revealed=True, tally=tally, buttons=buttons)
             client.chat_update(channel=comparison.channel_id, ts=comparison.message_ts, **message)
         else:
+            buttons = comparison_buttons(
+                comparison.prompt,
+                options,
+                comparison.requester_id,
+                models,
+                parent_ts=comparison.message_ts,
+            )
             client.chat_postMessage(
                 channel=comparison.channel_id,
                 thread_ts=comparison.message_ts,
-                **messages.reveal_reply(models, tally),
+                **messages.reveal_reply(models, tally, buttons),
             )
         log_event(log, "reveal", comparison_id=comparison_id, votes=sum(tally.values()))
         return True

@@ -23,6 +23,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -48,6 +49,7 @@ DEFAULT_SCOPES = frozenset(
         "reactions:read",
         "reactions:write",
         "im:write",
+        "im:history",
     }
 )
 # The scope each Web API method needs (conversations.info: by the conversation's type).
@@ -64,7 +66,12 @@ METHOD_SCOPES = {
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
     "files.info": "files:read",
+    "files.delete": "files:write",
 }
+TRIGGER_SECONDS = 3.0  # a trigger_id opens one view, within 3 seconds of the click or command
+VIEW_BLOCKS = 100
+VIEW_TITLE_LIMIT = 24
+PRIVATE_METADATA_LIMIT = 3000
 UPLOAD = "upload"  # `server_error` / `rate_limit` target: the POST of the bytes to upload_url
 RESPONSE_URL = "response_url"  # ... and posts to a command's response_url
 
@@ -329,7 +336,13 @@ class FakeSlack(FakeServer):
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._file_info,
+            "files.delete": self._files_delete,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
         }
+        self._triggers: dict[str, float] = {}  # trigger_id -> when issued; popped when used
+        self._used_triggers: set[str] = set()
+        self._views: dict[str, dict[str, Any]] = {}  # view id -> the view as Slack keeps it
 
     def __enter__(self) -> FakeSlack:
         super().__enter__()
@@ -411,6 +424,30 @@ class FakeSlack(FakeServer):
             self._files.clear()
             self._responses.clear()
             self.missing_users.clear()
+            self._triggers.clear()
+            self._used_triggers.clear()
+            self._views.clear()
+
+    def trigger(self, age: float = 0.0) -> str:
+        """A trigger_id as Slack puts in a command, a click or a shortcut (`age` seconds old):
+        views.open takes it once, within 3 seconds."""
+        trigger_id = f"{next(self._ids)}.42.{uuid.uuid4().hex}"
+        with self._state:
+            self._triggers[trigger_id] = time.monotonic() - age
+        return trigger_id
+
+    def person_says(self, channel: str, user: str, text: str) -> str:
+        """A person's message in `channel` (not the bot's: it cannot edit or delete it)."""
+        with self._state:
+            ts = self._next_ts()
+            message = {"type": "message", "user": user, "ts": ts, "text": text}
+            self._messages.setdefault(channel, []).append(message)
+            return ts
+
+    def views(self) -> list[dict[str, Any]]:
+        """The views opened (and updated), oldest first."""
+        with self._state:
+            return [dict(v) for v in self._views.values()]
 
     # -- what the app did -----------------------------------------------------------------
     def calls_to(self, method: str) -> list[dict[str, Any]]:
@@ -858,6 +895,100 @@ class FakeSlack(FakeServer):
         if upload is None or not upload.completed:
             raise SlackError("file_not_found")
         return {"file": self._file_object(upload)}
+
+    def _files_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A bot token deletes only the files the bot uploaded (`cant_delete_file`)."""
+        self._require(args, "file")
+        upload = self._files.get(args["file"])
+        if upload is None or not upload.completed:
+            raise SlackError("file_not_found")
+        del self._files[upload.id]
+        for channel, kept in self._messages.items():
+            for message in list(kept):
+                if any(f.get("id") == upload.id for f in message.get("files") or []):
+                    kept.remove(message)
+                    self._reactions.pop((channel, message["ts"]), None)
+        return {}
+
+    # -- views (modals) -------------------------------------------------------------------
+    def _view_errors(self, view: Any) -> list[str]:
+        if not isinstance(view, dict):
+            return ["must provide an object [json-pointer:/view]"]
+        errors = []
+        if view.get("type") not in ("modal", "home"):
+            errors.append("must be a valid enum value [json-pointer:/view/type]")
+        if view.get("type") == "modal":
+            errors += _text_errors(view.get("title"), VIEW_TITLE_LIMIT, "/view/title", True)
+            for key in ("submit", "close"):
+                if key in view:
+                    errors += _text_errors(view[key], VIEW_TITLE_LIMIT, f"/view/{key}", True)
+            inputs = [b for b in view.get("blocks") or [] if b.get("type") == "input"]
+            if inputs and "submit" not in view:
+                errors.append("must provide submit with input blocks [json-pointer:/view]")
+        blocks = view.get("blocks") or []
+        if len(blocks) > VIEW_BLOCKS:
+            errors.append(f"no more than {VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]")
+        errors += _too_long(view.get("private_metadata"), PRIVATE_METADATA_LIMIT, "/view/pm")
+        errors += _too_long(view.get("callback_id"), ID_LIMIT, "/view/callback_id")
+        for i, block in enumerate(blocks):
+            if block.get("type") == "input":
+                errors += _text_errors(block.get("label"), 2000, f"/view/blocks/{i}/label", True)
+                element = block.get("element") or {}
+                if element.get("type") not in ("plain_text_input", "static_select"):
+                    errors.append(f"unsupported element [json-pointer:/view/blocks/{i}]")
+                initial = element.get("initial_option")
+                if initial is not None and initial not in (element.get("options") or []):
+                    errors.append(f"initial_option not in options [json-pointer:/view/blocks/{i}]")
+            else:
+                errors += block_errors([block])
+        return errors
+
+    def _keep_view(self, view: dict[str, Any], view_id: str) -> dict[str, Any]:
+        errors = self._view_errors(view)
+        if errors:
+            raise SlackError("invalid_arguments", response_metadata={"messages": errors})
+        kept = {
+            **view,
+            "id": view_id,
+            "team_id": self.team_id,
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "state": {"values": {}},
+            "bot_id": self.bot_id,
+        }
+        self._views[view_id] = kept
+        return kept
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "trigger_id", "view")
+        view = args["view"]
+        if isinstance(view, str):
+            view = json.loads(view)
+        issued = self._triggers.pop(args["trigger_id"], None)
+        if issued is None:
+            used = args["trigger_id"] in self._used_triggers
+            raise SlackError("exchanged_trigger_id" if used else "invalid_trigger_id")
+        self._used_triggers.add(args["trigger_id"])
+        if time.monotonic() - issued > TRIGGER_SECONDS:
+            raise SlackError("expired_trigger_id")
+        return {"view": self._keep_view(view, f"V{next(self._ids):08d}")}
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "view")
+        view = args["view"]
+        if isinstance(view, str):
+            view = json.loads(view)
+        view_id = args.get("view_id")
+        if not view_id and args.get("external_id"):
+            view_id = next(
+                (k for k, v in self._views.items() if v.get("external_id") == args["external_id"]),
+                None,
+            )
+        current = self._views.get(view_id or "")
+        if current is None:
+            raise SlackError("not_found")
+        if args.get("hash") and args["hash"] != current["hash"]:
+            raise SlackError("hash_conflict")
+        return {"view": self._keep_view(view, current["id"])}
 
     # -- response_url ---------------------------------------------------------------------
     def _respond(self, token: str, request: RecordedRequest) -> Reply:

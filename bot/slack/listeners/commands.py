@@ -11,6 +11,8 @@ import logging
 import time
 
 from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
 
 from bot import metrics
 from bot.core.choice import ProviderChoice
@@ -29,19 +31,10 @@ from bot.slack.command import (
     UsageCommand,
     parse_command,
 )
+from bot.slack.listeners.drawing import REFUSALS
+from bot.slack.listeners.form import CANNOT_OPEN, ImagineForm
 
 log = logging.getLogger("imagine.slack")
-
-REFUSALS = {
-    Admission.TOO_MANY: (
-        ":raised_hand: You already have {cap} pictures on the way; wait for one to arrive "
-        "(or cancel one), then try again."
-    ),
-    Admission.UNAVAILABLE: (
-        ":warning: I can't take new pictures right now (the job queue is unreachable); "
-        "please try again in a minute."
-    ),
-}
 
 
 class ImagineCommand:
@@ -53,7 +46,10 @@ class ImagineCommand:
         choice: ProviderChoice,
         runner: Runner,
         deadline: float,
+        form: ImagineForm | None = None,
     ) -> None:
+        """`form`: what a bare `/imagine` opens (without it, a bare `/imagine` helps)."""
+        self.form = form
         self.service = service
         self.choice = choice
         self.runner = runner
@@ -62,8 +58,22 @@ class ImagineCommand:
     def register(self, app: App) -> None:
         app.command("/imagine")(self.on_command)
 
-    def on_command(self, ack: Ack, command: dict) -> None:
+    def on_command(self, ack: Ack, command: dict, client: WebClient) -> None:
         received = time.monotonic()
+        if not command.get("text", "").strip() and self.form is not None:
+            ack()  # then the form, within the trigger's 3 seconds
+            opened = self.form.open(
+                client,
+                command.get("trigger_id", ""),
+                command["channel_id"],
+                command.get("response_url"),
+            )
+            log_event(log, "command", user=command.get("user_id"), kind="form", outcome=opened)
+            if not opened and command.get("response_url"):
+                WebhookClient(command["response_url"], timeout=15).send(
+                    response_type="ephemeral", **messages.sentence(CANNOT_OPEN)
+                )
+            return
         request_id = new_request_id()
         base = {
             "request_id": request_id,
