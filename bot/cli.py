@@ -74,6 +74,9 @@ class ConsolePublisher:
         self._print(*lines)
         return Posted(mode="console")
 
+    def picture(self, job: Job, ref: str) -> bytes | None:
+        return None  # the command line keeps no pictures of its own
+
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison
     ) -> Posted:

@@ -13,6 +13,8 @@ from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.generation.types import ImagineError, ProviderResult, StoredImage
 from bot.votes.leaderboard import LeaderboardResult
 
+UPLOAD = "upload:"  # a picture reference the front end reads itself: "upload:<file id>"
+
 
 @dataclass(frozen=True)
 class Posted:
@@ -76,6 +78,10 @@ class Publisher(Protocol):
     def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
         """One provider's pictures, in the channel (privately when the bot cannot post there).
         Raises DeliveryFailed when they could not be shown before the job's deadline."""
+
+    def picture(self, job: Job, ref: str) -> bytes | None:
+        """The bytes of a picture the front end keeps (`UPLOAD` references: its uploads and
+        people's); None for any other reference. Raises PictureGoneError when it is gone."""
 
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison

@@ -17,8 +17,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
 from bot.config import VotingConfig
-from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
-from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Waiting
+from bot.core.jobs import CompareJob, EditJob, GenerateJob, Job, LeaderboardJob
+from bot.core.ports import (
+    UPLOAD,
+    ComparisonPost,
+    ComposedComparison,
+    DeliveryFailed,
+    Posted,
+    Waiting,
+)
 from bot.core.workflows import describe
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult
 from bot.slack import messages
@@ -93,9 +100,15 @@ class SlackPublisher:
     @_retried_with_grace
     def _respond(self, job: Job, *, replace: bool = False, **message: Any) -> None:
         """Privately to the requester: through the response_url when the job has one (it
-        works in channels the bot is not in), else as an ephemeral message."""
+        works in channels the bot is not in), else as an ephemeral message; an edit's
+        sentence goes in its thread, where the person asked."""
         try:
-            if job.response_url:
+            if isinstance(job, EditJob):
+                if not replace:
+                    self.client.chat_postMessage(
+                        channel=job.channel_id, thread_ts=job.thread_ts, **message
+                    )
+            elif job.response_url:
                 response = WebhookClient(
                     job.response_url, timeout=15, retry_handlers=self._webhook_retries
                 ).send(response_type="ephemeral", replace_original=replace, **message)
@@ -117,6 +130,8 @@ class SlackPublisher:
         self._respond(job, text=messages.error_text(error))
 
     def progress(self, job: Job, waiting: Waiting | None) -> None:
+        if isinstance(job, EditJob):
+            return  # a thread has no private note to replace; the result follows
         prompt = _prompt(job)
         if waiting is None:
             self._respond(job, replace=True, **messages.drawing_note(prompt))
@@ -126,17 +141,21 @@ class SlackPublisher:
 
     # -- in the channel --------------------------------------------------------------------
     @_retried_until_deadline
-    def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
-        """One provider's pictures: image blocks when they have URLs, else uploaded files."""
+    def post_pictures(
+        self, job: GenerateJob | EditJob, result: ProviderResult, seconds: float
+    ) -> Posted:
+        """One provider's pictures: image blocks when they have URLs, else uploaded files; an
+        edit's in the thread it was asked in."""
         request = job.request
         linked = all(image.url for image in result.images)
+        thread = {"thread_ts": job.thread_ts} if job.thread_ts else {}
         try:
             if linked:
                 message = messages.result_message(result, request, job.user_id, seconds)
-                return Posted(self.delivery.post_message(job.channel_id, message))
+                return Posted(self.delivery.post_message(job.channel_id, message, **thread))
             comment = messages.upload_comment(result, request, job.user_id, seconds)
             files = uploads(result, request)
-            file_ids = self.delivery.upload_files(job.channel_id, files, comment)
+            file_ids = self.delivery.upload_files(job.channel_id, files, comment, job.thread_ts)
             # which message the upload became is asked only when someone rates it
             return Posted(mode="file", file_id=next(iter(file_ids), None))
         except NotInChannelError:
@@ -147,6 +166,12 @@ class SlackPublisher:
             else:
                 self.tell(job, f":warning: {messages.NOT_IN_CHANNEL}")
             return Posted(private=True)
+
+    def picture(self, job: Job, ref: str) -> bytes | None:
+        """An upload's bytes (ours, or a person's), read with the bot token."""
+        if not ref.startswith(UPLOAD):
+            return None
+        return self.delivery.download(ref.removeprefix(UPLOAD))
 
     @_retried_until_deadline
     def post_comparison(

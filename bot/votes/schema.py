@@ -161,6 +161,21 @@ PENDING_REACTIONS = Table(
     Index("ix_pending_reactions_message", "channel_id", "message_ts"),
     Index("ix_pending_reactions_received", "received_at"),
 )
+# Migration 7: where each picture is and what it came from, so a reply in its thread can edit
+# it: `picture` is the first picture's reference (`gs://bucket/object`, a link, or
+# `slack-file:F…` for an upload), `thread_ts` the thread an edit was posted in, and the lineage:
+# `parent_id` the generation it edits, `parent_picture` the edited picture's reference (also
+# for a person's upload, which has no generation).
+LINEAGE_COLUMNS = (
+    Column("picture", Text),
+    Column("thread_ts", String(32)),
+    Column("parent_id", Integer),
+    Column("parent_picture", Text),
+)
+for _column in LINEAGE_COLUMNS:
+    GENERATIONS.append_column(_column)
+Index("ix_generations_channel_thread", GENERATIONS.c.channel_id, GENERATIONS.c.thread_ts)
+Index("ix_generations_channel_message", GENERATIONS.c.channel_id, GENERATIONS.c.message_ts)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -199,6 +214,15 @@ def _create_uploads(conn: Connection) -> None:
 
 def _create_pending_reactions(conn: Connection) -> None:
     PENDING_REACTIONS.create(conn)
+
+
+def _add_lineage(conn: Connection) -> None:
+    for column in LINEAGE_COLUMNS:
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE generations ADD COLUMN {column.name} {kind}"))
+    for index in GENERATIONS.indexes:
+        if index.name in ("ix_generations_channel_thread", "ix_generations_channel_message"):
+            index.create(conn)
 
 
 def object_ref(url: str) -> str:
@@ -256,4 +280,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "uploads", _create_uploads),
     Migration(5, "comparisons.details by object name", _details_by_reference),
     Migration(6, "pending_reactions", _create_pending_reactions),
+    Migration(7, "generations: picture, thread and lineage", _add_lineage),
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import mimetypes
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +47,8 @@ DEFAULT_SCOPES = frozenset(
         "files:read",
         "reactions:read",
         "reactions:write",
+        "channels:history",
+        "groups:history",
     }
 )
 # The scope each Web API method needs (conversations.info: by the conversation's type).
@@ -116,6 +119,7 @@ class UploadedFile:
     thread_ts: str | None = None
     share_ts: str | None = None
     completed: bool = False
+    user: str | None = None  # who shared it; None: the bot
 
 
 @dataclass
@@ -280,6 +284,21 @@ def block_errors(blocks: Any) -> list[str]:
     return errors
 
 
+def _modal_errors(view: dict[str, Any]) -> list[str]:
+    """A modal's own limits: plain-text title, submit and close of at most 24 characters;
+    every input block with a label and an element."""
+    errors = []
+    for name in ("title", "submit", "close"):
+        if name in view or name == "title":
+            errors += _text_errors(view.get(name), 24, f"/view/{name}", True)
+    for i, block in enumerate(view.get("blocks") or []):
+        if isinstance(block, dict) and block.get("type") == "input":
+            errors += _text_errors(block.get("label"), 2000, f"/blocks/{i}/label", True)
+            if not isinstance(block.get("element"), dict):
+                errors.append(f"missing required field: element [json-pointer:/blocks/{i}]")
+    return errors
+
+
 class FakeSlack(FakeServer):
     """Slack's Web API, `response_url`s and the v2 file upload endpoint on 127.0.0.1."""
 
@@ -324,7 +343,10 @@ class FakeSlack(FakeServer):
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._file_info,
+            "views.open": self._views_open,
         }
+        self._triggers: dict[str, float] = {}  # trigger_id -> when it was issued
+        self._views: list[dict[str, Any]] = []
 
     def __enter__(self) -> FakeSlack:
         super().__enter__()
@@ -405,6 +427,8 @@ class FakeSlack(FakeServer):
             self._reactions.clear()
             self._files.clear()
             self._responses.clear()
+            self._triggers.clear()
+            self._views.clear()
 
     # -- what the app did -----------------------------------------------------------------
     def calls_to(self, method: str) -> list[dict[str, Any]]:
@@ -504,6 +528,8 @@ class FakeSlack(FakeServer):
             return self._upload(path[len("/upload/") :], request)
         if path.startswith("/response/"):
             return self._respond(path[len("/response/") :], request)
+        if path.startswith("/files-pri/") and request.method == "GET":
+            return self._download(path[len("/files-pri/") :], request)
         return Reply(404, "not found")
 
     def _api(self, method: str, request: RecordedRequest) -> Reply:
@@ -757,7 +783,7 @@ class FakeSlack(FakeServer):
         return Reply(200, f"OK - {len(data)}")
 
     def _file_object(self, upload: UploadedFile) -> dict[str, Any]:
-        base = f"https://files.slack.com/files-pri/{self.team_id}-{upload.id}"
+        base = f"{self.url}/files-pri/{self.team_id}-{upload.id}"
         shares: dict[str, Any] = {}
         if upload.channel and upload.share_ts:
             chan = self.channel(upload.channel)
@@ -770,7 +796,8 @@ class FakeSlack(FakeServer):
             "name": upload.filename,
             "title": upload.title or upload.filename,
             "size": len(upload.data or b""),
-            "user": self.bot_user_id,
+            "user": upload.user or self.bot_user_id,
+            "mimetype": mimetypes.guess_type(upload.filename)[0] or "application/octet-stream",
             "is_external": False,
             "url_private": f"{base}/{upload.filename}",
             "url_private_download": f"{base}/download/{upload.filename}",
@@ -833,6 +860,99 @@ class FakeSlack(FakeServer):
         if upload is None or not upload.completed:
             raise SlackError("file_not_found")
         return {"file": self._file_object(upload)}
+
+    def _download(self, rest: str, request: RecordedRequest) -> Reply:
+        """`url_private` (and `url_private_download`): the file's bytes for a request with the
+        bot token of an install that has `files:read`; anything else gets what Slack gives a
+        browser that is not signed in: a redirect to the sign-in page, never the file."""
+        file_id = rest.split("/", 1)[0].removeprefix(f"{self.team_id}-")
+        auth = request.headers.get("authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+        with self._state:
+            upload = self._files.get(file_id)
+            allowed = token in self.tokens and "files:read" in self.scopes
+            if not allowed:
+                return Reply(302, b"", {"Location": "https://imagine-test.slack.com/?redir=1"})
+            if upload is None or not upload.completed or upload.data is None:
+                return Reply(404, "Not Found")
+            kind = mimetypes.guess_type(upload.filename)[0] or "application/octet-stream"
+            return Reply(200, upload.data, {"Content-Type": kind})
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "trigger_id", "view")
+        view = args["view"]
+        if isinstance(view, str):
+            view = json.loads(view)
+        issued = self._triggers.pop(args["trigger_id"], None)
+        if issued is None:
+            raise SlackError("invalid_trigger_id")
+        if time.monotonic() - issued > 3.0:
+            raise SlackError("expired_trigger_id")
+        if view.get("type") != "modal" or block_errors(view.get("blocks")) or _modal_errors(view):
+            raise SlackError("invalid_arguments")
+        if len(view.get("private_metadata") or "") > 3000:
+            raise SlackError("invalid_arguments")
+        opened = {**view, "id": f"V{next(self._ids):08d}"}
+        self._views.append(opened)
+        return {"view": opened}
+
+    # -- what people do (for the harness) ---------------------------------------------------
+    def new_trigger(self) -> str:
+        """A trigger_id as Slack puts in a shortcut's payload: one views.open, within 3 s."""
+        trigger = f"{next(self._ids)}.{time.monotonic_ns()}"
+        with self._state:
+            self._triggers[trigger] = time.monotonic()
+        return trigger
+
+    def views(self) -> list[dict[str, Any]]:
+        with self._state:
+            return list(self._views)
+
+    def share_file(
+        self,
+        channel: str,
+        user: str,
+        data: bytes,
+        filename: str = "photo.png",
+        thread_ts: str | None = None,
+    ) -> dict[str, Any]:
+        """A person uploads a picture into `channel`: the `file_share` message it becomes."""
+        with self._state:
+            file_id = f"F{next(self._ids):08d}"
+            upload = UploadedFile(
+                id=file_id,
+                filename=filename,
+                length=len(data),
+                data=data,
+                channel=channel,
+                thread_ts=thread_ts,
+                share_ts=self._next_ts(),
+                completed=True,
+                user=user,
+            )
+            self._files[file_id] = upload
+            message = {
+                "type": "message",
+                "subtype": "file_share",
+                "user": user,
+                "ts": upload.share_ts,
+                "channel": channel,
+                "text": "",
+                "files": [self._file_object(upload)],
+                "upload": True,
+            }
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._messages.setdefault(channel, []).append(message)
+            return dict(message)
+
+    def delete_file(self, file_id: str) -> None:
+        """Someone deleted the file: files.info answers file_not_found, its URLs 404."""
+        with self._state:
+            upload = self._files.get(file_id)
+            if upload is not None:
+                upload.data = None
+                upload.completed = False
 
     # -- response_url ---------------------------------------------------------------------
     def _respond(self, token: str, request: RecordedRequest) -> Reply:

@@ -19,6 +19,11 @@ class ImageStore(ABC):
         signed afresh where URLs are signed; None when `ref` is not one of this store's."""
         return None
 
+    def get(self, ref: str) -> bytes | None:
+        """The bytes of a picture this store kept as `ref` (to edit it); None when `ref` is not
+        one of this store's; PictureGoneError when the object is gone (deleted, expired)."""
+        return None
+
     def missing_settings(self) -> list[str]:
         return []
 
