@@ -5,12 +5,15 @@ picture it edits (the fakes derive their answer from the bytes they received).""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
 from sqlalchemy import text
 
 from bot.votes.db import VoteStore
@@ -19,7 +22,7 @@ from tests.fakes.gcs import GcsFront, start_gcs_emulator
 from tests.fakes.images import edited_png, png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.fakes.vertex import MAX_REQUEST_BYTES, FakeVertexAI, service_account_info
 from tests.slack_harness import (
     AppProcess,
     channel_message,
@@ -345,6 +348,22 @@ def test_remix_the_bots_picture_defaults_to_its_provider(world):
     )
 
 
+def test_remix_of_an_upload_too_large_for_vertex_scales_it_down_first(world):
+    slack, vertex, _, _, _ = world
+    noise = np.random.default_rng(3).integers(0, 256, (2700, 2700, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(noise).save(out, "PNG", compress_level=1)
+    huge = out.getvalue()
+    assert len(huge) * 4 / 3 > MAX_REQUEST_BYTES  # as it is, Vertex AI would refuse it
+    shared = slack.share_file(CHANNEL, "U777", huge, "scan.png")
+
+    remix(world, shared, "make it night time", model="imagen")
+    (edit,) = in_thread(slack, shared["ts"], 1, timeout=60)
+    (sent,) = vertex.received_pictures
+    assert len(sent) < len(huge)
+    assert picture_of(edit) == edited_png(sent, "make it night time")
+
+
 def test_remix_of_a_deleted_upload_is_one_sentence_in_its_thread(world):
     slack, _, openai, _, _ = world
     shared = slack.share_file(CHANNEL, "U777", png_bytes("soon gone"), "gone.png")
@@ -374,3 +393,45 @@ def test_remix_on_a_message_without_a_picture_says_so_privately(world):
     (note,) = slack.wait_for(lambda: slack.ephemerals("U123"), timeout=10)
     assert "no picture" in json.dumps(note)
     assert slack.views() == []
+
+
+# -- without a bucket: pictures are Slack uploads -------------------------------------------
+
+
+def test_without_a_bucket_replies_edit_uploads_and_chain(world, start_app):
+    slack, vertex, openai, _, store = world
+    env = {k: v for k, v in world[3].env_for_tests.items() if k != "GCS_BUCKET"}
+    app = start_app(env)
+    status, _, _ = app.post_command(
+        "imagen a red fox", channel_id=CHANNEL, user_id="U123", response_url=slack.response_url()
+    )
+    assert status == 200
+    shared = slack.wait_for(
+        lambda: [m for m in slack.messages(CHANNEL) if m.get("subtype") == "file_share"]
+    )[0]
+    original = slack.uploaded_files[0].data
+
+    # the upload's message is not known to the history yet: the reply finds it through Slack
+    app.post_event(channel_message("make it night time", thread_ts=shared["ts"]))
+    (first,) = in_thread(slack, shared["ts"], 1)
+    assert vertex.received_pictures == [original]
+    first_bytes = slack.uploaded_files[1].data
+    assert first_bytes == edited_png(original, "make it night time")
+    assert first.get("subtype") == "file_share"
+
+    deadline = time.monotonic() + 10
+    while not rows(
+        store,
+        "SELECT id FROM generations WHERE picture LIKE 'upload:%' AND thread_ts = :t",
+        t=shared["ts"],
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    app.post_event(channel_message("dalle3: make it a watercolor", thread_ts=shared["ts"]))
+    in_thread(slack, shared["ts"], 2)
+    assert openai.received_pictures == [first_bytes]
+    assert slack.uploaded_files[2].data == edited_png(first_bytes, "make it a watercolor")
+    assert all(
+        r.headers.get("authorization") == f"Bearer {slack.token}"
+        for r in slack.calls("/files-pri/")
+    )
