@@ -32,8 +32,12 @@ CHANNEL_TYPES = ("channel", "group")  # message.channels, message.groups
 
 
 def in_channels(event: dict) -> bool:
-    """Bolt matches events by type and subtype only: this listener's share of `message`."""
-    return event.get("channel_type") in CHANNEL_TYPES
+    """Bolt matches events by type and subtype only: this listener's share of `message`
+    (by the channel's id when an event leaves out `channel_type`: C… public, G… private)."""
+    kind = event.get("channel_type")
+    if kind is None:
+        return str(event.get("channel", ""))[:1] in ("C", "G")
+    return kind in CHANNEL_TYPES
 
 
 class ThreadEdits:
