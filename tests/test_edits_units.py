@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from slack_sdk import WebClient
 from sqlalchemy import text
 
 from bot.core.jobs import EditJob, job_from_payload, job_to_payload
 from bot.generation.providers import resolve_provider_name
-from bot.generation.types import ImageRequest
+from bot.generation.types import ImageRequest, PictureGoneError
 from bot.slack.command import EditCommand, parse_edit
+from bot.slack.delivery import Delivery
 from bot.votes.db import VoteStore
 from bot.votes.schema import MIGRATIONS
+from tests.fakes.images import png_bytes
+from tests.fakes.slack import FakeSlack
 
 pytest_plugins = ("tests.test_votes_db",)  # backend_url: SQLite and PostgreSQL
 
@@ -107,3 +111,45 @@ def test_lineage_is_added_to_an_older_database_and_finds_the_newest_picture(
     assert store.picture_at("C1", "2.000300").generation_id == edit
     assert store.picture_named("C1", "upload:F1").generation_id == edit
     store.close()
+
+
+# -- reading a person's upload: the bot token goes to Slack's file host only ------------------
+
+
+def test_an_upload_is_read_with_the_bot_token_and_the_token_goes_nowhere_else() -> None:
+    with FakeSlack() as slack, FakeSlack() as elsewhere:
+        client = WebClient(token=slack.token, base_url=slack.url + "/api/")
+        delivery = Delivery(client)
+        photo = png_bytes("a photo")
+        shared = slack.share_file("C1", "U7", photo, "photo.png")
+        file_id = shared["files"][0]["id"]
+
+        assert delivery.download(file_id) == photo
+        (read,) = slack.calls("/files-pri/")
+        assert read.headers["authorization"] == f"Bearer {slack.token}"
+
+        def pointing_elsewhere(args: dict) -> dict:
+            url = f"{elsewhere.url}/files-pri/T1-{file_id}/photo.png"
+            return {"file": {"id": file_id, "url_private": url}}
+
+        slack.handle("files.info", pointing_elsewhere)
+        with pytest.raises(PictureGoneError):
+            delivery.download(file_id)
+        assert elsewhere.calls() == []
+
+
+def test_an_upload_that_is_deleted_or_unreadable_is_gone() -> None:
+    with FakeSlack() as slack:
+        delivery = Delivery(WebClient(token=slack.token, base_url=slack.url + "/api/"))
+        kept = slack.share_file("C1", "U7", png_bytes("kept"), "kept.png")["files"][0]["id"]
+        gone = slack.share_file("C1", "U7", png_bytes("gone"), "gone.png")["files"][0]["id"]
+        slack.delete_file(gone)
+        with pytest.raises(PictureGoneError):
+            delivery.download(gone)
+        slack.scopes.discard("files:read")  # an install without files:read
+        with pytest.raises(PictureGoneError):
+            delivery.download(kept)
+        text_file = slack.share_file("C1", "U7", b"just words", "notes.txt")["files"][0]["id"]
+        slack.scopes.add("files:read")
+        with pytest.raises(PictureGoneError):  # not a picture
+            delivery.download(text_file)
