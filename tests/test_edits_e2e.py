@@ -308,7 +308,7 @@ def remix(world, message: dict, words: str, model: str | None = None) -> dict:
             "model": {"type": "static_select", "selected_option": {"value": model}}
         }
     status, answer, _ = app.post_signed(view_submission_body(view, values), FORM)
-    assert status == 200 and answer in ("", "{}") or "errors" not in answer
+    assert status == 200 and "errors" not in answer
     return view
 
 
@@ -384,6 +384,23 @@ def test_remix_without_files_read_cannot_download_and_says_so(world):
     assert openai.received_pictures == []
 
 
+def test_remix_without_words_is_refused_in_the_form(world):
+    slack, vertex, _, app, _ = world
+    post = draw(world)
+    body = message_action_body("imagine_remix", post, slack.new_trigger())
+    assert app.post_signed(body, FORM)[0] == 200
+    (view,) = slack.wait_for(lambda: slack.views(), timeout=10)
+    values = {"remix_words": {"words": {"type": "plain_text_input", "value": "  "}}}
+    status, answer, _ = app.post_signed(view_submission_body(view, values), FORM)
+    assert status == 200
+    assert json.loads(answer) == {
+        "response_action": "errors",
+        "errors": {"remix_words": "Say what should change."},
+    }
+    time.sleep(0.5)
+    assert vertex.received_pictures == []
+
+
 def test_remix_on_a_message_without_a_picture_says_so_privately(world):
     slack, _, _, app, _ = world
     message = {"type": "message", "user": "U777", "ts": "1600000000.000900", "text": "hi"}
@@ -410,6 +427,13 @@ def test_without_a_bucket_replies_edit_uploads_and_chain(world, start_app):
         lambda: [m for m in slack.messages(CHANNEL) if m.get("subtype") == "file_share"]
     )[0]
     original = slack.uploaded_files[0].data
+    # a person replies once the picture is there: by then the history has it (written
+    # asynchronously, milliseconds after the post)
+    file_id = slack.uploaded_files[0].id
+    deadline = time.monotonic() + 10
+    while not rows(store, "SELECT id FROM uploads WHERE file_id = :f", f=file_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
     # the upload's message is not known to the history yet: the reply finds it through Slack
     app.post_event(channel_message("make it night time", thread_ts=shared["ts"]))
