@@ -85,6 +85,9 @@ class ConsolePublisher:
     def withdraw_preview(self, job, posted) -> None:
         pass
 
+    def picture(self, job: Job, ref: str) -> bytes | None:
+        return None  # the command line keeps no pictures of its own
+
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison
     ) -> Posted:

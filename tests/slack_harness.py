@@ -281,6 +281,89 @@ def block_actions_body(**kwargs: Any) -> bytes:
     return urlencode({"payload": json.dumps(block_actions_payload(**kwargs))}).encode()
 
 
+def channel_message(
+    text: str,
+    channel: str = "C123",
+    user: str = "U123",
+    thread_ts: str | None = None,
+    channel_type: str = "channel",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A `message` event (message.channels / message.groups): a person's message, a reply in
+    a thread with `thread_ts`; `extra` adds or overrides fields (subtype, bot_id...)."""
+    ts = f"{time.time():.6f}"
+    event: dict[str, Any] = {
+        "type": "message",
+        "channel": channel,
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "event_ts": ts,
+        "channel_type": channel_type,
+        "client_msg_id": str(uuid.uuid4()),
+        "team": TEAM_ID,
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+        event["parent_user_id"] = "UBOT"
+    event.update(extra)
+    return event
+
+
+def message_action_body(
+    callback_id: str,
+    message: dict[str, Any],
+    trigger_id: str,
+    channel_id: str = "C123",
+    user_id: str = "U123",
+    response_url: str = "https://hooks.slack.com/app/T1/1/abc",
+) -> bytes:
+    """A message shortcut (`message_action`) as Slack sends it, form-encoded."""
+    payload = {
+        "type": "message_action",
+        "token": VERIFICATION_TOKEN,
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "user": {"id": user_id, "username": "alice", "name": "alice", "team_id": TEAM_ID},
+        "channel": {"id": channel_id, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id,
+        "response_url": response_url,
+        "message_ts": message["ts"],
+        "message": {k: v for k, v in message.items() if k != "channel"},
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def view_submission_body(
+    view: dict[str, Any], values: dict[str, dict[str, Any]], user_id: str = "U123"
+) -> bytes:
+    """The `view_submission` Slack sends when a person submits the modal `view` (as opened,
+    with its `id`), `values` being its state: {block_id: {action_id: element state}}."""
+    payload = {
+        "type": "view_submission",
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "user": {"id": user_id, "username": "alice", "name": "alice", "team_id": TEAM_ID},
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": f"1337.42.{uuid.uuid4().hex}",
+        "view": {
+            **view,
+            "team_id": TEAM_ID,
+            "state": {"values": values},
+            "hash": uuid.uuid4().hex[:16],
+            "app_id": API_APP_ID,
+            "bot_id": "BBOT",
+        },
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
 # -- the app as a process -----------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:

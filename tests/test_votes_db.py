@@ -91,7 +91,7 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "spend",
         "budget_alerts",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 9
+    assert store.schema_version() == len(MIGRATIONS) == 10
     assert store.migrate() == []  # nothing left to apply
 
 

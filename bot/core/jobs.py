@@ -62,6 +62,24 @@ class CompareJob(Job):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EditJob(Job):
+    """Edit one picture as `request.prompt` says, with `provider`; the result is posted in
+    the thread `thread_ts`. The picture is named, never carried: `picture` is its reference
+    (a store's `gs://…`, a link, or `slack-file:F…`), `parent_id` its generation when the bot
+    drew it (the lineage)."""
+
+    kind: ClassVar[str] = "edit"
+    provider: str
+    request: ImageRequest
+    picture: str
+    parent_id: int | None = None
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return (self.provider,)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LeaderboardJob(Job):
     """Compute the ratings and show them to the requester, or to the channel with `post`."""
 
@@ -80,7 +98,7 @@ class UsageJob(Job):
 
 
 JOB_TYPES: dict[str, type[Job]] = {
-    cls.kind: cls for cls in (GenerateJob, CompareJob, LeaderboardJob, UsageJob)
+    cls.kind: cls for cls in (GenerateJob, CompareJob, EditJob, LeaderboardJob, UsageJob)
 }
 
 

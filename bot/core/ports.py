@@ -13,6 +13,8 @@ from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
 from bot.generation.types import ImagineError, ProviderResult, StoredImage
 from bot.votes.leaderboard import LeaderboardResult
 
+UPLOAD = "upload:"  # a picture reference the front end reads itself: "upload:<file id>"
+
 if TYPE_CHECKING:
     from bot.core.governance import BudgetAlert, LimitRefusal, UsageReport
 
@@ -108,6 +110,10 @@ class Publisher(Protocol):
     def withdraw_preview(self, job: GenerateJob, posted: Posted) -> None:
         """The picture will not be finished: the preview must not stay looking like one
         (deleted, or replaced by a sentence). Best effort; never raises."""
+
+    def picture(self, job: Job, ref: str) -> bytes | None:
+        """The bytes of a picture the front end keeps (`UPLOAD` references: its uploads and
+        people's); None for any other reference. Raises PictureGoneError when it is gone."""
 
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison

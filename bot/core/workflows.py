@@ -21,8 +21,15 @@ from bot import metrics
 from bot.config import VotingConfig
 from bot.core.comparisons import kept_post
 from bot.core.governance import Governance, LimitRefusal
-from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob, UsageJob
-from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Publisher
+from bot.core.jobs import CompareJob, EditJob, GenerateJob, Job, LeaderboardJob, UsageJob
+from bot.core.ports import (
+    UPLOAD,
+    ComparisonPost,
+    ComposedComparison,
+    DeliveryFailed,
+    Posted,
+    Publisher,
+)
 from bot.core.previews import PreviewPosts
 from bot.core.progress import JobProgress
 from bot.core.runner import JobBoard
@@ -145,7 +152,7 @@ class Workflows:
             return self.show_leaderboard(job)
         if isinstance(job, UsageJob):
             return self.show_usage(job)
-        if not isinstance(job, GenerateJob | CompareJob):
+        if not isinstance(job, GenerateJob | CompareJob | EditJob):
             raise TypeError(f"no workflow for {job.kind} jobs")
         if job.expired():
             return self._expire(job)
@@ -164,11 +171,13 @@ class Workflows:
         try:
             if isinstance(job, CompareJob):
                 return self.compare(job, progress)
+            if isinstance(job, EditJob):
+                return self.edit(job)
             return self.generate(job, progress)
         finally:
             current_turn.reset(token)
 
-    def _expire(self, job: GenerateJob | CompareJob) -> str:
+    def _expire(self, job: GenerateJob | CompareJob | EditJob) -> str:
         if not self._claim(job):
             return self._claimed_before(job)
         minutes = max(1, round((job.deadline - job.created_at) / 60))
@@ -176,7 +185,7 @@ class Workflows:
         self._finish(job, TOLD)
         return "expired"
 
-    def _claimed_before(self, job: GenerateJob | CompareJob) -> str:
+    def _claimed_before(self, job: GenerateJob | CompareJob | EditJob) -> str:
         """An earlier run of this job got to its post first (a queue redelivery). If it died
         while posting, the picture may or may not be there: say so rather than post twice."""
         if self._delivery_state(job) != POSTING:
@@ -297,10 +306,59 @@ class Workflows:
             posted = self.publisher.post_pictures(job, result, job.elapsed())
         outcome = "not_in_channel" if posted.private else "ok"
         # 👍 / 👎 on the post then rate the model
+        picture = kept_picture(result, posted)
         self._record(
-            job, result, outcome, posted.ts, rated=not posted.private, upload=posted.file_id
+            job,
+            result,
+            outcome,
+            posted.ts,
+            rated=not posted.private,
+            upload=posted.file_id,
+            picture=picture,
         )
         return outcome, posted
+
+    # -- editing a picture -------------------------------------------------------------------
+    def edit(self, job: EditJob) -> str:
+        """Read the picture (from the front end when it keeps it, else the store), edit it,
+        post the result in the thread; a picture that is gone, a model that cannot edit or a
+        refusal is one sentence in the thread."""
+        try:
+            image = self.publisher.picture(job, job.picture)
+            if image is None:
+                image = self.service.picture(job.picture)
+        except ImagineError as err:
+            result = ProviderResult(provider=job.provider, error=err)
+        else:
+            result = self.service.edit(job.request.prompt, job.provider, image)
+        if isinstance(result.error, JobCancelled):
+            raise result.error
+        outcome = result.error.kind if result.error else "ok"
+        metrics.PROVIDER_SECONDS.labels(result.provider, outcome).observe(
+            result.timings.get("total", 0.0)
+        )
+        log_event(
+            log,
+            "edit",
+            request_id=job.request_id,
+            user=job.user_id,
+            channel=job.channel_id,
+            provider=result.provider,
+            model=result.model,
+            parent=job.parent_id,
+            outcome=outcome,
+            latency_s=round(job.elapsed(), 3),
+        )
+        if not self._claim(job):
+            return self._claimed_before(job)
+        if result.error is not None:
+            self._record(job, result, result.error.kind)
+            self.publisher.tell_error(job, result.error)
+            self._finish(job, TOLD)
+            return result.error.kind
+        outcome, posted = self._post_pictures(job, result)
+        self._finish(job, POSTED if outcome == "ok" else TOLD, posted.ts)
+        return outcome
 
     # -- side by side, blind -----------------------------------------------------------------
     def compare(self, job: CompareJob, progress: JobProgress | None = None) -> str:
@@ -499,13 +557,16 @@ class Workflows:
         *,
         rated: bool = False,
         upload: str | None = None,
+        picture: str | None = None,
     ) -> None:
-        """Keep the history (who, what, which model, how long); never fail the post for it."""
+        """Keep the history (who, what, which model, how long, and for a posted picture where
+        it is and what it edits); never fail the post for it."""
         request = getattr(job, "request", None)
         if request is None:
             return
         try:
             options = {k: v for k, v in asdict(request).items() if k != "prompt" and v}
+            edit = job if isinstance(job, EditJob) else None
             entry = history_entry(
                 user_id=job.user_id,
                 channel_id=job.channel_id,
@@ -526,6 +587,10 @@ class Workflows:
                 revised_prompt=result.revised_prompt,
                 image_refs=[i.ref or object_ref(i.url) for i in result.images if i.ref or i.url],
                 pictures=len(result.images),
+                picture=picture,
+                thread_ts=job.thread_ts,
+                parent_id=edit.parent_id if edit else None,
+                parent_picture=edit.picture if edit else None,
             )
         except Exception:
             log.exception("could not record the generation request_id=%s", job.request_id)
@@ -557,6 +622,17 @@ class Workflows:
         claim must be in the database before the post."""
         if self.ledger:
             self.history.add(DeliveryOutcome(job.key, state, ts))
+
+
+def kept_picture(result: ProviderResult, posted: Posted) -> str | None:
+    """Where a posted picture's bytes can be read again (to edit it): its store reference,
+    its link without the query (a signature is a secret), or the front end's upload."""
+    if posted.private or not result.images:
+        return None
+    if posted.mode == "file":
+        return UPLOAD + posted.file_id if posted.file_id else None
+    first = result.images[0]
+    return first.ref or (first.url.split("?")[0] if first.url else None)
 
 
 def partial_compare_note(failed: list[ImagineError]) -> str:

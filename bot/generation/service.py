@@ -15,6 +15,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from bot.config import Config
+from bot.generation.inputs import fit_picture
 from bot.generation.pacing import NoPacer, Pacer, submit_in_context
 from bot.generation.pricing import PriceTable
 from bot.generation.providers import ImageProvider, build_providers, resolve_provider_name
@@ -22,11 +23,13 @@ from bot.generation.stores.base import ImageStore
 from bot.generation.types import (
     ASPECT_RATIOS,
     MAX_IMAGES,
+    CannotEditError,
     ConfigurationError,
     GeneratedImage,
     ImageRequest,
     ImagineError,
     InvalidRequestError,
+    PictureGoneError,
     ProviderResult,
     StoredImage,
     StoreError,
@@ -167,6 +170,66 @@ class GenerationService:
         ]
         first = self._run_one(providers[0], request, target)
         return [first, *(f.result() for f in futures)]
+
+    # -- edits -------------------------------------------------------------------------------
+    def edit(self, prompt: str, provider_word: str, image: bytes) -> ProviderResult:
+        """`image` edited as `prompt` says by one provider, stored like any picture. Errors
+        (a model that cannot edit, an unreadable picture, the safety filter) are returned in
+        the result, each with its sentence."""
+        provider = self.provider(provider_word)
+        result = ProviderResult(provider=provider.name, model=provider.model)
+        started = time.monotonic()
+        try:
+            self.validate(ImageRequest(prompt=prompt), [provider.name])
+            if not provider.can_edit:
+                raise CannotEditError(self._cannot_edit(provider), provider=provider.name)
+            data, mime = fit_picture(
+                image, max_bytes=provider.max_edit_bytes, max_side=provider.max_edit_side
+            )
+            output = provider.edit(prompt, data, mime)
+            result.timings["provider"] = round(time.monotonic() - started, 3)
+            result.model = output.model
+            result.notes = list(output.notes)
+            result.images = [self._store_image(i, self.store) for i in output.images[:1]]
+        except ImagineError as err:
+            err.provider = err.provider or provider.name
+            result.error = err
+        except Exception:
+            log.exception("unexpected error from provider=%s (edit)", provider.name)
+            result.error = ImagineError(
+                f"{provider.name} failed unexpectedly; the error is in the app's log.",
+                provider=provider.name,
+            )
+        result.timings["total"] = round(time.monotonic() - started, 3)
+        return result
+
+    def _cannot_edit(self, provider: ImageProvider) -> str:
+        """One sentence naming what can edit: another configured provider, or the setting."""
+        able = [
+            name
+            for name, other in self.providers.items()
+            if other is not provider and other.configured and other.can_edit
+        ]
+        instead = f"start your reply with `{able[0]}:`, or " if able else ""
+        return (
+            f"{provider.model} cannot edit pictures; {instead}{provider.edit_hint()} "
+            "to edit with it."
+        )
+
+    def picture(self, ref: str) -> bytes:
+        """The bytes of a picture kept as `ref` (a store reference, or an http(s) URL)."""
+        if self.store is not None:
+            data = self.store.get(ref)
+            if data is not None:
+                return data
+        if ref.startswith(("https://", "http://")):
+            try:
+                return self._download(ref)
+            except StoreError:
+                raise PictureGoneError(
+                    "That picture can no longer be downloaded, so I cannot edit it."
+                ) from None
+        raise PictureGoneError("That picture is no longer kept anywhere I can read it.")
 
     def _run_one(
         self, provider: ImageProvider, request: ImageRequest, store: ImageStore | None

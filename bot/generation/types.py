@@ -188,3 +188,15 @@ class StoreError(ImagineError):
     """The images were generated but could not be stored."""
 
     kind = "store"
+
+
+class PictureGoneError(ImagineError):
+    """The picture to edit cannot be read any more (deleted, expired from the bucket)."""
+
+    kind = "picture_gone"
+
+
+class CannotEditError(ImagineError):
+    """The configured model draws but does not edit pictures (DALL·E 3, Imagen `:predict`)."""
+
+    kind = "cannot_edit"

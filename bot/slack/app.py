@@ -15,9 +15,11 @@ from bot.slack.listeners.actions import CancelButton, RevealButton
 from bot.slack.listeners.commands import ImagineCommand
 from bot.slack.listeners.direct import DirectMessages
 from bot.slack.listeners.drawing import Drawing
+from bot.slack.listeners.edits import ThreadEdits
 from bot.slack.listeners.events import ReactionVotes
 from bot.slack.listeners.form import ImagineForm
 from bot.slack.listeners.pictures import PictureButtons
+from bot.slack.listeners.remix import RemixShortcut
 from bot.slack.publisher import SlackPublisher
 from bot.slack.retry import SlackWebClient, retry_handlers
 from bot.slack.reveal import Reveal
@@ -75,6 +77,10 @@ def build_app(
     ReactionVotes(services.store, config.voting, reveal).register(app)
     RevealButton(services.store, config.voting, reveal, services.runner.board).register(app)
     CancelButton(services.runner).register(app)
+    ThreadEdits(services.store, services.runner, config.jobs.deadline).register(app)
+    RemixShortcut(services.service, services.store, services.runner, config.jobs.deadline).register(
+        app
+    )
     return app
 
 

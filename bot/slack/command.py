@@ -247,3 +247,26 @@ def parse_leaderboard(text: str) -> LeaderboardCommand:
         here="here" in options,
         post="post" in options,
     )
+
+
+@dataclass(frozen=True)
+class EditCommand:
+    """A reply asking to edit a picture: `provider` when it started with one ("dalle3: …")."""
+
+    prompt: str
+    provider: str | None = None
+
+
+_EDIT_PREFIX = re.compile(r"^\s*([A-Za-z][\w.-]*)\s*:\s*(.*)$", re.DOTALL)
+_MENTION = re.compile(r"<@[UWB][A-Z0-9]+(?:\|[^>]*)?>")
+
+
+def parse_edit(text: str, resolve_provider: Callable[[str], str | None]) -> EditCommand | None:
+    """A thread reply's text as an edit; mentions of people (the bot) are dropped. None when
+    nothing is left to draw. A prefix that names no provider ("note: …") is part of the words."""
+    body = clean_text(unescape_slack(_MENTION.sub(" ", text)))
+    provider = None
+    match = _EDIT_PREFIX.match(body)
+    if match and resolve_provider(match.group(1)):
+        provider, body = resolve_provider(match.group(1)), match.group(2).strip()
+    return EditCommand(body, provider) if body else None

@@ -12,14 +12,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.generation.stores.base import extension_for
+from bot.generation.types import PictureGoneError
 from bot.slack import messages
 from bot.slack.membership import Membership
 
+FILE_HOSTS = {"files.slack.com"}  # where url_private points; the bot token goes nowhere else
+MAX_DOWNLOAD = 100 * 1024 * 1024  # larger than any provider takes, even before downscaling
+GONE = PictureGoneError("That picture is no longer in Slack (deleted, or I cannot read it).")
 CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 
 
@@ -63,7 +69,45 @@ class Delivery:
         file_ids = self.upload_files(channel, files, comment)
         return self._share_ts(file_ids[0], channel) if file_ids else None
 
-    def upload_files(self, channel: str, files: list[Upload], comment: str) -> list[str]:
+    def download(self, file_id: str) -> bytes:
+        """A file's bytes, read from its `url_private` with the bot token (scope files:read);
+        PictureGoneError when it is deleted, unreadable or not an image."""
+        try:
+            info = self.client.files_info(file=file_id).get("file") or {}
+        except SlackApiError:
+            raise GONE from None
+        url = info.get("url_private_download") or info.get("url_private") or ""
+        if not self._slack_file_url(url):
+            raise GONE
+        try:
+            with requests.get(
+                url,
+                headers={"Authorization": f"Bearer {self.client.token}"},
+                timeout=self.client.timeout,
+                stream=True,
+                allow_redirects=False,  # Slack redirects an unauthorised read to its login page
+            ) as response:
+                kind = response.headers.get("Content-Type", "")
+                if response.status_code != 200 or not kind.startswith("image/"):
+                    raise GONE
+                data = response.raw.read(MAX_DOWNLOAD + 1, decode_content=True)
+        except requests.RequestException:
+            raise GONE from None
+        if len(data) > MAX_DOWNLOAD:
+            raise PictureGoneError("That picture is too large for me to read.")
+        return data
+
+    def _slack_file_url(self, url: str) -> bool:
+        """Slack's file host over https, or the host the Web API is reached at (a proxy, the
+        tests): the only places the bot token may go."""
+        parts, api = urlsplit(url), urlsplit(self.client.base_url)
+        if parts.scheme == "https" and parts.hostname in FILE_HOSTS:
+            return True
+        return (parts.scheme, parts.netloc) == (api.scheme, api.netloc)
+
+    def upload_files(
+        self, channel: str, files: list[Upload], comment: str, thread_ts: str | None = None
+    ) -> list[str]:
         """Upload images into the channel with `comment`; returns the file ids at once
         (`shared_ts` finds the message they became, when someone needs it)."""
         uploads = [
@@ -79,7 +123,10 @@ class Delivery:
         response = self._with_join(
             channel,
             lambda: self.client.files_upload_v2(
-                channel=channel, file_uploads=uploads, initial_comment=comment
+                channel=channel,
+                file_uploads=uploads,
+                initial_comment=comment,
+                **({"thread_ts": thread_ts} if thread_ts else {}),
             ),
         )
         return [f["id"] for f in response.get("files") or []]

@@ -19,8 +19,15 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.config import VotingConfig
 from bot.core.governance import BudgetAlert, LimitRefusal, UsageReport
-from bot.core.jobs import CompareJob, GenerateJob, Job, LeaderboardJob
-from bot.core.ports import ComparisonPost, ComposedComparison, DeliveryFailed, Posted, Waiting
+from bot.core.jobs import CompareJob, EditJob, GenerateJob, Job, LeaderboardJob
+from bot.core.ports import (
+    UPLOAD,
+    ComparisonPost,
+    ComposedComparison,
+    DeliveryFailed,
+    Posted,
+    Waiting,
+)
 from bot.core.workflows import describe
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult, StoredImage
 from bot.slack import messages
@@ -101,9 +108,15 @@ class SlackPublisher:
     @_retried_with_grace
     def _respond(self, job: Job, *, replace: bool = False, **message: Any) -> None:
         """Privately to the requester: through the response_url when the job has one (it
-        works in channels the bot is not in), else as an ephemeral message."""
+        works in channels the bot is not in), else as an ephemeral message; an edit's
+        sentence goes in its thread, where the person asked."""
         try:
-            if job.response_url:
+            if isinstance(job, EditJob):
+                if not replace:
+                    self.client.chat_postMessage(
+                        channel=job.channel_id, thread_ts=job.thread_ts, **message
+                    )
+            elif job.response_url:
                 response = WebhookClient(
                     job.response_url, timeout=15, retry_handlers=self._webhook_retries
                 ).send(response_type="ephemeral", replace_original=replace, **message)
@@ -125,6 +138,8 @@ class SlackPublisher:
         self._respond(job, text=messages.error_text(error))
 
     def progress(self, job: Job, waiting: Waiting | None) -> None:
+        if isinstance(job, EditJob):
+            return  # a thread has no private note to replace; the result follows
         prompt = _prompt(job)
         if waiting is None:
             self._respond(job, replace=True, **messages.drawing_note(prompt))
@@ -136,30 +151,35 @@ class SlackPublisher:
     @_retried_until_deadline
     def post_pictures(
         self,
-        job: GenerateJob,
+        job: GenerateJob | EditJob,
         result: ProviderResult,
         seconds: float,
         replace: Posted | None = None,
     ) -> Posted:
-        """One provider's pictures: image blocks when they have URLs, else uploaded files.
-        `replace`: the preview message, updated in place into the finished picture."""
+        """One provider's pictures: image blocks when they have URLs, else uploaded files; an
+        edit's in the thread it was asked in. `replace`: the preview message, updated in place
+        into the finished picture. A new picture carries its buttons (an edit's thread is for
+        words)."""
         request = job.request
         linked = all(image.url for image in result.images)
+        thread = {"thread_ts": job.thread_ts} if job.thread_ts else {}
         ref = PictureRef(requester=job.user_id, request=request, provider=result.provider)
+        with_buttons = isinstance(job, GenerateJob)
         try:
             if linked:
-                buttons = picture_buttons(ref, self.providers)
+                buttons = picture_buttons(ref, self.providers) if with_buttons else None
                 message = messages.result_message(result, request, job.user_id, seconds, buttons)
                 if replace is not None and replace.ts and self._update(job, replace.ts, message):
                     return Posted(replace.ts)
-                return Posted(self.delivery.post_message(job.channel_id, message))
+                return Posted(self.delivery.post_message(job.channel_id, message, **thread))
             comment = messages.upload_comment(result, request, job.user_id, seconds)
             files = uploads(result, request)
-            file_ids = self.delivery.upload_files(job.channel_id, files, comment)
+            file_ids = self.delivery.upload_files(job.channel_id, files, comment, job.thread_ts)
             file_id = next(iter(file_ids), None)
             if replace is not None:  # the picture is an upload, which cannot replace it
                 self.withdraw_preview(job, replace)
-            self._upload_buttons(job, dataclasses.replace(ref, file_id=file_id))
+            if with_buttons:
+                self._upload_buttons(job, dataclasses.replace(ref, file_id=file_id))
             # which message the upload became is asked only when someone rates it
             return Posted(mode="file", file_id=file_id)
         except NotInChannelError:
@@ -237,6 +257,12 @@ class SlackPublisher:
                 job.request_id,
                 type(err).__name__,
             )
+
+    def picture(self, job: Job, ref: str) -> bytes | None:
+        """An upload's bytes (ours, or a person's), read with the bot token."""
+        if not ref.startswith(UPLOAD):
+            return None
+        return self.delivery.download(ref.removeprefix(UPLOAD))
 
     @_retried_until_deadline
     def post_comparison(

@@ -229,6 +229,17 @@ def replay(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 
 @dataclass(frozen=True)
+class KeptPicture:
+    """One of the bot's pictures as the history keeps it: which generation, which model drew
+    it, and `picture`, the reference its bytes are read from."""
+
+    generation_id: int
+    provider: str
+    model: str
+    picture: str
+
+
+@dataclass(frozen=True)
 class DeliveryOutcome:
     """How a claimed job ended: POSTED (with its message) or TOLD (a sentence instead)."""
 
@@ -266,6 +277,10 @@ def history_entry(
     revised_prompt: str | None = None,
     image_refs: Sequence[str] = (),
     pictures: int | None = None,
+    picture: str | None = None,
+    thread_ts: str | None = None,
+    parent_id: int | None = None,
+    parent_picture: str | None = None,
 ) -> HistoryEntry:
     """One provider's result for one request (`outcome`: "ok" or an error kind).
 
@@ -291,6 +306,10 @@ def history_entry(
         "revised_prompt": revised_prompt,
         "image_refs": json.dumps(list(image_refs)),
         "pictures": pictures,
+        "picture": picture,
+        "thread_ts": thread_ts,
+        "parent_id": parent_id,
+        "parent_picture": parent_picture,
     }
     who = {"channel_id": channel_id, "provider": provider, "model": model}
     if rated and message_ts:
@@ -494,6 +513,43 @@ class VoteStore:
                     item[key] = json.loads(item[key] or "[]")
                 out.append(item)
             return out
+
+    # --- pictures: which of the bot's messages show one, and where its bytes are ---
+
+    def latest_picture(self, channel_id: str, thread_ts: str) -> KeptPicture | None:
+        """The newest picture in the thread under `thread_ts`: the post that started it, or
+        an edit posted in it; None when the thread is not under one of the bot's pictures."""
+        where = (GENERATIONS.c.message_ts == thread_ts) | (GENERATIONS.c.thread_ts == thread_ts)
+        return self._picture(channel_id, where)
+
+    def picture_at(self, channel_id: str, message_ts: str) -> KeptPicture | None:
+        """The picture the bot posted as the message at `message_ts`, if it is one."""
+        return self._picture(channel_id, GENERATIONS.c.message_ts == message_ts)
+
+    def picture_named(self, channel_id: str, picture: str) -> KeptPicture | None:
+        """The bot's picture kept as `picture` (an upload's reference, say), if it is one."""
+        return self._picture(channel_id, GENERATIONS.c.picture == picture)
+
+    def _picture(self, channel_id: str, where: Any) -> KeptPicture | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    select(GENERATIONS)
+                    .where(
+                        GENERATIONS.c.channel_id == channel_id,
+                        GENERATIONS.c.outcome == "ok",
+                        GENERATIONS.c.picture.is_not(None),
+                        where,
+                    )
+                    .order_by(GENERATIONS.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return KeptPicture(row["id"], row["provider"], row["model"], row["picture"])
 
     # --- uploads waiting to be matched with their message ---
 

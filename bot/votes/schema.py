@@ -211,6 +211,21 @@ BUDGET_ALERTS = Table(
     Column("percent", Integer, primary_key=True),
     Column("sent_at", DateTime(timezone=True), nullable=False),
 )
+# Migration 10: where each picture is and what it came from, so a reply in its thread can edit
+# it: `picture` is the first picture's reference (`gs://bucket/object`, a link, or
+# `slack-file:F…` for an upload), `thread_ts` the thread an edit was posted in, and the lineage:
+# `parent_id` the generation it edits, `parent_picture` the edited picture's reference (also
+# for a person's upload, which has no generation).
+LINEAGE_COLUMNS = (
+    Column("picture", Text),
+    Column("thread_ts", String(32)),
+    Column("parent_id", Integer),
+    Column("parent_picture", Text),
+)
+for _column in LINEAGE_COLUMNS:
+    GENERATIONS.append_column(_column)
+Index("ix_generations_channel_thread", GENERATIONS.c.channel_id, GENERATIONS.c.thread_ts)
+Index("ix_generations_channel_message", GENERATIONS.c.channel_id, GENERATIONS.c.message_ts)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -265,6 +280,15 @@ def _generations_governance(conn: Connection) -> None:
 def _create_spend(conn: Connection) -> None:
     SPEND.create(conn)
     BUDGET_ALERTS.create(conn)
+
+
+def _add_lineage(conn: Connection) -> None:
+    for column in LINEAGE_COLUMNS:
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE generations ADD COLUMN {column.name} {kind}"))
+    for index in GENERATIONS.indexes:
+        if index.name in ("ix_generations_channel_thread", "ix_generations_channel_message"):
+            index.create(conn)
 
 
 def object_ref(url: str) -> str:
@@ -325,4 +349,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "job_board", _create_job_board),
     Migration(8, "generations: team, cost, revised prompt, object names", _generations_governance),
     Migration(9, "spend and budget_alerts", _create_spend),
+    Migration(10, "generations: picture, thread and lineage", _add_lineage),
 )

@@ -16,13 +16,19 @@ import math
 import re
 import threading
 import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 
 from tests.fakes._http import FakeServer, RecordedRequest, Reply, WindowQuota
-from tests.fakes.images import png_bytes
+from tests.fakes.images import edited_png, image_format, png_bytes
 
 GENERATIONS = "/images/generations"
 AZURE_PATH = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/images/generations$")
+EDITS = "/images/edits"
+AZURE_EDITS = re.compile(r"^/openai/deployments/(?P<deployment>[^/]+)/images/edits$")
+MAX_EDIT_IMAGE_BYTES = 50 * 1024 * 1024  # gpt-image models: each input image under 50 MB
+EDIT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 DALLE3_SIZES = {"1024x1024", "1792x1024", "1024x1792"}
 GPT_IMAGE_SIZES = {"1024x1024", "1536x1024", "1024x1536", "auto"}
 # gpt-image-2 and later on OpenAI (not Azure, whose API versions keep the enum above): any
@@ -119,6 +125,7 @@ class FakeOpenAIImages(FakeServer):
         self.issued_tokens: list[str] = []
         self.token_scopes: list[str | None] = []
         self.files: dict[str, bytes] = {}
+        self.received_pictures: list[bytes] = []  # the input pictures of edits
         self.in_flight = 0
         self.max_in_flight = 0
         self._stream_failures: list[tuple[str, int]] = []
@@ -137,6 +144,7 @@ class FakeOpenAIImages(FakeServer):
             self.token_scopes.clear()
             self.files.clear()
             self._stream_failures.clear()
+            self.received_pictures.clear()
             self.max_in_flight = self.in_flight  # a straggler from a timeout test counts
 
     # -- routing --------------------------------------------------------------------------
@@ -152,6 +160,11 @@ class FakeOpenAIImages(FakeServer):
             return self._azure_generation(request, match["deployment"])
         if request.method == "POST" and path == "/v1/images/generations":
             return self._openai_generation(request)
+        match = AZURE_EDITS.match(path)
+        if request.method == "POST" and match:
+            return self._azure_edit(request, match["deployment"])
+        if request.method == "POST" and path == "/v1/images/edits":
+            return self._openai_edit(request)
         if request.method == "GET" and path == "/openai/models":
             return self._azure_models(request)
         if request.method == "GET" and path.startswith("/v1/models/"):
@@ -476,6 +489,86 @@ class FakeOpenAIImages(FakeServer):
         return Reply(200, answer)
 
     # -- scripts ----------------------------------------------------------------------------
+    # -- edits: multipart/form-data ----------------------------------------------------------
+    def _azure_edit(self, request: RecordedRequest, deployment: str) -> Reply:
+        if "api-version" not in request.query:
+            return Reply(404, {"error": {"code": "404", "message": "Resource not found"}})
+        denied = self._azure_auth(request)
+        if denied:
+            return denied
+        model = self.deployments.get(deployment)
+        if model is None:
+            return error(
+                404, "The API deployment for this resource does not exist.", "DeploymentNotFound"
+            )
+        return self._edit(request, model, azure=True)
+
+    def _openai_edit(self, request: RecordedRequest) -> Reply:
+        denied = self._openai_auth(request)
+        if denied:
+            return denied
+        form = _form(request)
+        model = form.get("model") if isinstance(form.get("model"), str) else "dall-e-2"
+        if model not in self.openai_models:
+            return self._model_not_found(str(model))
+        return self._edit(request, str(model), azure=False)
+
+    def _edit(self, request: RecordedRequest, model: str, *, azure: bool) -> Reply:
+        """The edit endpoint's checks: a multipart form, a gpt-image model, one image part
+        (`image` or `image[]`) that is a PNG, JPEG or WebP under 50 MB, and a prompt."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return error(400, "Invalid Content-Type header; expected multipart/form-data.")
+        if is_dalle3(model):
+            return error(
+                400,
+                f"Invalid value: '{model}'. Image edits need a gpt-image model.",
+                "invalid_value",
+            )
+        form = _form(request)
+        prompt = form.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            return error(400, "Missing required parameter: 'prompt'.", "missing_required_parameter")
+        part = form.get("image", form.get("image[]"))
+        if not isinstance(part, tuple):
+            return error(400, "Missing required parameter: 'image'.", "missing_required_parameter")
+        data, ctype = part
+        if len(data) > MAX_EDIT_IMAGE_BYTES:
+            return error(400, "Image file is too large; the maximum is 50 MB.", "invalid_value")
+        fmt = image_format(data)
+        if fmt is None or EDIT_TYPES.get(fmt) != ctype:
+            return error(
+                400,
+                "Invalid image file or mode for image 1, please check your image file.",
+                "invalid_image_file",
+            )
+        with self._state:
+            self.received_pictures.append(data)
+        picture = edited_png(data, prompt)
+        answer: dict[str, Any] = {
+            "created": int(time.time()),
+            "data": [{"b64_json": base64.b64encode(picture).decode()}],
+            "output_format": "png",
+            "usage": {"input_tokens": 300, "output_tokens": 272, "total_tokens": 572},
+        }
+        if azure:
+            answer["data"][0]["content_filter_results"] = {
+                c: {"filtered": False, "severity": "safe"}
+                for c in ("hate", "self_harm", "sexual", "violence")
+            }
+        return Reply(200, answer)
+
+    def script_edit_refused(self) -> None:
+        """The next edit is refused by the safety system (content_policy_violation)."""
+        self.enqueue(
+            error(
+                400,
+                "Your request was rejected as a result of our safety system. Your prompt may "
+                "contain text that is not allowed by our safety system.",
+                "content_policy_violation",
+            ),
+            path_contains=EDITS,
+        )
+
     def _queue(self, *replies: Any) -> None:
         self.enqueue(*replies, path_contains=GENERATIONS)
 
@@ -638,3 +731,21 @@ class FakeAzureGateway(FakeOpenAIImages):
         except ValueError:
             return None
         return named.get("appkey") if isinstance(named, dict) else None
+
+
+def _form(request: RecordedRequest) -> dict[str, Any]:
+    """A multipart form: text fields as str, file parts as (bytes, content type)."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        return {}
+    head = f"Content-Type: {ctype}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + request.body)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is None:
+            fields[name] = payload.decode("utf-8")
+        else:
+            fields[name] = (payload, part.get_content_type())
+    return fields

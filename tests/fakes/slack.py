@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import mimetypes
 import re
 import threading
 import time
@@ -50,6 +51,8 @@ DEFAULT_SCOPES = frozenset(
         "reactions:write",
         "im:write",
         "im:history",
+        "channels:history",
+        "groups:history",
     }
 )
 # The scope each Web API method needs (conversations.info: by the conversation's type).
@@ -126,6 +129,7 @@ class UploadedFile:
     thread_ts: str | None = None
     share_ts: str | None = None
     completed: bool = False
+    user: str | None = None  # who shared it; None: the bot
 
 
 @dataclass
@@ -547,6 +551,8 @@ class FakeSlack(FakeServer):
             return self._upload(path[len("/upload/") :], request)
         if path.startswith("/response/"):
             return self._respond(path[len("/response/") :], request)
+        if path.startswith("/files-pri/") and request.method == "GET":
+            return self._download(path[len("/files-pri/") :], request)
         return Reply(404, "not found")
 
     def _api(self, method: str, request: RecordedRequest) -> Reply:
@@ -819,7 +825,7 @@ class FakeSlack(FakeServer):
         return Reply(200, f"OK - {len(data)}")
 
     def _file_object(self, upload: UploadedFile) -> dict[str, Any]:
-        base = f"https://files.slack.com/files-pri/{self.team_id}-{upload.id}"
+        base = f"{self.url}/files-pri/{self.team_id}-{upload.id}"
         shares: dict[str, Any] = {}
         if upload.channel and upload.share_ts:
             chan = self.channel(upload.channel)
@@ -832,7 +838,8 @@ class FakeSlack(FakeServer):
             "name": upload.filename,
             "title": upload.title or upload.filename,
             "size": len(upload.data or b""),
-            "user": self.bot_user_id,
+            "user": upload.user or self.bot_user_id,
+            "mimetype": mimetypes.guess_type(upload.filename)[0] or "application/octet-stream",
             "is_external": False,
             "url_private": f"{base}/{upload.filename}",
             "url_private_download": f"{base}/download/{upload.filename}",
@@ -958,6 +965,23 @@ class FakeSlack(FakeServer):
         self._views[view_id] = kept
         return kept
 
+    def _download(self, rest: str, request: RecordedRequest) -> Reply:
+        """`url_private` (and `url_private_download`): the file's bytes for a request with the
+        bot token of an install that has `files:read`; anything else gets what Slack gives a
+        browser that is not signed in: a redirect to the sign-in page, never the file."""
+        file_id = rest.split("/", 1)[0].removeprefix(f"{self.team_id}-")
+        auth = request.headers.get("authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+        with self._state:
+            upload = self._files.get(file_id)
+            allowed = token in self.tokens and "files:read" in self.scopes
+            if not allowed:
+                return Reply(302, b"", {"Location": "https://imagine-test.slack.com/?redir=1"})
+            if upload is None or not upload.completed or upload.data is None:
+                return Reply(404, "Not Found")
+            kind = mimetypes.guess_type(upload.filename)[0] or "application/octet-stream"
+            return Reply(200, upload.data, {"Content-Type": kind})
+
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "trigger_id", "view")
         view = args["view"]
@@ -989,6 +1013,57 @@ class FakeSlack(FakeServer):
         if args.get("hash") and args["hash"] != current["hash"]:
             raise SlackError("hash_conflict")
         return {"view": self._keep_view(view, current["id"])}
+
+    # -- what people do (for the harness) ---------------------------------------------------
+    def new_trigger(self) -> str:
+        """A trigger_id as Slack puts in a shortcut's payload: one views.open, within 3 s."""
+        return self.trigger()
+
+    def share_file(
+        self,
+        channel: str,
+        user: str,
+        data: bytes,
+        filename: str = "photo.png",
+        thread_ts: str | None = None,
+    ) -> dict[str, Any]:
+        """A person uploads a picture into `channel`: the `file_share` message it becomes."""
+        with self._state:
+            file_id = f"F{next(self._ids):08d}"
+            upload = UploadedFile(
+                id=file_id,
+                filename=filename,
+                length=len(data),
+                data=data,
+                channel=channel,
+                thread_ts=thread_ts,
+                share_ts=self._next_ts(),
+                completed=True,
+                user=user,
+            )
+            self._files[file_id] = upload
+            message = {
+                "type": "message",
+                "subtype": "file_share",
+                "user": user,
+                "ts": upload.share_ts,
+                "channel": channel,
+                "text": "",
+                "files": [self._file_object(upload)],
+                "upload": True,
+            }
+            if thread_ts:
+                message["thread_ts"] = thread_ts
+            self._messages.setdefault(channel, []).append(message)
+            return dict(message)
+
+    def delete_file(self, file_id: str) -> None:
+        """Someone deleted the file: files.info answers file_not_found, its URLs 404."""
+        with self._state:
+            upload = self._files.get(file_id)
+            if upload is not None:
+                upload.data = None
+                upload.completed = False
 
     # -- response_url ---------------------------------------------------------------------
     def _respond(self, token: str, request: RecordedRequest) -> Reply:

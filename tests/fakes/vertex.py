@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.fakes._http import FakeServer, RecordedRequest, Reply, WindowQuota
-from tests.fakes.images import png_bytes
+from tests.fakes.images import edited_png, image_format, png_bytes
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -72,6 +72,8 @@ QUOTA_MESSAGE = (
     "https://cloud.google.com/vertex-ai/docs/generative-ai/quotas-genai."
 )
 
+MAX_REQUEST_BYTES = 20 * 1024 * 1024  # inline data: a request of at most 20 MB
+INLINE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 _METHOD_RE = re.compile(
     r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/"
     r"([^/:]+):(predict|generateContent)$"
@@ -158,6 +160,7 @@ class FakeVertexAI(FakeServer):
         self.token_latency = 0.0  # widen the window in which clients might race on refresh
         self.issued_tokens: set[str] = set()
         self.quota: WindowQuota | None = None  # enforced on the model calls when set
+        self.received_pictures: list[bytes] = []  # the input pictures of edits, as decoded
         self._counter = itertools.count()
 
     def reset(self) -> None:
@@ -169,6 +172,7 @@ class FakeVertexAI(FakeServer):
         self.enhance_prompts = False
         self.token_latency = 0.0
         self.quota = None
+        self.received_pictures = []
 
     # -- observations ---------------------------------------------------------------------
     @property
@@ -326,11 +330,36 @@ class FakeVertexAI(FakeServer):
         return None
 
     def _generate_content(self, request: RecordedRequest) -> Reply:
+        if len(request.body) > MAX_REQUEST_BYTES:
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes.",
+            )
         body = request.json() or {}
         try:
-            text = body["contents"][0]["parts"][0]["text"]
-        except (KeyError, IndexError, TypeError):
+            parts_in = body["contents"][0]["parts"]
+            text = next(p["text"] for p in parts_in if isinstance(p.get("text"), str))
+        except (KeyError, IndexError, TypeError, StopIteration, AttributeError):
             return google_error(400, "INVALID_ARGUMENT", "contents is not specified.")
+        pictures = []
+        for part in parts_in:
+            inline = part.get("inlineData")
+            if inline is None:
+                continue
+            try:
+                data = base64.b64decode(inline.get("data") or "", validate=True)
+            except ValueError:
+                return _invalid_field("inline_data.data", "TYPE_BYTES", inline.get("data"))
+            fmt = image_format(data)
+            if fmt is None or INLINE_TYPES.get(fmt) != inline.get("mimeType"):
+                return google_error(
+                    400, "INVALID_ARGUMENT", "Unable to process input image. Please retry."
+                )
+            pictures.append(data)
+        if pictures:
+            with self._lock:
+                self.received_pictures.extend(pictures)
         config = body.get("generationConfig") or {}
         modalities = config.get("responseModalities") or ["TEXT"]
         if "IMAGE" not in modalities or not set(modalities) <= {"TEXT", "IMAGE"}:
@@ -342,7 +371,8 @@ class FakeVertexAI(FakeServer):
         if seed is not None and not _in_range(seed, INT32):
             return _invalid_field("generation_config.seed", "TYPE_INT32", seed)
         salt = seed if seed is not None else next(self._counter)
-        image = base64.b64encode(png_bytes(f"{text}|{salt}")).decode()
+        drawn = edited_png(pictures[0], text) if pictures else png_bytes(f"{text}|{salt}")
+        image = base64.b64encode(drawn).decode()
         parts: list[dict[str, Any]] = []
         if "TEXT" in modalities:
             parts.append({"text": "Here is your image."})

@@ -9,7 +9,12 @@ from typing import ClassVar
 
 from bot.config import Config
 from bot.generation.pacing import NoPacer, Pacer
-from bot.generation.types import ImageRequest, InvalidRequestError, ProviderOutput
+from bot.generation.types import (
+    CannotEditError,
+    ImageRequest,
+    InvalidRequestError,
+    ProviderOutput,
+)
 
 
 def decode_image(encoded: object) -> bytes | None:
@@ -79,6 +84,25 @@ class ImageProvider(ABC):
     @abstractmethod
     def generate(self, request: ImageRequest) -> ProviderOutput:
         """Call the model; raise an ImagineError subclass a person can act on."""
+
+    # -- edits: a picture and words in, a new picture out ---------------------------------
+    max_edit_bytes: ClassVar[int] = 20 * 1024 * 1024  # the input picture, as sent
+    max_edit_side: ClassVar[int] = 4096  # pixels; larger pictures are scaled down first
+
+    @property
+    def can_edit(self) -> bool:
+        """Whether the configured model takes a picture to edit."""
+        return False
+
+    def edit_hint(self) -> str:
+        """What to configure for edits, naming a model that can (for the cannot-edit sentence)."""
+        return "choose another provider"
+
+    def edit(self, prompt: str, image: bytes, mime_type: str) -> ProviderOutput:
+        """Edit `image` as `prompt` says; CannotEditError unless `can_edit`."""
+        raise CannotEditError(
+            f"{self.model} cannot edit pictures; {self.edit_hint()}.", provider=self.name
+        )
 
     @abstractmethod
     def check(self) -> str:

@@ -55,6 +55,7 @@ CONTENT_POLICY_CODES = {"content_policy_violation", "moderation_blocked", "conte
 # to a prompt refused before drawing ("Your task failed..." / content_policy_violation).
 OUTPUT_FILTERED = "generated image was filtered"
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
+MIME_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 MAX_MESSAGE_CHARS = 200
 # Azure OpenAI streams image generation (`stream`, `partial_images`) from this API version on;
 # with an older one the picture is drawn with a plain call, without previews.
@@ -512,6 +513,32 @@ class OpenAIImageProvider(ImageProvider):
                 provider=self.name,
             )
         return batch
+
+    # -- edits: `images/edits` (multipart) with a gpt-image model ---------------------------
+    max_edit_bytes = 50 * 1024 * 1024  # gpt-image models: each input image under 50 MB
+
+    @property
+    def can_edit(self) -> bool:
+        return self._family is not DALLE3
+
+    def edit_hint(self) -> str:
+        setting = "AZURE_OPENAI_IMAGE_DEPLOYMENT" if self._azure else "OPENAI_IMAGE_MODEL"
+        return f"set {setting} to a gpt-image model such as gpt-image-1"
+
+    def edit(self, prompt: str, image: bytes, mime_type: str) -> ProviderOutput:
+        if not self.can_edit:
+            return super().edit(prompt, image, mime_type)
+        client = self._client_or_raise()
+        params: dict[str, Any] = {
+            "image": (f"picture.{MIME_EXTENSIONS.get(mime_type, 'png')}", image, mime_type),
+            "prompt": prompt,
+            "n": 1,
+        }
+        if not self._azure:
+            params["model"] = self.model
+        started = time.monotonic()
+        batch = self._read(self._call(lambda: client.images.edit(**params)))
+        return self._combine([batch], CallPlan(params={}), time.monotonic() - started)
 
     def _combine(
         self, batches: list[_Batch | ImagineError], plan: CallPlan, seconds: float

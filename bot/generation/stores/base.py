@@ -24,6 +24,11 @@ class ImageStore(ABC):
         there and is gone, False when it was gone already or is not this store's."""
         return False
 
+    def get(self, ref: str) -> bytes | None:
+        """The bytes of a picture this store kept as `ref` (to edit it); None when `ref` is not
+        one of this store's; PictureGoneError when the object is gone (deleted, expired)."""
+        return None
+
     def missing_settings(self) -> list[str]:
         return []
 

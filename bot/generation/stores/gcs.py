@@ -30,7 +30,13 @@ from google.oauth2 import service_account
 
 from bot.config import Config, GoogleConfig, RetryConfig, StoreConfig
 from bot.generation.stores.base import ImageStore, extension_for
-from bot.generation.types import ConfigurationError, ImagineError, StoredImage, StoreError
+from bot.generation.types import (
+    ConfigurationError,
+    ImagineError,
+    PictureGoneError,
+    StoredImage,
+    StoreError,
+)
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 GS = "gs://"  # an object's reference, as gsutil names it: gs://bucket/object
@@ -133,6 +139,22 @@ class GcsImageStore(ImageStore):
         except Exception as err:  # never leak the SDK's text
             raise StoreError(self._describe(err, "delete the image").message) from err
         return True
+
+    def get(self, ref: str) -> bytes | None:
+        bucket_name, _, name = ref.removeprefix(GS).partition("/")
+        if not ref.startswith(GS) or not bucket_name or not name:
+            return None
+        try:
+            client = self._connect().client
+            return client.bucket(bucket_name).blob(name).download_as_bytes()
+        except api_exceptions.NotFound:
+            raise PictureGoneError(
+                "That picture is no longer in the bucket (deleted or expired), so I cannot edit it."
+            ) from None
+        except ImagineError:
+            raise
+        except Exception as err:  # never leak the SDK's text
+            raise StoreError(self._describe(err, "read the picture").message) from err
 
     def check(self) -> str:
         """List one object (needs only object read access) and, if signed, sign one URL."""

@@ -110,23 +110,27 @@ class ReactionVotes:
                 self.reveal(change.target_id, client)
 
     def find_upload(self, channel: str, ts: str, client: WebClient) -> bool:
-        """Match the channel's pending uploads with the messages they became (each upload is
-        looked up once, newest first) until one is the message at `ts`."""
-        delivery = Delivery(client)
-        for upload in self.votes.pending_uploads(channel):
-            try:
-                shared = delivery.shared_ts(upload.file_id, channel)
-            except FileGone:
-                self.votes.resolve_upload(upload, None)
-                continue
-            if shared is None:
-                continue  # not shared yet: ask again on the next thumb
-            self.votes.resolve_upload(upload, shared)
-            if shared == ts:
-                return True
-        return False
+        return find_upload(self.votes, channel, ts, client)
 
     def choice_for(self, reaction: str) -> str | None:
         """Reaction name (skin tone ignored) -> a comparison choice or a thumb, else None."""
         name = reaction.split("::", 1)[0]
         return self.voting.choices.get(name) or THUMBS.get(name)
+
+
+def find_upload(votes: VoteStore, channel: str, ts: str, client: WebClient) -> bool:
+    """Match the channel's pending uploads with the messages they became (each upload is
+    looked up once, newest first) until one is the message at `ts`."""
+    delivery = Delivery(client)
+    for upload in votes.pending_uploads(channel):
+        try:
+            shared = delivery.shared_ts(upload.file_id, channel)
+        except FileGone:
+            votes.resolve_upload(upload, None)
+            continue
+        if shared is None:
+            continue  # not shared yet: ask again on the next thumb
+        votes.resolve_upload(upload, shared)
+        if shared == ts:
+            return True
+    return False

@@ -1,0 +1,1 @@
+"""Block Kit views (modals): pure builders, one surface a module."""
