@@ -283,9 +283,11 @@ def test_private_channel_without_the_bot_tells_the_requester(app, fakes):
 
 
 def upload_message(slack: FakeSlack, prompt: str, channel: str = "C123") -> dict:
-    """The channel message an upload of `prompt` became."""
+    """The channel message an upload of `prompt` became (not the buttons message under it)."""
     return slack.wait_for(
-        lambda: [m for m in slack.messages(channel) if prompt in m.get("text", "")]
+        lambda: [
+            m for m in slack.messages(channel) if prompt in m.get("text", "") and m.get("files")
+        ]
     )[0]
 
 
