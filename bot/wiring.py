@@ -14,7 +14,7 @@ from typing import Any
 
 from bot import metrics
 from bot.config import Config, SettingError
-from bot.core.choice import ProviderChoice
+from bot.core.choice import ProviderChoice, TeamFavourite
 from bot.core.ports import Publisher
 from bot.core.runner import JobBoard, LocalJobBoard, ThreadRunner
 from bot.core.services import Services
@@ -23,6 +23,8 @@ from bot.generation.pacing import LocalPacer, NoPacer, Pacer, RedisPacer
 from bot.generation.service import GenerationService
 from bot.generation.stores.base import ImageStore
 from bot.startup import open_vote_store
+from bot.votes.db import VoteStore
+from bot.votes.leaderboard import Leaderboard
 
 
 def redis_client(config: Config):
@@ -70,7 +72,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
     service = build_service(config, client)
     service.keep_bytes_if_store_fails = True  # Slack uploads what the bucket would not take
     store = open_vote_store(config)
-    choice = ProviderChoice(service, config.default_provider)
+    choice = build_choice(config, service, store)
     services: Services
     if client is None:
         board: JobBoard = LocalJobBoard(config.jobs.max_queued_per_user)
@@ -108,5 +110,13 @@ def build_for_cli(
     votes = open_vote_store(config)
     board = LocalJobBoard(config.jobs.max_queued_per_user)
     workflows = Workflows(service, votes, publisher, config.voting, board=board, ledger=False)
-    choice = ProviderChoice(service, config.default_provider)
+    choice = build_choice(config, service, votes)
     return Services(config, service, votes, choice, board, workflows)
+
+
+def build_choice(config: Config, service: GenerationService, store: VoteStore) -> ProviderChoice:
+    """The one provider choice of a process: the settings, each person's default, the votes."""
+    favourite = TeamFavourite(
+        Leaderboard(store), config.voting.leaderboard_min_votes, config.voting.favourite_refresh
+    )
+    return ProviderChoice(service, config.default_provider, store=store, favourite=favourite)

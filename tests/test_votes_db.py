@@ -87,7 +87,7 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "deliveries",
         "uploads",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 6
+    assert store.schema_version() == len(MIGRATIONS) == 7
     assert store.migrate() == []  # nothing left to apply
 
 

@@ -14,6 +14,7 @@ from bot.generation.service import GenerationService
 from bot.slack.listeners.actions import CancelButton, RevealButton
 from bot.slack.listeners.commands import ImagineCommand
 from bot.slack.listeners.events import ReactionVotes
+from bot.slack.listeners.home import AppHome
 from bot.slack.publisher import SlackPublisher
 from bot.slack.retry import SlackWebClient, retry_handlers
 from bot.slack.reveal import Reveal
@@ -65,6 +66,7 @@ def build_app(
     ReactionVotes(services.store, config.voting, reveal).register(app)
     RevealButton(services.store, config.voting, reveal, services.runner.board).register(app)
     CancelButton(services.runner).register(app)
+    AppHome(services.store, services.choice, services.service, config.voting).register(app)
     return app
 
 

@@ -129,19 +129,20 @@ class SlackPublisher:
     def post_pictures(self, job: GenerateJob, result: ProviderResult, seconds: float) -> Posted:
         """One provider's pictures: image blocks when they have URLs, else uploaded files."""
         request = job.request
+        why = getattr(job, "why", None)  # a comparison's survivor has none
         linked = all(image.url for image in result.images)
         try:
             if linked:
-                message = messages.result_message(result, request, job.user_id, seconds)
+                message = messages.result_message(result, request, job.user_id, seconds, why)
                 return Posted(self.delivery.post_message(job.channel_id, message))
-            comment = messages.upload_comment(result, request, job.user_id, seconds)
+            comment = messages.upload_comment(result, request, job.user_id, seconds, why)
             files = uploads(result, request)
             file_ids = self.delivery.upload_files(job.channel_id, files, comment)
             # which message the upload became is asked only when someone rates it
             return Posted(mode="file", file_id=next(iter(file_ids), None))
         except NotInChannelError:
             if linked:
-                message = messages.result_message(result, request, job.user_id, seconds)
+                message = messages.result_message(result, request, job.user_id, seconds, why)
                 message["blocks"].append(messages.context_block(messages.NOT_IN_CHANNEL))
                 self._respond(job, **message)
             else:

@@ -161,6 +161,14 @@ PENDING_REACTIONS = Table(
     Index("ix_pending_reactions_message", "channel_id", "message_ts"),
     Index("ix_pending_reactions_received", "received_at"),
 )
+# Migration 7: each person's own default for a plain `/imagine <prompt>` (chosen in App Home).
+PREFERENCES = Table(
+    "preferences",
+    _metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("default_provider", String(64), nullable=False),  # a provider, compare or auto
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -199,6 +207,10 @@ def _create_uploads(conn: Connection) -> None:
 
 def _create_pending_reactions(conn: Connection) -> None:
     PENDING_REACTIONS.create(conn)
+
+
+def _create_preferences(conn: Connection) -> None:
+    PREFERENCES.create(conn)
 
 
 def object_ref(url: str) -> str:
@@ -256,4 +268,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "uploads", _create_uploads),
     Migration(5, "comparisons.details by object name", _details_by_reference),
     Migration(6, "pending_reactions", _create_pending_reactions),
+    Migration(7, "preferences", _create_preferences),
 )
