@@ -118,10 +118,11 @@ class ProviderChoice:
     def for_prompt(self, user_id: str | None = None) -> Choice:
         """The providers for a prompt that names none. ConfigurationError when none fit."""
         own = self.own_default(user_id)
-        if own is not None:
+        configured = self.service.configured_providers()
+        if own is not None and (own in (COMPARE, AUTO) or own in configured):
             try:
                 return self._resolve(own, own=True)
-            except ImagineError:  # their provider is not configured (any more): the team's
+            except ImagineError:  # compare with one provider left: the team's default
                 pass
         if self.default and self.default not in (COMPARE, AUTO):
             return Choice(self.choose(self.default))  # an unknown name is reported there
