@@ -658,7 +658,7 @@ def _default_model_block(choices: list[str], own: str | None) -> Block:
     return {
         "type": "section",
         "block_id": "default_model",
-        "text": {"type": "mrkdwn", "text": md("*Your model for* `/imagine <prompt>`")},
+        "text": {"type": "mrkdwn", "text": md("*Your model for* `{}`", "/imagine <prompt>")},
         "accessory": select,
     }
 
