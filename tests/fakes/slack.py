@@ -915,7 +915,8 @@ class FakeSlack(FakeServer):
                 },
             )
         raw = args["view"]
-        if isinstance(raw, str) and len(raw.encode()) > VIEW_BYTES:
+        size = len((raw if isinstance(raw, str) else json.dumps(raw)).encode())
+        if size > VIEW_BYTES:
             raise SlackError("view_too_large")
         try:
             view = json.loads(raw) if isinstance(raw, str) else raw
