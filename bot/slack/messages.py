@@ -175,6 +175,12 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
     lines = []
     if default == "compare":
         lines.append("• `/imagine <prompt>` compares every configured provider, blind (default)")
+    elif default == "auto":
+        lines.append(
+            "• `/imagine <prompt>` lets the team's votes choose (default): it compares every "
+            "configured provider, blind, until one clearly leads, then uses that one. "
+            "Choose your own in the app's Home tab."
+        )
     for name, (aliases, missing) in providers.items():
         state = "ready" if not missing else f"not configured (needs {', '.join(missing)})"
         mark = " (default)" if name == default else ""
