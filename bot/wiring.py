@@ -14,12 +14,13 @@ from typing import Any
 
 from bot import metrics
 from bot.config import Config, SettingError
-from bot.core.choice import ProviderChoice, TeamFavourite
+from bot.core.choice import AUTO, COMPARE, ProviderChoice, TeamFavourite
 from bot.core.ports import Publisher
 from bot.core.runner import JobBoard, LocalJobBoard, ThreadRunner
 from bot.core.services import Services
 from bot.core.workflows import Workflows
 from bot.generation.pacing import LocalPacer, NoPacer, Pacer, RedisPacer
+from bot.generation.providers import PROVIDER_CLASSES, resolve_provider_name
 from bot.generation.service import GenerationService
 from bot.generation.stores.base import ImageStore
 from bot.startup import open_vote_store
@@ -115,7 +116,14 @@ def build_for_cli(
 
 
 def build_choice(config: Config, service: GenerationService, store: VoteStore) -> ProviderChoice:
-    """The one provider choice of a process: the settings, each person's default, the votes."""
+    """The one provider choice of a process: the settings, each person's default, the votes.
+    A default that names nothing we run stops the start, in one sentence."""
+    default = (config.default_provider or "").strip().lower()
+    if default and default not in (COMPARE, AUTO) and resolve_provider_name(default) is None:
+        names = ", ".join(p.name for p in PROVIDER_CLASSES)
+        raise SettingError(
+            f"IMAGINE_DEFAULT_PROVIDER must be {names}, compare or auto, not {default!r}"
+        )
     favourite = TeamFavourite(
         Leaderboard(store), config.voting.leaderboard_min_votes, config.voting.favourite_refresh
     )

@@ -287,3 +287,14 @@ def test_auto_compares_until_a_clear_leader_then_draws_with_it(world):
     store.set_preference("UAUTO", "compare")
     ack, _ = plain(world, unique("a windmill at noon"), "UAUTO")
     assert "Comparing 2 models" in ack
+
+
+def test_home_end_to_end_for_someone_without_pictures(world):
+    slack, app, store = world
+    slack.add_user("UNEW")
+    store.set_preference("UNEW", "imagen")
+    assert app.post_event(home_opened("UNEW"))[0] == 200
+    view = slack.wait_for(lambda: slack.home_view("UNEW"), timeout=20)
+    assert "No pictures yet" in texts(view)
+    assert menu(view)["initial_option"]["value"] == "imagen"
+    assert "Yours: `imagen`" in texts(view)

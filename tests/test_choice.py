@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.config import Config
+from bot.config import Config, SettingError
 from bot.core.choice import ProviderChoice, TeamFavourite
 from bot.generation.service import GenerationService
 from bot.votes.db import ModelRef, VoteStore
@@ -97,3 +97,14 @@ def test_the_favourite_is_kept_for_its_refresh_time(store):
     assert favourite(models) == ()  # kept
     now[0] = 61.0
     assert favourite(models)[0].model == refs["dalle3"].model
+
+
+@pytest.mark.parametrize("value", ["flux", "automatic"])
+def test_a_default_naming_nothing_we_run_stops_the_start(store, value):
+    with pytest.raises(SettingError, match=f"IMAGINE_DEFAULT_PROVIDER must be .*not '{value}'"):
+        choice_for(store, IMAGINE_DEFAULT_PROVIDER=value)
+
+
+@pytest.mark.parametrize("value", ["dall-e", "Gemini", "compare", "AUTO"])
+def test_aliases_compare_and_auto_are_good_defaults(store, value):
+    choice_for(store, IMAGINE_DEFAULT_PROVIDER=value)

@@ -34,6 +34,8 @@ def test_ttl_units(value, seconds):
         ({"WEB_CONCURRENCY": "1.5"}, "WEB_CONCURRENCY"),
         ({"IMAGINE_HTTP_THREADS": "0"}, "IMAGINE_HTTP_THREADS"),
         ({"LOG_LEVEL": "bogus"}, "LOG_LEVEL"),
+        ({"IMAGINE_AUTO_REFRESH_SECONDS": "soon"}, "IMAGINE_AUTO_REFRESH_SECONDS"),
+        ({"IMAGINE_AUTO_REFRESH_SECONDS": "-1"}, "IMAGINE_AUTO_REFRESH_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env, name):
