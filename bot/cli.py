@@ -30,8 +30,9 @@ from bot.generation.types import (
     ImagineError,
     clean_text,
 )
+from bot.startup import open_vote_store
 from bot.votes.leaderboard import LeaderboardResult
-from bot.wiring import build_for_cli, build_service
+from bot.wiring import build_choice, build_for_cli, build_service
 
 _EMOJI = re.compile(r"^(:[\w+-]+:\s*)+")
 
@@ -72,6 +73,8 @@ class ConsolePublisher:
     def post_pictures(self, job: Job, result, seconds: float, replace=None) -> Posted:
         timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
         lines = [f"{result.provider} ({result.model}) {timing}"]
+        if getattr(job, "why", None):
+            lines.append(f"  chosen: {job.why}")
         if result.revised_prompt:
             lines.append(f"  revised prompt: {result.revised_prompt}")
         lines += [f"  note: {note}" for note in result.notes]
@@ -158,11 +161,14 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
     service = build_service(config, store=DirectoryImageStore(args.out) if args.out else "default")
     choice = ProviderChoice(service, config.default_provider)
     named = getattr(args, "provider", None)
+    why = None
     try:  # what to draw, and with what, comes first: nothing is touched before it is valid
         if named:
             providers = tuple(choice.choose(word)[0] for word in named)
-        else:
-            providers = choice.choose(compare=compare)
+        elif compare:
+            providers = choice.choose(compare=True)
+        else:  # as `/imagine <prompt>` chooses: the person's default, the votes
+            providers, why = _plain_prompt_choice(config, service)
         service.validate(request, providers)
     except ImagineError as err:
         print(f"error: {err.message}", file=out)
@@ -186,6 +192,7 @@ def run_job(args: argparse.Namespace, config: Config, *, compare: bool, out: Tex
         deadline=now + config.jobs.deadline,
         providers=providers,
         request=request,
+        **({"why": why} if kind is GenerateJob else {}),
     )
     try:
         services.workflows.run(job)  # type: ignore[union-attr]
@@ -251,6 +258,18 @@ def _live(name: str, width: int, call, out: TextIO) -> int:
         return 1
     print(f"{name:<{width}}  ok: {detail}", file=out)
     return 0
+
+
+def _plain_prompt_choice(
+    config: Config, service: GenerationService
+) -> tuple[tuple[str, ...], str | None]:
+    """The Slack app's choice for a prompt that names no provider (`bot.core.choice`)."""
+    store = open_vote_store(config)
+    try:
+        chosen = build_choice(config, service, store).for_prompt(_user())
+    finally:
+        store.close()
+    return chosen.providers, chosen.why
 
 
 def _user() -> str:

@@ -216,6 +216,7 @@ class VotingConfig:
     emoji_both_bad: str = "x"
     reveal_after_votes: int = 3
     leaderboard_min_votes: int = 10
+    favourite_refresh: float = 60.0  # seconds the team's favourite (`auto`) is kept
 
     @property
     def choices(self) -> dict[str, str]:
@@ -364,6 +365,7 @@ def _voting(env: Mapping[str, str]) -> VotingConfig:
         **names,
         reveal_after_votes=int(_number(env, "REVEAL_AFTER_VOTES", 3, minimum=1)),
         leaderboard_min_votes=int(_number(env, "LEADERBOARD_MIN_VOTES", 10, minimum=1)),
+        favourite_refresh=_number(env, "IMAGINE_AUTO_REFRESH_SECONDS", 60.0),
     )
 
 

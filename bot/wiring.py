@@ -14,16 +14,19 @@ from typing import Any
 
 from bot import metrics
 from bot.config import Config, SettingError
-from bot.core.choice import ProviderChoice
+from bot.core.choice import AUTO, COMPARE, ProviderChoice, TeamFavourite
 from bot.core.governance import Governance
 from bot.core.ports import Publisher
 from bot.core.runner import DatabaseJobBoard, JobBoard, LocalJobBoard, ThreadRunner
 from bot.core.services import Services
 from bot.core.workflows import Workflows
 from bot.generation.pacing import LocalPacer, NoPacer, Pacer, RedisPacer
+from bot.generation.providers import PROVIDER_CLASSES, resolve_provider_name
 from bot.generation.service import GenerationService
 from bot.generation.stores.base import ImageStore
 from bot.startup import open_vote_store
+from bot.votes.db import VoteStore
+from bot.votes.leaderboard import Leaderboard
 
 
 def redis_client(config: Config):
@@ -85,7 +88,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
     service = build_service(config, client)
     service.keep_bytes_if_store_fails = True  # Slack uploads what the bucket would not take
     store = open_vote_store(config)
-    choice = ProviderChoice(service, config.default_provider)
+    choice = build_choice(config, service, store)
     services: Services
     if client is None:
         board: JobBoard = LocalJobBoard(config.jobs.max_queued_per_user)
@@ -148,5 +151,20 @@ def build_for_cli(
         ledger=False,
         governance=build_governance(config, votes, service),
     )
-    choice = ProviderChoice(service, config.default_provider)
+    choice = build_choice(config, service, votes)
     return Services(config, service, votes, choice, board, workflows)
+
+
+def build_choice(config: Config, service: GenerationService, store: VoteStore) -> ProviderChoice:
+    """The one provider choice of a process: the settings, each person's default, the votes.
+    A default that names nothing we run stops the start, in one sentence."""
+    default = (config.default_provider or "").strip().lower()
+    if default and default not in (COMPARE, AUTO) and resolve_provider_name(default) is None:
+        names = ", ".join(p.name for p in PROVIDER_CLASSES)
+        raise SettingError(
+            f"IMAGINE_DEFAULT_PROVIDER must be {names}, compare or auto, not {default!r}"
+        )
+    favourite = TeamFavourite(
+        Leaderboard(store), config.voting.leaderboard_min_votes, config.voting.favourite_refresh
+    )
+    return ProviderChoice(service, config.default_provider, store=store, favourite=favourite)

@@ -305,3 +305,36 @@ def test_check_says_in_one_line_each_what_it_cannot_reach(cloud_env, tmp_path):
         "db      configured, but the check failed: DATABASE_URL is not a database URL we can "
         "use: give sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DATABASE"
     )
+
+
+def test_a_bare_prompt_follows_the_votes_as_slack_does(cloud_env, tmp_path):
+    """`auto` (two providers, no default): a comparison until the votes show a clear leader,
+    then the leader alone, saying why; the same rule as `/imagine <prompt>`."""
+    from bot.config import Config
+    from bot.generation.service import GenerationService
+    from bot.votes.db import ModelRef
+    from tests.seed import seed_comparison
+
+    env = {**cloud_env, "IMAGINE_AUTO_REFRESH_SECONDS": "0"}
+    store = VoteStore(f"sqlite:///{tmp_path / 'imagine.db'}")
+    try:
+        store.migrate()
+        models = {
+            name: provider.model
+            for name, provider in GenerationService.from_config(
+                Config.from_env(env)
+            ).providers.items()
+        }
+        dalle, imagen = ModelRef("dalle3", models["dalle3"]), ModelRef("imagen", models["imagen"])
+        seed_comparison(store, dalle, imagen, 6, 5)
+        run = bot("generate", "--out", str(tmp_path), "a red fox", env=env, cwd=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert run.stdout.startswith("compare: A = ")
+        seed_comparison(store, dalle, imagen, 40, 3)
+    finally:
+        store.close()
+    run = bot("generate", "--out", str(tmp_path), "a red fox", env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"dalle3 ({models['dalle3']})")
+    assert lines[1].startswith("  chosen: the team's favourite, 1,")

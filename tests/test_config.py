@@ -39,6 +39,8 @@ def test_ttl_units(value, seconds):
         ({"OPENAI_PARTIAL_IMAGES": "4"}, "OPENAI_PARTIAL_IMAGES"),
         ({"OPENAI_PARTIAL_IMAGES": "-1"}, "OPENAI_PARTIAL_IMAGES"),
         ({"OPENAI_PARTIAL_IMAGES": "two"}, "OPENAI_PARTIAL_IMAGES"),
+        ({"IMAGINE_AUTO_REFRESH_SECONDS": "soon"}, "IMAGINE_AUTO_REFRESH_SECONDS"),
+        ({"IMAGINE_AUTO_REFRESH_SECONDS": "-1"}, "IMAGINE_AUTO_REFRESH_SECONDS"),
     ],
 )
 def test_bad_values_name_the_variable(env, name):

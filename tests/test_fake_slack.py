@@ -741,3 +741,90 @@ def test_chat_delete_only_the_bots_own_and_files_delete(slack: FakeSlack) -> Non
     assert not any(m.get("files") for m in slack.messages("C1"))
     again = slack_error(lambda: client.files_delete(file=file_id))
     assert again.response["error"] == "file_not_found"
+
+
+# -- App Home: views.publish and chat.getPermalink ------------------------------------------
+def _home(blocks: list | None = None, **fields) -> dict:
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}
+    return {"type": "home", "blocks": [section] if blocks is None else blocks, **fields}
+
+
+def test_views_publish_keeps_the_users_home_tab_and_its_hash(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.add_user("U1")
+    first = client.views_publish(user_id="U1", view=_home())["view"]
+    assert slack.home_view("U1")["blocks"] == _home()["blocks"]
+    second = client.views_publish(user_id="U1", view=_home(), hash=first["hash"])["view"]
+    assert second["id"] == first["id"] and second["hash"] != first["hash"]
+    err = slack_error(lambda: client.views_publish(user_id="U1", view=_home(), hash=first["hash"]))
+    assert err.response["error"] == "hash_conflict"
+
+
+@pytest.mark.parametrize(
+    ("user", "view", "error"),
+    [
+        ("UNOBODY", _home(), "invalid_arguments"),  # not a person in the workspace
+        ("U1", _home(type="modal"), "invalid_arguments"),
+        ("U1", _home([{"type": "divider"}] * 101), "invalid_arguments"),  # 100 blocks at most
+        (
+            "U1",
+            _home([{"type": "section", "text": {"type": "mrkdwn", "text": ""}}]),
+            "invalid_arguments",
+        ),  # fmt: skip
+        ("U1", _home(private_metadata="x" * 3001), "invalid_arguments"),
+        (
+            "U1",
+            _home(
+                [
+                    {
+                        "type": "section",
+                        "text": {"type": "mrkdwn", "text": "x"},
+                        "accessory": {
+                            "type": "static_select",
+                            "action_id": "a",
+                            "options": [
+                                {"text": {"type": "plain_text", "text": "o" * 76}, "value": "o"}
+                            ],
+                        },
+                    }
+                ]
+            ),
+            "invalid_arguments",
+        ),  # fmt: skip
+        (
+            "U1",
+            _home([{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 260_000}}]),
+            "view_too_large",
+        ),  # fmt: skip
+    ],
+)
+def test_views_publish_refuses_what_slack_refuses(slack: FakeSlack, user, view, error) -> None:
+    slack.add_user("U1")
+    err = slack_error(lambda: client_for(slack).views_publish(user_id=user, view=view))
+    assert err.response["error"] == error
+    assert slack.home_view(user) is None
+
+
+def test_views_publish_takes_100_blocks_and_a_valid_menu(slack: FakeSlack) -> None:
+    slack.add_user("U1")
+    option = {"text": {"type": "plain_text", "text": "imagen"}, "value": "imagen"}
+    menu = {"type": "static_select", "action_id": "m", "options": [option]}
+    blocks = [{"type": "divider"}] * 99 + [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "x"},
+         "accessory": {**menu, "initial_option": option}}
+    ]  # fmt: skip
+    client_for(slack).views_publish(user_id="U1", view=_home(blocks))
+    assert len(slack.home_view("U1")["blocks"]) == 100
+    wrong = {**menu, "initial_option": {**option, "value": "dalle3"}}
+    blocks[-1] = {**blocks[-1], "accessory": wrong}
+    err = slack_error(lambda: client_for(slack).views_publish(user_id="U1", view=_home(blocks)))
+    assert err.response["error"] == "invalid_arguments"
+
+
+def test_chat_get_permalink(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    ts = client.chat_postMessage(channel="C1", text="hi")["ts"]
+    link = client.chat_getPermalink(channel="C1", message_ts=ts)["permalink"]
+    assert link == f"https://imagine-test.slack.com/archives/C1/p{ts.replace('.', '')}"
+    err = slack_error(lambda: client.chat_getPermalink(channel="C1", message_ts="1.000001"))
+    assert err.response["error"] == "message_not_found"

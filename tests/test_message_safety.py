@@ -20,7 +20,9 @@ from bot.generation.providers import resolve_provider_name
 from bot.generation.types import ContentPolicyError, ImageRequest, ProviderResult, StoredImage
 from bot.slack import buttons, form, messages
 from bot.slack.command import CommandError, CompareCommand, GenerateCommand, parse_command
-from tests.fakes.slack import block_errors
+from bot.votes.leaderboard import LeaderboardResult
+from bot.votes.ratings import ModelStats
+from tests.fakes.slack import block_errors, view_errors
 
 REQUESTER = "UREQ42"
 PICTURES = "https://img.example/"
@@ -71,7 +73,10 @@ command_texts = st.builds(
     st.lists(words, max_size=14),
     st.lists(st.sampled_from([" ", "", "  ", "\n"]), min_size=14, max_size=14),
 )
-OUR_MARKUP = re.compile(rf"<@{REQUESTER}>|<{re.escape(PICTURES)}[^<>|]*\|\d+>")
+OUR_MARKUP = re.compile(
+    rf"<@{REQUESTER}>|<{re.escape(PICTURES)}[^<>|]*\|(\d+|open)>"
+    r"|<!date\^\d+\^\{date_short_pretty\} \{time\}\|\d+>"
+)
 
 
 def text_fields(value):
@@ -102,7 +107,9 @@ def assert_safe(message: dict) -> None:
         for markup in ("<!", "<@", "<#", "<http", "<mailto"):
             assert markup not in rest, (markup, text)
         assert "<" not in rest and ">" not in rest, text  # every other angle bracket escaped
-    if "blocks" in message:
+    if message.get("type") == "home":
+        assert view_errors(message) == []
+    elif "blocks" in message:
         assert block_errors(message["blocks"]) == []
     if "text" in message:
         assert len(message["text"]) <= messages.FALLBACK_LIMIT
@@ -155,7 +162,24 @@ def everything_said_about(request: ImageRequest) -> list[dict]:
         messages.compare_message(view, revealed=True, tally={"A": 2}),
         messages.message(messages.compare_comment(view)),
         {"title": messages.upload_title(prompt), "alt_txt": messages.upload_alt_text(prompt)},
+        messages.result_message(result, request, REQUESTER, 2.0, why=f"the team's {prompt}"),
+        messages.message(messages.upload_comment(result, request, REQUESTER, 2.0, why=prompt)),
+        home_view_about(prompt),
     ]
+
+
+def home_view_about(prompt: str) -> dict:
+    """The Home tab with ten pictures of `prompt` (the model name typed too) and a table."""
+    pictures = [
+        messages.HomePicture(prompt, "dalle3", prompt, 1_700_000_000 + i, f"{PICTURES}{i}.png")
+        for i in range(10)
+    ]
+    row = ModelStats(prompt[:40] or "m", 3, 1, 0, 0, 4, 0.75, 1068.0, 1000.0, 1130.0, True)
+    board = LeaderboardResult([row], [], 4, 0, 0.01, None, None, False)
+    view = messages.home_view(
+        pictures, board, None, ["imagen", "dalle3", "compare", "auto"], prompt, prompt, 10
+    )
+    return view
 
 
 @settings(max_examples=300, deadline=None, database=None)

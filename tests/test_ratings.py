@@ -12,6 +12,7 @@ from bot.votes.ratings import (
     Outcome,
     bootstrap_intervals,
     bradley_terry,
+    clear_leader,
     model_stats,
     pair_table,
     thumbs,
@@ -233,3 +234,62 @@ def test_thumbs_are_counted_per_model() -> None:
     assert [(r.model, r.up, r.down) for r in rows] == [("g", 3, 1), ("o", 1, 2)]
     with pytest.raises(ValueError):
         thumbs([("g", "meh", 1)])
+
+
+# --- a clear leader (what `auto` acts on) ------------------------------------------------------
+
+
+def _simulated(p_first_wins: float, votes: int, rng: random.Random) -> list[Outcome]:
+    wins = sum(rng.random() < p_first_wins for _ in range(votes))
+    return [Outcome("x", "y", "a", wins), Outcome("x", "y", "b", votes - wins)]
+
+
+def test_equal_models_are_almost_never_called_a_clear_leader() -> None:
+    """Non-overlapping 95 % intervals: under equal strength a "leader" should appear far less
+    often than 5 % of the time (the test is conservative)."""
+    rng = random.Random(7)
+    called = sum(
+        bool(clear_leader(model_stats(_simulated(0.5, 200, rng), rounds=300, seed=k), "xy"))
+        for k in range(100)
+    )
+    assert called <= 3
+
+
+def test_a_real_difference_is_found_with_enough_votes() -> None:
+    """P(x beats y) = 0.7 (about 147 rating points): 300 votes find it nearly every time."""
+    rng = random.Random(11)
+    found = [
+        clear_leader(model_stats(_simulated(0.7, 300, rng), rounds=300, seed=k), "xy")
+        for k in range(40)
+    ]
+    assert sum(bool(f) for f in found) >= 36
+    assert all(f[0].model == "x" and f[1].model == "y" for f in found if f)
+
+
+def test_interval_coverage_of_the_rating_gap() -> None:
+    """The bootstrap's 95 % interval of the winner's rating contains its true value (the gap
+    is split evenly around the mean of 1000) in roughly 95 % of simulated samples."""
+    rng = random.Random(3)
+    p = 0.6
+    truth = 1000 + elo_gap(p / (1 - p)) / 2
+    covered = 0
+    for k in range(120):
+        rows = {r.model: r for r in model_stats(_simulated(p, 400, rng), rounds=400, seed=k)}
+        covered += rows["x"].ci_low <= truth <= rows["x"].ci_high
+    assert 0.88 <= covered / 120 <= 0.99
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "models", "leader"),
+    [
+        ([Outcome("x", "y", "a", 30), Outcome("x", "y", "b", 5)], "xy", "x"),
+        ([Outcome("x", "y", "a", 5), Outcome("x", "y", "b", 30)], "xy", "y"),
+        ([Outcome("x", "y", "a", 9)], "xy", None),  # 9 votes: provisional, no verdict
+        ([Outcome("x", "y", "a", 18), Outcome("x", "y", "b", 16)], "xy", None),  # overlapping
+        ([Outcome("x", "y", "a", 30), Outcome("x", "y", "b", 5)], "xz", None),  # z: no votes
+        ([], "xy", None),
+    ],
+)
+def test_clear_leader_table(outcomes, models, leader) -> None:
+    found = clear_leader(model_stats(outcomes), models)
+    assert (found[0].model if found else None) == leader

@@ -99,7 +99,7 @@ def test_help_lists_providers_without_calling_anything(app, fakes):
     status, body, elapsed, _ = command(app, slack, "help")
     assert status == 200
     text = ack_text(body)
-    assert "compares every configured provider, blind (default)" in text
+    assert "lets the team's votes choose (default)" in text and "Home tab" in text
     assert "`imagen` — also google, gemini: ready" in text and "`dalle3`" in text
     assert "--ar" in text and "leaderboard" in text
     assert slack.methods_called() == [] and not vertex.requests and not openai.requests

@@ -91,7 +91,7 @@ def test_schema_is_created_at_the_latest_version(store: VoteStore) -> None:
         "spend",
         "budget_alerts",
     } <= names
-    assert store.schema_version() == len(MIGRATIONS) == 10
+    assert store.schema_version() == len(MIGRATIONS) == 11
     assert store.migrate() == []  # nothing left to apply
 
 
@@ -636,3 +636,51 @@ def test_a_reader_holding_a_transaction_does_not_stall_the_writers(tmp_path) -> 
         assert time.monotonic() - started < 1.0
     assert store.vote_count(cid) == 1
     store.close()
+
+
+# --- App Home: a person's default and last pictures ---------------------------------------
+
+
+def test_a_persons_default_is_saved_replaced_and_forgotten(store: VoteStore) -> None:
+    assert store.preference("U1") is None
+    store.set_preference("U1", "imagen")
+    store.set_preference("U1", "auto")
+    store.set_preference("U2", "compare")
+    assert (store.preference("U1"), store.preference("U2")) == ("auto", "compare")
+    store.set_preference("U1", None)
+    assert store.preference("U1") is None
+
+
+def _picture(store: VoteStore, user: str, prompt: str, **fields) -> None:
+    store.record_generation(
+        **{
+            "user_id": user,
+            "channel_id": "C1",
+            "prompt": prompt,
+            "provider": "imagen",
+            "model": "gemini-image",
+            "options": {},
+            "timings": {},
+            "outcome": "ok",
+            "image_urls": [],
+            "request_id": f"r-{prompt}",
+            **fields,
+        }
+    )
+
+
+def test_recent_pictures_are_the_persons_last_ten_that_were_shown(store: VoteStore) -> None:
+    for i in range(12):
+        _picture(store, "U1", f"p{i}", image_urls=[f"https://storage.googleapis.com/b/o{i}.png"])
+    _picture(store, "U1", "refused", outcome="content_policy")
+    _picture(store, "U2", "someone else's")
+    _picture(store, "U1", "uploaded", rated=True, upload_file_id="F123")
+    _picture(store, "U1", "posted", message_ts="1700000000.000100")
+    recent = store.recent_pictures("U1")
+    assert [p.prompt for p in recent] == ["posted", "uploaded"] + [
+        f"p{i}" for i in (11, 10, 9, 8, 7, 6, 5, 4)
+    ]
+    assert recent[0].message_ts == "1700000000.000100" and recent[0].file_id is None
+    assert recent[1].file_id == "F123" and recent[1].message_ts is None
+    assert recent[2].image_urls == ["https://storage.googleapis.com/b/o11.png"]
+    assert recent[0].created_at.tzinfo is not None

@@ -50,6 +50,7 @@ class GenerateJob(Job):
     kind: ClassVar[str] = "generate"
     providers: tuple[str, ...]
     request: ImageRequest
+    why: str | None = None  # why these providers, when nobody named them ("the team's ...")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -576,8 +576,9 @@ class Workflows:
                 options=options,
                 timings=result.timings,
                 outcome=outcome,
-                # without the query string: a signed URL's signature is a secret
-                image_urls=[i.url.split("?")[0] for i in result.images if i.url],
+                # the store's object name (App Home signs a fresh link from it), else the URL
+                # without its query string: a signed URL's signature is a secret
+                image_urls=[i.ref or i.url.split("?")[0] for i in result.images if i.url],
                 request_id=job.request_id,
                 message_ts=ts,
                 rated=rated,

@@ -18,6 +18,7 @@ from bot.slack.listeners.drawing import Drawing
 from bot.slack.listeners.edits import ThreadEdits
 from bot.slack.listeners.events import ReactionVotes
 from bot.slack.listeners.form import ImagineForm
+from bot.slack.listeners.home import AppHome
 from bot.slack.listeners.pictures import PictureButtons
 from bot.slack.listeners.remix import RemixShortcut
 from bot.slack.publisher import SlackPublisher
@@ -81,6 +82,7 @@ def build_app(
     RemixShortcut(services.service, services.store, services.runner, config.jobs.deadline).register(
         app
     )
+    AppHome(services.store, services.choice, services.service, config.voting).register(app)
     return app
 
 

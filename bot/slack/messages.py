@@ -175,6 +175,12 @@ def help_message(providers: dict[str, tuple[str, list[str]]], default: str | Non
     lines = []
     if default == "compare":
         lines.append("• `/imagine <prompt>` compares every configured provider, blind (default)")
+    elif default == "auto":
+        lines.append(
+            "• `/imagine <prompt>` lets the team's votes choose (default): it compares every "
+            "configured provider, blind, until one clearly leads, then uses that one. "
+            "Choose your own in the app's Home tab."
+        )
     for name, (aliases, missing) in providers.items():
         state = "ready" if not missing else f"not configured (needs {', '.join(missing)})"
         mark = " (default)" if name == default else ""
@@ -216,15 +222,19 @@ def result_message(
     user_id: str,
     seconds: float,
     buttons: Block | None = None,
+    why: str | None = None,
 ) -> dict:
     """The channel message for one provider's pictures (URLs already stored), with the
-    picture's `buttons` (`bot.slack.buttons`) last."""
+    picture's `buttons` (`bot.slack.buttons`) last; `why`: why this provider drew it when
+    nobody named one ("the team's favourite, 1,068 vs 932")."""
     blocks: list[Block] = [section(md("*{}*", fit(request.prompt, SECTION_LIMIT - 2)))]
     for i, image in enumerate(result.images[:4], start=1):
         if image.url is None or len(image.url) > URL_LIMIT:
             continue
         blocks.append(image_block(image.url, f"Picture {i}: {request.prompt}"))
     blocks.append(context_block(byline(result, user_id, seconds), RATE_HINT))
+    if why:
+        blocks.append(context_block(chosen_text(result.provider, why)))
     if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
         blocks.append(context_block(md("*Revised prompt:* {}", result.revised_prompt)))
     if result.notes:
@@ -263,6 +273,10 @@ def preview_message(
 PREVIEW_WITHDRAWN = "This picture could not be finished; the preview was withdrawn."
 
 
+def chosen_text(provider: str, why: str) -> Mrkdwn:
+    return md(":trophy: Drawn by {}: {}.", provider, fit(why, 300))
+
+
 def byline(result: ProviderResult, user_id: str, seconds: float) -> Mrkdwn:
     return md(
         "{} · `{}` · asked by {} · {:.1f} s",
@@ -274,13 +288,19 @@ def byline(result: ProviderResult, user_id: str, seconds: float) -> Mrkdwn:
 
 
 def upload_comment(
-    result: ProviderResult, request: ImageRequest, user_id: str, seconds: float
+    result: ProviderResult,
+    request: ImageRequest,
+    user_id: str,
+    seconds: float,
+    why: str | None = None,
 ) -> Mrkdwn:
     """The message that goes with images uploaded into Slack (no blocks there)."""
     lines = [
         md("*{}*", fit(request.prompt, 2500)),
         md("{} · {}", byline(result, user_id, seconds), RATE_HINT),
     ]
+    if why:
+        lines.append(chosen_text(result.provider, why))
     if result.revised_prompt and result.revised_prompt.strip() != request.prompt.strip():
         lines.append(md("_Revised prompt:_ {}", fit(result.revised_prompt, 1000)))
     lines.extend(md(":warning: {}", fit(note, 500)) for note in result.notes)
@@ -627,3 +647,134 @@ def usage_message(report: Any) -> dict:
             lines.append(md("Per model: {}", " · ".join(models)))
     text = Mrkdwn("\n".join(escape(line) for line in lines))
     return message(text, [section(fit(text, SECTION_LIMIT))])
+
+
+# -- App Home ----------------------------------------------------------------------------------
+HOME_BLOCKS = 100  # a Home tab view: at most 100 blocks
+OPTION_TEXT_LIMIT = 75  # a select option's text
+DEFAULT_MODEL_ACTION = "home_default_model"
+DEFAULT_CHOICES = {
+    "auto": "auto: the team's votes decide",
+    "compare": "compare: every model, side by side, blind",
+}
+
+
+@dataclass(frozen=True)
+class HomePicture:
+    """One line of "Your last pictures": `link` made fresh for this view (None: none)."""
+
+    prompt: str
+    provider: str
+    model: str
+    epoch: int  # when it was drawn (seconds)
+    link: str | None
+
+
+def home_view(
+    pictures: list[HomePicture] | None,
+    leaderboard: Any,
+    chart_url: str | None,
+    choices: list[str],
+    own: str | None,
+    team_default: str | None,
+    min_votes: int,
+) -> dict:
+    """The Home tab: your default model, your last pictures, the team's leaderboard.
+
+    `pictures` None: the history could not be read; `leaderboard` None: nor the votes.
+    `choices` are the values the default-model menu offers (providers, compare, auto)."""
+    blocks: list[Block] = [
+        {"type": "header", "text": plain_text("Imagine", HEADER_LIMIT)},
+        _default_model_block(choices, own),
+        context_block(_default_model_note(own, team_default)),
+        {"type": "divider"},
+        {"type": "header", "text": plain_text("Your last pictures", HEADER_LIMIT)},
+    ]
+    if pictures is None:
+        blocks.append(section("Your pictures could not be loaded just now; open this tab again."))
+    elif not pictures:
+        blocks.append(
+            section("No pictures yet: try `/imagine a lighthouse in a storm, oil painting`.")
+        )
+    for picture in pictures or []:
+        blocks.append(section(home_picture_text(picture)))
+    blocks += [
+        {"type": "divider"},
+        {"type": "header", "text": plain_text("Team leaderboard", HEADER_LIMIT)},
+    ]
+    if leaderboard is None:
+        blocks.append(section("The leaderboard could not be computed just now."))
+    elif not leaderboard.rows:
+        blocks.append(section("No head-to-head votes yet: `/imagine compare <prompt>` and react."))
+    else:
+        blocks.append(
+            section(md("```{}```", fit(leaderboard_table(leaderboard), SECTION_LIMIT - 6)))
+        )
+        if chart_url and len(chart_url) <= URL_LIMIT:
+            blocks.append(image_block(chart_url, "Ratings with 95% intervals"))
+        else:
+            blocks.append(
+                context_block(
+                    "The chart needs an image store (GCS_BUCKET): `/imagine leaderboard --post` "
+                    "uploads it to a channel instead."
+                )
+            )
+        blocks.append(
+            context_block(
+                f"Bradley-Terry ratings, mean 1000, 95% bootstrap intervals; "
+                f"* provisional: fewer than {min_votes} votes."
+            )
+        )
+    return {"type": "home", "callback_id": "imagine_home", "blocks": blocks[:HOME_BLOCKS]}
+
+
+def home_picture_text(picture: HomePicture) -> Mrkdwn:
+    """Prompt (escaped, cut), model, when (Slack shows it in the reader's time zone), link."""
+    when = Mrkdwn(
+        f"<!date^{int(picture.epoch)}^{{date_short_pretty}} {{time}}|{int(picture.epoch)}>"
+    )
+    where = link(picture.link, "open") if picture.link else escape("no link")
+    return md(
+        "*{}*\n{} · `{}` · {} · {}",
+        fit(picture.prompt, 500),
+        picture.provider,
+        fit(picture.model, 200),
+        when,
+        where,
+    )
+
+
+def _option(value: str) -> dict:
+    return {
+        "text": plain_text(DEFAULT_CHOICES.get(value, value), OPTION_TEXT_LIMIT),
+        "value": value,
+    }
+
+
+def _default_model_block(choices: list[str], own: str | None) -> Block:
+    select: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": DEFAULT_MODEL_ACTION,
+        "placeholder": plain_text("The team's default", OPTION_TEXT_LIMIT),
+        "options": [_option(value) for value in choices],
+    }
+    if own in choices:
+        select["initial_option"] = _option(own)
+    return {
+        "type": "section",
+        "block_id": "default_model",
+        "text": {"type": "mrkdwn", "text": md("*Your model for* `{}`", "/imagine <prompt>")},
+        "accessory": select,
+    }
+
+
+def _default_model_note(own: str | None, team_default: str | None) -> Mrkdwn:
+    team = team_default or "none configured"
+    if own:
+        return md(
+            "Yours: `{}`. Naming a model (`/imagine imagen …`) still picks that one; the team's "
+            "default is `{}`.",
+            own,
+            team,
+        )
+    return md("You follow the team's default: `{}`. Choose a model to make it yours.", team)

@@ -161,6 +161,7 @@ class SlackPublisher:
         into the finished picture. A new picture carries its buttons (an edit's thread is for
         words)."""
         request = job.request
+        why = getattr(job, "why", None)  # a comparison's survivor has none
         linked = all(image.url for image in result.images)
         thread = {"thread_ts": job.thread_ts} if job.thread_ts else {}
         ref = PictureRef(requester=job.user_id, request=request, provider=result.provider)
@@ -168,11 +169,13 @@ class SlackPublisher:
         try:
             if linked:
                 buttons = picture_buttons(ref, self.providers) if with_buttons else None
-                message = messages.result_message(result, request, job.user_id, seconds, buttons)
+                message = messages.result_message(
+                    result, request, job.user_id, seconds, buttons, why
+                )
                 if replace is not None and replace.ts and self._update(job, replace.ts, message):
                     return Posted(replace.ts)
                 return Posted(self.delivery.post_message(job.channel_id, message, **thread))
-            comment = messages.upload_comment(result, request, job.user_id, seconds)
+            comment = messages.upload_comment(result, request, job.user_id, seconds, why)
             files = uploads(result, request)
             file_ids = self.delivery.upload_files(job.channel_id, files, comment, job.thread_ts)
             file_id = next(iter(file_ids), None)
@@ -184,7 +187,7 @@ class SlackPublisher:
             return Posted(mode="file", file_id=file_id)
         except NotInChannelError:
             if linked:
-                message = messages.result_message(result, request, job.user_id, seconds)
+                message = messages.result_message(result, request, job.user_id, seconds, why=why)
                 message["blocks"].append(messages.context_block(messages.NOT_IN_CHANNEL))
                 self._respond(job, **message)
             else:

@@ -50,6 +50,7 @@ from bot.votes.schema import (
     GENERATIONS,
     MIGRATIONS,
     PENDING_REACTIONS,
+    PREFERENCES,
     RATED_POSTS,
     SCHEMA_VERSION,
     UPLOADS,
@@ -154,6 +155,21 @@ class PendingUpload:
     model: str
     requester_id: str
     request_id: str
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One of a person's pictures in the history: where it is, never a signed URL (the
+    object's address without its query string) or the Slack file it was uploaded as."""
+
+    created_at: datetime
+    prompt: str
+    provider: str
+    model: str
+    channel_id: str
+    message_ts: str | None
+    image_urls: list[str]
+    file_id: str | None
 
 
 @dataclass(frozen=True)
@@ -550,6 +566,55 @@ class VoteStore:
         if row is None:
             return None
         return KeptPicture(row["id"], row["provider"], row["model"], row["picture"])
+
+    def recent_pictures(self, user_id: str, limit: int = 10) -> list[Picture]:
+        """The person's last `limit` pictures that reached a channel, newest first."""
+        joined = GENERATIONS.outerjoin(
+            UPLOADS,
+            (UPLOADS.c.request_id == GENERATIONS.c.request_id)
+            & (UPLOADS.c.provider == GENERATIONS.c.provider),
+        )
+        query = (
+            select(GENERATIONS, UPLOADS.c.file_id)
+            .select_from(joined)
+            .where(GENERATIONS.c.user_id == user_id, GENERATIONS.c.outcome == "ok")
+            .order_by(GENERATIONS.c.id.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [
+                Picture(
+                    created_at=_utc(r["created_at"]) or _now(),
+                    prompt=r["prompt"],
+                    provider=r["provider"],
+                    model=r["model"],
+                    channel_id=r["channel_id"],
+                    message_ts=r["message_ts"],
+                    image_urls=json.loads(r["image_urls"] or "[]"),
+                    file_id=r["file_id"],
+                )
+                for r in conn.execute(query).mappings()
+            ]
+
+    # --- each person's own default ---
+
+    def preference(self, user_id: str) -> str | None:
+        """The person's default for a plain `/imagine <prompt>`; None: the team's."""
+        with self._read() as conn:
+            return conn.scalar(
+                select(PREFERENCES.c.default_provider).where(PREFERENCES.c.user_id == user_id)
+            )
+
+    def set_preference(self, user_id: str, default_provider: str | None) -> None:
+        """Save (or, with None, forget) the person's default."""
+        with self._write() as conn:
+            conn.execute(PREFERENCES.delete().where(PREFERENCES.c.user_id == user_id))
+            if default_provider is not None:
+                conn.execute(
+                    PREFERENCES.insert().values(
+                        user_id=user_id, default_provider=default_provider, updated_at=_now()
+                    )
+                )
 
     # --- uploads waiting to be matched with their message ---
 

@@ -19,6 +19,7 @@ from bot.votes.ratings import (
     ModelStats,
     Outcome,
     ThumbStats,
+    clear_leader,
     model_stats,
     thumbs,
 )
@@ -95,3 +96,16 @@ class Leaderboard:
             channel_id=channel_id,
             blind_only=blind_only,
         )
+
+    def favourite(
+        self, models: list[str], min_votes: int = DEFAULT_MIN_VOTES
+    ) -> tuple[ModelStats, ...]:
+        """(leader, runner-up) among `models` when the team's votes show a clear leader (see
+        `ratings.clear_leader`), else (). All votes count: blind and revealed alike."""
+        rows = model_stats(
+            outcomes_from_tallies(self._store.comparison_tallies()),
+            min_votes=min_votes,
+            rounds=self._rounds,
+            seed=self._seed,
+        )
+        return clear_leader(rows, models)

@@ -210,6 +210,21 @@ def model_stats(
     return sorted(rows, key=lambda r: (-r.rating, r.model))
 
 
+def clear_leader(rows: Iterable[ModelStats], models: Iterable[str]) -> tuple[ModelStats, ...]:
+    """(leader, runner-up) among `models` when the leader is clear, else ().
+
+    Clear: both have their minimum of votes (not provisional; a bootstrap of a handful of
+    votes is degenerate) and the leader's 95 % interval lies entirely above every other's."""
+    wanted = set(models)
+    ranked = sorted((r for r in rows if r.model in wanted), key=lambda r: -r.rating)
+    if len(ranked) < 2 or len(ranked) < len(wanted) or any(r.provisional for r in ranked):
+        return ()
+    leader, others = ranked[0], ranked[1:]
+    if all(leader.ci_low > other.ci_high for other in others):
+        return (leader, others[0])
+    return ()
+
+
 def thumbs(counts: Iterable[tuple[str, str, int]]) -> list[ThumbStats]:
     """(model, "up"/"down", count) -> per-model thumbs, most 👍 first."""
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])

@@ -226,6 +226,14 @@ for _column in LINEAGE_COLUMNS:
     GENERATIONS.append_column(_column)
 Index("ix_generations_channel_thread", GENERATIONS.c.channel_id, GENERATIONS.c.thread_ts)
 Index("ix_generations_channel_message", GENERATIONS.c.channel_id, GENERATIONS.c.message_ts)
+# Migration 11: each person's own default for a plain `/imagine <prompt>` (chosen in App Home).
+PREFERENCES = Table(
+    "preferences",
+    _metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("default_provider", String(64), nullable=False),  # a provider, compare or auto
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 SCHEMA_VERSION = Table(
     "schema_version",
     MetaData(),
@@ -291,6 +299,10 @@ def _add_lineage(conn: Connection) -> None:
             index.create(conn)
 
 
+def _create_preferences(conn: Connection) -> None:
+    PREFERENCES.create(conn)
+
+
 def object_ref(url: str) -> str:
     """`gs://bucket/object` for the URL of a Cloud Storage object (signed, V4 or V2, or
     public); any other signed URL loses its signature; anything else is returned as it is."""
@@ -350,4 +362,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "generations: team, cost, revised prompt, object names", _generations_governance),
     Migration(9, "spend and budget_alerts", _create_spend),
     Migration(10, "generations: picture, thread and lineage", _add_lineage),
+    Migration(11, "preferences", _create_preferences),
 )

@@ -234,14 +234,15 @@ def _element_errors(element: Any, where: str) -> list[str]:
     return errors
 
 
-def block_errors(blocks: Any) -> list[str]:
+def block_errors(blocks: Any, limit: int = BLOCKS_PER_MESSAGE) -> list[str]:
     """The Block Kit limits Slack enforces on what an app sends (the error strings are Slack's
-    `invalid_blocks` messages): counts, required fields and every text length."""
+    `invalid_blocks` messages): counts, required fields and every text length. `limit`: 50
+    blocks in a message, 100 in a view."""
     if not isinstance(blocks, list):
         return ["blocks must be a list"]
     errors = []
-    if len(blocks) > BLOCKS_PER_MESSAGE:
-        errors.append(f"no more than {BLOCKS_PER_MESSAGE} items allowed [json-pointer:/blocks]")
+    if len(blocks) > limit:
+        errors.append(f"no more than {limit} items allowed [json-pointer:/blocks]")
     for i, block in enumerate(blocks):
         where = f"/blocks/{i}"
         kind = block.get("type") if isinstance(block, dict) else None
@@ -294,6 +295,54 @@ def block_errors(blocks: Any) -> list[str]:
     return errors
 
 
+VIEW_BLOCKS = 100  # a modal's or a Home tab's blocks
+VIEW_BYTES = 250_000  # views.publish: view_too_large beyond about 250 kB
+PRIVATE_METADATA_LIMIT = 3000
+SELECT_OPTIONS = 100
+OPTION_TEXT_LIMIT = 75
+OPTION_VALUE_LIMIT = 150
+
+
+def _select_errors(select: dict[str, Any], where: str) -> list[str]:
+    """A static_select accessory: its options, and an initial option that is one of them."""
+    errors = _too_long(select.get("action_id"), ID_LIMIT, f"{where}/action_id")
+    options = select.get("options")
+    if not isinstance(options, list) or not options:
+        return [*errors, f"must provide at least 1 item [json-pointer:{where}/options]"]
+    if len(options) > SELECT_OPTIONS:
+        errors.append(f"no more than {SELECT_OPTIONS} items allowed [json-pointer:{where}/options]")
+    for k, option in enumerate(options):
+        at = f"{where}/options/{k}"
+        errors += _text_errors(option.get("text"), OPTION_TEXT_LIMIT, f"{at}/text", True)
+        errors += _too_long(option.get("value"), OPTION_VALUE_LIMIT, f"{at}/value")
+    if "initial_option" in select and select["initial_option"] not in options:
+        errors.append(f"must match one of the options [json-pointer:{where}/initial_option]")
+    return errors
+
+
+def view_errors(view: Any) -> list[str]:
+    """A Home tab view as Slack checks it: type, at most 100 valid blocks, accessories."""
+    if not isinstance(view, dict):
+        return ["must provide an object [json-pointer:/view]"]
+    errors = []
+    if view.get("type") != "home":
+        errors.append("must be a valid enum value [json-pointer:/view/type]")
+    blocks = view.get("blocks")
+    errors += [
+        e.replace("[json-pointer:/", "[json-pointer:/view/")
+        for e in block_errors(blocks, VIEW_BLOCKS)
+    ]
+    errors += _too_long(
+        view.get("private_metadata"), PRIVATE_METADATA_LIMIT, "/view/private_metadata"
+    )
+    errors += _too_long(view.get("callback_id"), ID_LIMIT, "/view/callback_id")
+    for i, block in enumerate(blocks if isinstance(blocks, list) else []):
+        accessory = block.get("accessory") if isinstance(block, dict) else None
+        if isinstance(accessory, dict) and accessory.get("type") == "static_select":
+            errors += _select_errors(accessory, f"/view/blocks/{i}/accessory")
+    return errors
+
+
 class FakeSlack(FakeServer):
     """Slack's Web API, `response_url`s and the v2 file upload endpoint on 127.0.0.1."""
 
@@ -343,10 +392,15 @@ class FakeSlack(FakeServer):
             "files.delete": self._files_delete,
             "views.open": self._views_open,
             "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "chat.getPermalink": self._get_permalink,
         }
         self._triggers: dict[str, float] = {}  # trigger_id -> when issued; popped when used
         self._used_triggers: set[str] = set()
         self._views: dict[str, dict[str, Any]] = {}  # view id -> the view as Slack keeps it
+        self._users: set[str] = set()  # people in the workspace (`add_user`)
+        self._home_views: dict[str, dict[str, Any]] = {}  # user -> their published Home tab
+        self.home_tab_enabled = True  # the manifest's features.app_home.home_tab_enabled
 
     def __enter__(self) -> FakeSlack:
         super().__enter__()
@@ -431,6 +485,9 @@ class FakeSlack(FakeServer):
             self._triggers.clear()
             self._used_triggers.clear()
             self._views.clear()
+            self._users.clear()
+            self._home_views.clear()
+            self.home_tab_enabled = True
 
     def trigger(self, age: float = 0.0) -> str:
         """A trigger_id as Slack puts in a command, a click or a shortcut (`age` seconds old):
@@ -452,6 +509,16 @@ class FakeSlack(FakeServer):
         """The views opened (and updated), oldest first."""
         with self._state:
             return [dict(v) for v in self._views.values()]
+
+    def add_user(self, *user_ids: str) -> None:
+        """People who exist in the workspace (views.publish refuses anyone else)."""
+        with self._state:
+            self._users.update(user_ids)
+
+    def home_view(self, user_id: str) -> dict[str, Any] | None:
+        """The Home tab last published for `user_id`, as Slack keeps it."""
+        with self._state:
+            return self._home_views.get(user_id)
 
     # -- what the app did -----------------------------------------------------------------
     def calls_to(self, method: str) -> list[dict[str, Any]]:
@@ -1064,6 +1131,61 @@ class FakeSlack(FakeServer):
             if upload is not None:
                 upload.data = None
                 upload.completed = False
+
+    # -- App Home -------------------------------------------------------------------------
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        """views.publish: a real user, a valid view (Slack's `invalid_arguments` carries the
+        block errors for views), `hash` must match the current one when it is given."""
+        self._require(args, "user_id", "view")
+        user = args["user_id"]
+        if user not in self._users:
+            raise SlackError(
+                "invalid_arguments",
+                response_metadata={
+                    "messages": ["[ERROR] invalid `user_id` [json-pointer:/user_id]"]
+                },
+            )
+        raw = args["view"]
+        size = len((raw if isinstance(raw, str) else json.dumps(raw)).encode())
+        if size > VIEW_BYTES:
+            raise SlackError("view_too_large")
+        try:
+            view = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+        if not self.home_tab_enabled:
+            raise SlackError("not_enabled")
+        errors = view_errors(view)
+        if errors:
+            raise SlackError("invalid_arguments", response_metadata={"messages": errors})
+        current = self._home_views.get(user)
+        if args.get("hash") and (current is None or args["hash"] != current["hash"]):
+            raise SlackError("hash_conflict")
+        stored = {
+            "id": current["id"] if current else f"V{next(self._ids):08d}",
+            "team_id": self.team_id,
+            "type": "home",
+            "blocks": view.get("blocks", []),
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": f"{time.time():.0f}.{next(self._ids):08d}",
+            "app_id": "AFAKE",
+            "bot_id": self.bot_id,
+        }
+        self._home_views[user] = stored
+        return {"view": stored}
+
+    def _get_permalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require(args, "channel", "message_ts")
+        chan = self._visible(args["channel"])
+        if self._find(chan.id, args["message_ts"]) is None:
+            raise SlackError("message_not_found")
+        ts = args["message_ts"].replace(".", "")
+        return {
+            "channel": chan.id,
+            "permalink": f"https://imagine-test.slack.com/archives/{chan.id}/p{ts}",
+        }
 
     # -- response_url ---------------------------------------------------------------------
     def _respond(self, token: str, request: RecordedRequest) -> Reply:

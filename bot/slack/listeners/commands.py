@@ -99,17 +99,22 @@ class ImagineCommand:
                 job = UsageJob(**self._context(command, request_id))
                 working = None
             else:
-                providers = self.choice.choose(
-                    parsed.provider if not isinstance(parsed, CompareCommand) else None,
-                    compare=isinstance(parsed, CompareCommand),
-                )
+                why = None
+                if isinstance(parsed, CompareCommand):
+                    providers = self.choice.choose(compare=True)
+                elif parsed.provider is not None:
+                    providers = self.choice.choose(parsed.provider)
+                else:  # the person's default, the team's, or the votes'
+                    chosen = self.choice.for_prompt(command.get("user_id"))
+                    providers, why = chosen.providers, chosen.why
                 self.service.validate(parsed.request, providers)
-                kind = CompareJob if len(providers) > 1 else GenerateJob
-                job = kind(
-                    **self._context(command, request_id),
-                    providers=providers,
-                    request=parsed.request,
-                )
+                context = self._context(command, request_id)
+                if len(providers) > 1:
+                    job = CompareJob(**context, providers=providers, request=parsed.request)
+                else:
+                    job = GenerateJob(
+                        **context, providers=providers, request=parsed.request, why=why
+                    )
                 models = {p: self.service.providers[p].model for p in providers}
                 working = messages.working_text(models, parsed.request)
         except (CommandError, ImagineError) as err:
