@@ -223,8 +223,9 @@ def plain(world, prompt: str, user: str) -> tuple[str, dict]:
     status, body, _ = app.post_command(prompt, user_id=user, response_url=slack.response_url())
     assert status == 200, body
     tag = prompt.split()[-1]  # `unique`'s suffix: the prompt itself is shown escaped
-    post = slack.wait_for(
-        lambda: [m for m in slack.messages("C123") if tag in json.dumps(m)], timeout=30
+    finished = lambda m: tag in json.dumps(m) and "Still drawing" not in json.dumps(m)  # noqa: E731
+    post = slack.wait_for(  # a gpt-image picture's previews are replaced by the picture
+        lambda: [m for m in slack.messages("C123") if finished(m)], timeout=30
     )[0]
     return body, post
 
