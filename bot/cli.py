@@ -86,7 +86,7 @@ class ConsolePublisher:
         return Posted(mode="console")
 
     def withdraw_preview(self, job, posted) -> None:
-        pass
+        pass  # the terminal shows no previews, so there is none to withdraw
 
     def picture(self, job: Job, ref: str) -> bytes | None:
         return None  # the command line keeps no pictures of its own
@@ -105,7 +105,7 @@ class ConsolePublisher:
         pass  # nobody votes on a terminal
 
     def close_voting(self, job: CompareJob, posted: Posted, post: ComparisonPost) -> None:
-        pass
+        pass  # nothing was open for voting
 
     def show_leaderboard(
         self, job: LeaderboardJob, result: LeaderboardResult, chart, chart_url

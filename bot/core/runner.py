@@ -311,8 +311,12 @@ class ThreadRunner(Runner):
         for job in jobs:
             try:
                 self.board.cancel(job.key, job.user_id)  # a waiting turn is not taken
-            except Exception:
-                pass
+            except Exception as err:  # the person is told below either way
+                log.warning(
+                    "could not cancel an interrupted job request_id=%s: %s",
+                    job.request_id,
+                    type(err).__name__,
+                )
         if self._tell is None:
             return
         pool = ThreadPoolExecutor(min(len(jobs), 16), thread_name_prefix="interrupted")

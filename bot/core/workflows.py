@@ -16,6 +16,7 @@ import random
 import string
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bot import metrics
 from bot.config import VotingConfig
@@ -126,6 +127,27 @@ class Workflows:
             )
             self._leave_board(job)
         return outcome
+
+    def _observe(self, job: Job, result: ProviderResult, event: str, **fields: Any) -> None:
+        """One provider call's metrics and log line (a cancelled call ends the job here)."""
+        if isinstance(result.error, JobCancelled):
+            raise result.error
+        outcome = result.error.kind if result.error else "ok"
+        seconds = result.timings.get("total", 0.0)
+        metrics.PROVIDER_SECONDS.labels(result.provider, outcome).observe(seconds)
+        log_event(
+            log,
+            event,
+            request_id=job.request_id,
+            user=job.user_id,
+            channel=job.channel_id,
+            provider=result.provider,
+            model=result.model,
+            outcome=outcome,
+            provider_s=result.timings.get("provider"),
+            latency_s=round(job.elapsed(), 3),
+            **fields,
+        )
 
     def _leave_board(self, job: Job) -> None:
         """The job no longer counts toward its person's cap. Best effort: an unreachable board
@@ -275,24 +297,7 @@ class Workflows:
         if progress is not None:
             progress.wait_sent(timeout=5.0)  # "drawing now" before the outcome, not after
         for result in results:
-            if isinstance(result.error, JobCancelled):
-                raise result.error
-            outcome = result.error.kind if result.error else "ok"
-            seconds = result.timings.get("total", 0.0)
-            metrics.PROVIDER_SECONDS.labels(result.provider, outcome).observe(seconds)
-            log_event(
-                log,
-                "generation",
-                request_id=job.request_id,
-                user=job.user_id,
-                channel=job.channel_id,
-                provider=result.provider,
-                model=result.model,
-                outcome=outcome,
-                images=len(result.images),
-                provider_s=result.timings.get("provider"),
-                latency_s=round(job.elapsed(), 3),
-            )
+            self._observe(job, result, "generation", images=len(result.images))
         if progress is not None and progress.waited and self._is_cancelled(job):
             raise JobCancelled()  # cancelled from its waiting note as drawing began
         return results
@@ -331,24 +336,7 @@ class Workflows:
             result = ProviderResult(provider=job.provider, error=err)
         else:
             result = self.service.edit(job.request.prompt, job.provider, image)
-        if isinstance(result.error, JobCancelled):
-            raise result.error
-        outcome = result.error.kind if result.error else "ok"
-        metrics.PROVIDER_SECONDS.labels(result.provider, outcome).observe(
-            result.timings.get("total", 0.0)
-        )
-        log_event(
-            log,
-            "edit",
-            request_id=job.request_id,
-            user=job.user_id,
-            channel=job.channel_id,
-            provider=result.provider,
-            model=result.model,
-            parent=job.parent_id,
-            outcome=outcome,
-            latency_s=round(job.elapsed(), 3),
-        )
+        self._observe(job, result, "edit", parent=job.parent_id)
         if not self._claim(job):
             return self._claimed_before(job)
         if result.error is not None:
