@@ -317,6 +317,9 @@ def test_an_install_without_files_read_still_posts_the_picture(app, fakes):
     slack.fail("files.info", "missing_scope", times=20)
     _, _, _, url = command(app, slack, "imagen a windmill", channel_id="CMILL")
     message = upload_message(slack, "a windmill", "CMILL")
+    store = VoteStore(f"sqlite:///{app.workdir / 'imagine.db'}")
+    slack.wait_for(lambda: store.pending_uploads("CMILL"))  # its history is written in batches
+    store.close()
     for user in ("U1", "U2"):
         assert app.react(slack, user, "+1", "CMILL", message["ts"]) == 200
         slack.wait_for(lambda: slack.calls_to("files.info"))
