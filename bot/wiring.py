@@ -30,13 +30,21 @@ from bot.votes.leaderboard import Leaderboard
 
 
 def redis_client(config: Config):
-    """One Redis client (a connection pool) per process, or None without REDIS_URL."""
+    """One Redis client (a connection pool) per process, shared by the queue, the board and
+    the pacer; None without REDIS_URL."""
     if not config.jobs.redis_url:
         return None
     import redis
+    from redis.driver_info import DriverInfo
 
     try:
-        return redis.Redis.from_url(config.jobs.redis_url, health_check_interval=30)
+        return redis.Redis.from_url(
+            config.jobs.redis_url,
+            health_check_interval=30,
+            # named here, the version is not looked up in the installed packages for each
+            # new connection (a burst opens dozens)
+            driver_info=DriverInfo(lib_version=redis.__version__),
+        )
     except ValueError as err:
         raise SettingError(f"REDIS_URL is not a Redis URL: {err}") from None
 
@@ -112,7 +120,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
         from bot.core.queue import JobActors, QueueRunner, QueueWorker, RedisJobBoard, make_broker
 
         board = RedisJobBoard(client, config.jobs.max_queued_per_user)
-        broker = make_broker(config.jobs.redis_url or "", config.jobs.deadline)
+        broker = make_broker(client, config.jobs.deadline)
         actors = JobActors(broker)
         if worker:
             workflows = Workflows(

@@ -273,6 +273,12 @@ def test_a_slow_note_never_holds_up_the_waiting_call():
 @pytest.fixture
 def world(tmp_path):
     """A queue worker's workflows (the delivery ledger is on where jobs can run twice)."""
+    with worker_world(tmp_path) as parts:
+        yield parts
+
+
+@contextmanager
+def worker_world(tmp_path, **settings: str):
     with FakeSlack() as slack, FakeVertexAI() as vertex, redis_database() as redis_url:
         key = service_account_info(token_uri=vertex.url + "/token")
         config = Config.from_env(
@@ -284,6 +290,7 @@ def world(tmp_path):
                 "VERTEX_AI_BASE_URL": vertex.url,
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
                 "REDIS_URL": redis_url,
+                **settings,
             }
         )
         client = build_web_client(config)
@@ -328,14 +335,25 @@ def test_a_job_past_its_deadline_is_given_up_with_a_sentence(world):
     assert not vertex.api_calls() and not slack.uploaded_files
 
 
-def test_a_cancelled_job_draws_nothing(world):
+def test_a_cancelled_job_draws_nothing(tmp_path):
+    # Cancel is on the note of a job that waited for its quota: the provider is paced
+    with worker_world(tmp_path, IMAGEN_REQUESTS_PER_MINUTE="600") as (slack, vertex, services):
+        cancelled = slack_job(slack)
+        assert services.board.admit(cancelled) is Admission.ACCEPTED
+        assert services.board.cancel(cancelled.key, cancelled.user_id)
+        assert services.workflows.run(cancelled) == "cancelled"
+        assert not vertex.api_calls() and not slack.uploaded_files
+        assert services.board.active() == 0
+
+
+def test_an_unpaced_job_does_not_ask_the_board_whether_it_was_cancelled(world):
+    # no quota: no job ever waits, so no Cancel button exists, and the board is not asked
     slack, vertex, services = world
-    cancelled = slack_job(slack)
-    assert services.board.admit(cancelled) is Admission.ACCEPTED
-    assert services.board.cancel(cancelled.key, cancelled.user_id)
-    assert services.workflows.run(cancelled) == "cancelled"
-    assert not vertex.api_calls() and not slack.uploaded_files
-    assert services.board.active() == 0
+    drawn = slack_job(slack)
+    assert services.board.admit(drawn) is Admission.ACCEPTED
+    assert services.board.cancel(drawn.key, drawn.user_id)  # only a paced job can be
+    assert services.workflows.run(drawn) == "ok"
+    assert vertex.api_calls() and slack.uploaded_files
 
 
 def test_when_all_retries_crashed_the_person_hears_once(world):

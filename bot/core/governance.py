@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -24,8 +23,9 @@ from bot.core.jobs import CompareJob, GenerateJob
 from bot.generation.pricing import PriceTable
 from bot.generation.service import GenerationService
 from bot.generation.types import ProviderResult
-from bot.votes.db import VoteStore
-from bot.votes.spend import SpendLedger, UsageRow
+from bot.votes.db import UsageRecord, VoteStore
+from bot.votes.history import HistoryWriter
+from bot.votes.spend import SpendLedger, UsageRow, spend_row
 
 log = logging.getLogger("imagine.governance")
 
@@ -118,7 +118,7 @@ class Governance:
         self.enforcing = (
             config.user_daily_limit is not None or config.monthly_budget_usd is not None
         )
-        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spend")
+        self._usage = HistoryWriter(store)
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins
@@ -180,7 +180,7 @@ class Governance:
         cost = round(sum(r.cost_usd or 0.0 for r in results), 6)
         if not self.enforcing:
             if pictures:
-                self._recorder.submit(self._record, job, pictures, cost)
+                self._record(job, pictures, cost)
             return []
         try:
             self.ledger.settle(job.key, pictures, cost)
@@ -199,26 +199,22 @@ class Governance:
         return [BudgetAlert(max(due), spent, budget, now.strftime("%Y-%m"))]
 
     def _record(self, job: GenerateJob | CompareJob, pictures: int, cost: float) -> None:
-        """Usage without limits: the job's pictures and cost, reserved and settled at once."""
-        try:
-            self.ledger.reserve(
-                job.key,
-                team_id=job.team_id,
-                user_id=job.user_id,
-                channel_id=job.channel_id,
-                pictures=pictures,
-                estimate_usd=cost,
-                daily_limit=None,
-                budget_usd=None,
-                now=self.clock(),
-            )
-            self.ledger.settle(job.key, pictures, cost)
-        except Exception:
-            log.exception("could not record the usage request_id=%s", job.request_id)
+        """Usage without limits: the job's settled row, written with many others."""
+        row = spend_row(
+            job.key,
+            team_id=job.team_id,
+            user_id=job.user_id,
+            channel_id=job.channel_id,
+            pictures=pictures,
+            cost_usd=cost,
+            now=self.clock(),
+        )
+        self._usage.add(UsageRecord(row))
 
     def flush(self, timeout: float = 10.0) -> None:
         """At a stop: the usage still being written."""
-        self._recorder.submit(lambda: None).result(timeout)
+        if not self._usage.flush(timeout):
+            raise TimeoutError("the usage rows were not written in time")
 
     # -- /imagine usage ------------------------------------------------------------------------
     def usage(self, user_id: str) -> UsageReport:

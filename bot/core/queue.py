@@ -44,9 +44,9 @@ IDLE_THREAD_WAKEUP = 5.0  # seconds
 GRACE = 120.0  # a job still listed this long after its deadline died with its worker
 
 
-def make_broker(redis_url: str, job_deadline: float) -> RedisBroker:
+def make_broker(client: redis.Redis, job_deadline: float) -> RedisBroker:
     broker = RedisBroker(
-        url=redis_url,
+        client=client,
         namespace=NAMESPACE,
         heartbeat_timeout=int(HEARTBEAT_TIMEOUT * 1000),
         maintenance_chance=MAINTENANCE_CHANCE,

@@ -168,7 +168,7 @@ class Workflows:
         self._leave_board(job)
 
     def _run(self, job: Job) -> str:
-        if self._is_cancelled(job):
+        if self._may_be_cancelled(job) and self._is_cancelled(job):
             return "cancelled"  # the person was told when they pressed Cancel
         if isinstance(job, LeaderboardJob):
             return self.show_leaderboard(job)
@@ -215,6 +215,13 @@ class Workflows:
         self.publisher.tell(job, INTERRUPTED.format(prompt=_short(job.request.prompt)))
         self._finish(job, TOLD)
         return "interrupted"
+
+    def _may_be_cancelled(self, job: Job) -> bool:
+        """Only a job that waited its turn at a quota showed a Cancel button: without a paced
+        provider nothing can have cancelled it, and the board is not asked."""
+        providers = job.providers if isinstance(job, GenerateJob | CompareJob | EditJob) else ()
+        paced = self.service.quotas()
+        return any(name in paced for name in providers)
 
     def _cancelled_check(self, job: Job):
         return None if self.board is None else lambda: self._is_cancelled(job)

@@ -53,6 +53,7 @@ from bot.votes.schema import (
     PREFERENCES,
     RATED_POSTS,
     SCHEMA_VERSION,
+    SPEND,
     UPLOADS,
     VOTES,
     Migration,
@@ -265,6 +266,14 @@ class DeliveryOutcome:
 
 
 @dataclass(frozen=True)
+class UsageRecord:
+    """A job's settled `spend` row, written when no limit needs it counted first
+    (`bot.votes.spend.settled_row` builds it); a redelivered job's second row is ignored."""
+
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """The rows one provider's result adds to the history."""
 
@@ -395,6 +404,9 @@ class VoteStore:
         self._insert_rated_post = self._insert_ignore(RATED_POSTS).on_conflict_do_nothing(
             index_elements=["channel_id", "message_ts"]
         )
+        self._insert_usage = self._insert_ignore(SPEND).on_conflict_do_nothing(
+            index_elements=["job_key"]
+        )
         self.migrate(migrations)
 
     @property
@@ -479,12 +491,15 @@ class VoteStore:
         self,
         entries: Sequence[HistoryEntry],
         outcomes: Sequence[DeliveryOutcome] = (),
+        usage: Sequence[UsageRecord] = (),
     ) -> None:
-        """Many entries and delivery outcomes in one transaction (see
+        """Many entries, delivery outcomes and usage rows in one transaction (see
         `bot.votes.history.HistoryWriter`)."""
-        if not entries and not outcomes:
+        if not entries and not outcomes and not usage:
             return
         with self._write() as conn:
+            if usage:
+                conn.execute(self._insert_usage, [u.row for u in usage])
             if entries:
                 self._write_extras(conn, entries)
                 conn.execute(GENERATIONS.insert(), [e.generation for e in entries])

@@ -1,8 +1,9 @@
-"""The history (and how each delivered job ended), written off the jobs' path: one thread
-writes many entries per transaction.
+"""The history (how each delivered job ended, and the usage rows no limit waits on), written
+off the jobs' path: one thread writes many entries per transaction.
 
 A transaction costs SQLite (its write lock, a WAL commit) and PostgreSQL (round trips) far
-more than a row does, and a picture's post must not wait for its history line. Entries are
+more than a row does, and a picture's post must not wait for its history line: an entry waits
+up to `LINGER` for others to share its transaction (a flush does not wait). Entries are
 best effort, like the history itself: a failed write is logged, never shown to anyone.
 `flush()` at a stop writes what is queued.
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
-from bot.votes.db import DeliveryOutcome, HistoryEntry, VoteStore
+from bot.votes.db import DeliveryOutcome, HistoryEntry, UsageRecord, VoteStore
 
 log = logging.getLogger("imagine.history")
 
 MAX_BATCH = 500
-Item = HistoryEntry | DeliveryOutcome | threading.Event
+LINGER = 0.05  # seconds an entry waits for others to share its transaction
+Record = HistoryEntry | DeliveryOutcome | UsageRecord
+Item = Record | threading.Event
 
 
 class HistoryWriter:
@@ -28,7 +32,7 @@ class HistoryWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def add(self, entry: HistoryEntry | DeliveryOutcome) -> None:
+    def add(self, entry: Record) -> None:
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -48,26 +52,33 @@ class HistoryWriter:
         while True:
             batch: list[HistoryEntry] = []
             outcomes: list[DeliveryOutcome] = []
+            usage: list[UsageRecord] = []
             waiting: list[threading.Event] = []
             item = self._queue.get()
+            gather_until = time.monotonic() + LINGER
             while True:
                 if isinstance(item, threading.Event):
                     waiting.append(item)
                 elif isinstance(item, DeliveryOutcome):
                     outcomes.append(item)
+                elif isinstance(item, UsageRecord):
+                    usage.append(item)
                 else:
                     batch.append(item)
-                if len(batch) + len(outcomes) >= MAX_BATCH:
+                if len(batch) + len(outcomes) + len(usage) >= MAX_BATCH or waiting:
                     break
-                try:
-                    item = self._queue.get_nowait()
+                try:  # a burst's entries trickle in: gather them for a moment
+                    item = self._queue.get(timeout=max(0.0, gather_until - time.monotonic()))
                 except queue.Empty:
                     break
             try:
-                self.store.write_history(batch, outcomes)
+                self.store.write_history(batch, outcomes, usage)
             except Exception:
                 log.exception(
-                    "could not record %d history entries, %d outcomes", len(batch), len(outcomes)
+                    "could not record %d history entries, %d outcomes, %d usage rows",
+                    len(batch),
+                    len(outcomes),
+                    len(usage),
                 )
             for event in waiting:
                 event.set()

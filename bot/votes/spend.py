@@ -47,6 +47,34 @@ def day_and_month(moment: datetime) -> tuple[str, str]:
     return moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m")
 
 
+def spend_row(
+    job_key: str,
+    *,
+    team_id: str,
+    user_id: str,
+    channel_id: str,
+    pictures: int,
+    cost_usd: float,
+    now: datetime,
+    state: str = SETTLED,
+) -> dict:
+    """One job's `spend` row: reserved before drawing, or settled at once when no limit needs
+    it counted first (then written in a batch: `bot.votes.db.UsageRecord`)."""
+    day, month = day_and_month(now)
+    return {
+        "job_key": job_key,
+        "team_id": team_id,
+        "user_id": user_id,
+        "channel_id": channel_id,
+        "created_at": now,
+        "day": day,
+        "month": month,
+        "pictures": pictures,
+        "cost_usd": cost_usd,
+        "state": state,
+    }
+
+
 class SpendLedger:
     """The `spend` and `budget_alerts` tables. Thread-safe; one per process."""
 
@@ -95,16 +123,16 @@ class SpendLedger:
                 return Reservation(False, "budget", used, spent)
             conn.execute(
                 SPEND.insert().values(
-                    job_key=job_key,
-                    team_id=team_id,
-                    user_id=user_id,
-                    channel_id=channel_id,
-                    created_at=now,
-                    day=day,
-                    month=month,
-                    pictures=pictures,
-                    cost_usd=estimate_usd,
-                    state=RESERVED,
+                    spend_row(
+                        job_key,
+                        team_id=team_id,
+                        user_id=user_id,
+                        channel_id=channel_id,
+                        pictures=pictures,
+                        cost_usd=estimate_usd,
+                        now=now,
+                        state=RESERVED,
+                    )
                 )
             )
             return Reservation(True, None, used, spent)
