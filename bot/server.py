@@ -100,6 +100,7 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     with quiet_slack_client():  # a failed auth.test is reported in one sentence, by us
         app = build_app(config, services, client, listeners)
     announce(config, services, "Socket Mode")
+    gc.freeze()  # what exists now lives as long as the process (see _serve_http)
     if config.jobs.metrics_port is not None:
         from bot import metrics
 
@@ -235,6 +236,7 @@ def main_worker() -> int:
         return 2
     services = build_for_slack(config, publisher_factory(config, client), worker=True)
     announce(config, services, "queue worker")
+    gc.freeze()  # what exists now lives as long as the process (see _serve_http)
     port = config.jobs.metrics_port
     if port is None:
         port = WORKER_METRICS_PORT

@@ -407,6 +407,18 @@ class VoteStore:
         self._insert_usage = self._insert_ignore(SPEND).on_conflict_do_nothing(
             index_elements=["job_key"]
         )
+        # built once: every picture claims its delivery before it is posted
+        self._claim = (
+            self._insert_ignore(DELIVERIES)
+            .values(
+                job_key=bindparam("k"),
+                state=POSTING,
+                channel_id=bindparam("c"),
+                updated_at=bindparam("u"),
+            )
+            .on_conflict_do_nothing(index_elements=["job_key"])
+            .returning(DELIVERIES.c.job_key)
+        )
         self.migrate(migrations)
 
     @property
@@ -726,12 +738,7 @@ class VoteStore:
     def claim_delivery(self, job_key: str, channel_id: str) -> bool:
         """Record that this run is about to post; False when another run got there first."""
         with self._write() as conn:
-            claimed = conn.execute(
-                self._insert_ignore(DELIVERIES)
-                .values(job_key=job_key, state=POSTING, channel_id=channel_id, updated_at=_now())
-                .on_conflict_do_nothing(index_elements=["job_key"])
-                .returning(DELIVERIES.c.job_key)
-            )
+            claimed = conn.execute(self._claim, {"k": job_key, "c": channel_id, "u": _now()})
             return claimed.first() is not None
 
     def finish_delivery(self, job_key: str, state: str, message_ts: str | None = None) -> None:
