@@ -320,6 +320,20 @@ def test_usage_is_counted_without_limits_too(world):
     assert "Today: 3 pictures, $3.00" in text and "no daily limit" in text
 
 
+def test_a_job_run_twice_is_counted_once_without_limits(world):
+    # a queue redelivers a job whose worker died after drawing: it draws again, one row
+    slack, vertex, services = world()
+    job = a_job(slack, n=2)
+    services.workflows.run(job)
+    services.workflows.run(job)
+    services.workflows.close()
+    assert len(vertex.api_calls()) == 4  # both runs drew both pictures
+    mine = a_job(slack, kind=UsageJob)
+    assert services.workflows.run(mine) == "ok"
+    [text] = replies(slack, mine)
+    assert "Today: 2 pictures, $2.00" in text
+
+
 def test_usage_is_a_command_and_only_the_word_alone():
     assert parse_command("usage", lambda word: None) == UsageCommand()
     assert isinstance(
