@@ -118,7 +118,7 @@ class Governance:
         self.enforcing = (
             config.user_daily_limit is not None or config.monthly_budget_usd is not None
         )
-        self._usage = HistoryWriter(store)
+        self._usage = HistoryWriter.of(store)
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.admins

@@ -27,7 +27,7 @@ MIN_INTERVAL = 0.9
 @dataclass
 class _Shown:
     posted: Posted
-    at: float  # monotonic time the last post or update began
+    at: float  # monotonic time the last post or update was sent to the front end
 
 
 class PreviewPosts:
@@ -75,6 +75,9 @@ class PreviewPosts:
                 stored = self._put(image.data, image.mime_type)
                 if not stored.url:
                     return  # the store failed: the finished picture is posted as usual
+                # the interval runs from this call to Slack, not from the preview's arrival:
+                # a slow upload of this one must not bring the next call closer to it
+                began = self._clock()
                 posted = self.publisher.preview(
                     self.job,
                     provider,

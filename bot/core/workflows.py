@@ -85,7 +85,7 @@ class Workflows:
         self.board = board
         self.rng = rng or random.SystemRandom()
         self.leaderboard = Leaderboard(store)
-        self.history = HistoryWriter(store)
+        self.history = HistoryWriter.of(store)
 
     def close(self) -> None:
         """At a stop, after the last job: write the history still queued."""

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 
 from bot.votes.db import DeliveryOutcome, HistoryEntry, UsageRecord, VoteStore
 
@@ -26,6 +27,19 @@ Item = Record | threading.Event
 
 
 class HistoryWriter:
+    _shared: weakref.WeakKeyDictionary[VoteStore, HistoryWriter] = weakref.WeakKeyDictionary()
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, store: VoteStore) -> HistoryWriter:
+        """The store's one writer in this process: the history, the outcomes and the usage
+        rows of a burst share its transactions."""
+        with cls._shared_lock:
+            writer = cls._shared.get(store)
+            if writer is None:
+                writer = cls._shared[store] = cls(store)
+            return writer
+
     def __init__(self, store: VoteStore) -> None:
         self.store = store
         self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
