@@ -310,6 +310,20 @@ def test_a_thumb_on_an_upload_finds_its_message_then_counts(app, fakes):
     store.close()
 
 
+def test_a_thumb_before_slack_lists_the_share_counts_without_another(app, fakes):
+    """A thumb right after the upload, before its history row is written and before Slack
+    lists where the file was shared: the vote is kept and counts a moment later."""
+    slack = fakes[0]
+    slack.share_delay = 1.0
+    command(app, slack, "imagen an early riser", channel_id="CEARLY")
+    message = upload_message(slack, "an early riser", "CEARLY")
+    assert app.react(slack, "U1", "+1", "CEARLY", message["ts"]) == 200
+    store = VoteStore(f"sqlite:///{app.workdir / 'imagine.db'}")
+    tallies = slack.wait_for(lambda: store.thumb_tallies(channel_id="CEARLY"), timeout=10)
+    assert [(t.provider, t.choice, t.count) for t in tallies] == [("imagen", "up", 1)]
+    store.close()
+
+
 def test_an_install_without_files_read_still_posts_the_picture(app, fakes):
     """files.info (to find the upload's message for 👍/👎) may be refused: the post stands,
     the thumb is not counted, and the refused file is not asked about again."""

@@ -129,6 +129,7 @@ class UploadedFile:
     thread_ts: str | None = None
     share_ts: str | None = None
     completed: bool = False
+    completed_at: float = 0.0  # monotonic
     user: str | None = None  # who shared it; None: the bot
 
 
@@ -366,6 +367,9 @@ class FakeSlack(FakeServer):
         self.team = team
         self._state = threading.RLock()
         self.missing_users: set[str] = set()  # user ids Slack does not know (deleted accounts)
+        # Slack shares an upload asynchronously: files.info lists no share for this long after
+        # files.completeUploadExternal (a moment on a real workspace; 0 here unless a test asks)
+        self.share_delay = 0.0
         self._channels: dict[str, Channel] = {}
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._ephemerals: list[dict[str, Any]] = []
@@ -482,6 +486,7 @@ class FakeSlack(FakeServer):
             self._files.clear()
             self._responses.clear()
             self.missing_users.clear()
+            self.share_delay = 0.0
             self._triggers.clear()
             self._used_triggers.clear()
             self._views.clear()
@@ -939,6 +944,7 @@ class FakeSlack(FakeServer):
         for upload, title in uploads:
             upload.title = title or upload.filename
             upload.completed = True
+            upload.completed_at = time.monotonic()
             upload.channel = channel_id
             upload.initial_comment = args.get("initial_comment")
             upload.thread_ts = thread_ts
@@ -968,7 +974,10 @@ class FakeSlack(FakeServer):
         upload = self._files.get(args["file"])
         if upload is None or not upload.completed:
             raise SlackError("file_not_found")
-        return {"file": self._file_object(upload)}
+        listed = self._file_object(upload)
+        if time.monotonic() < upload.completed_at + self.share_delay:
+            listed["shares"] = {}  # not shared yet, as far as files.info can tell
+        return {"file": listed}
 
     def _files_delete(self, args: dict[str, Any]) -> dict[str, Any]:
         """A bot token deletes only the files the bot uploaded (`cant_delete_file`)."""

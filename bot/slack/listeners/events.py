@@ -15,6 +15,7 @@ an upload with its message) runs after the acknowledgement.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from slack_bolt import App, BoltResponse
@@ -27,6 +28,8 @@ from bot.slack.reveal import Reveal
 from bot.votes.db import COMPARISON, DOWN, UP, VoteChange, VoteStore
 
 log = logging.getLogger("imagine.slack")
+
+UPLOAD_LOOKUPS = (0.0, 0.25, 0.5, 1.0, 2.0)  # pauses (s) before each look for a thumb's upload
 
 THUMBS = {"+1": UP, "thumbsup": UP, "-1": DOWN, "thumbsdown": DOWN}
 RATINGS = {UP, DOWN}
@@ -91,7 +94,7 @@ class ReactionVotes:
             choice = self.choice_for(event.get("reaction", ""))
             ours = event.get("item_user") == context.get("bot_user_id")
             if choice in RATINGS and ours and item.get("type") == "message":
-                self.find_upload(item.get("channel", ""), item.get("ts", ""), client)
+                self.match_upload(item.get("channel", ""), item.get("ts", ""), client)
             return
         log_event(
             log,
@@ -109,8 +112,16 @@ class ReactionVotes:
             if change.vote_count >= self.voting.reveal_after_votes:
                 self.reveal(change.target_id, client)
 
-    def find_upload(self, channel: str, ts: str, client: WebClient) -> bool:
-        return find_upload(self.votes, channel, ts, client)
+    def match_upload(self, channel: str, ts: str, client: WebClient) -> bool:
+        """Find the upload a thumb is on; its kept reactions then count. A thumb can come
+        first: the upload's row is written a moment after its post (with the history), and
+        Slack lists the share a moment after the upload. Look again for a few seconds, so
+        that a vote Slack was told we received does not wait for the next thumb."""
+        for pause in UPLOAD_LOOKUPS:
+            time.sleep(pause)
+            if find_upload(self.votes, channel, ts, client):
+                return True
+        return False
 
     def choice_for(self, reaction: str) -> str | None:
         """Reaction name (skin tone ignored) -> a comparison choice or a thumb, else None."""
