@@ -292,6 +292,43 @@ def test_a_model_that_cannot_edit_names_one_that_can(world, start_app):
     assert [c for c in vertex.api_calls() if "generateContent" in c.path] == []
 
 
+def test_an_edit_waiting_for_the_quota_is_told_privately_in_the_thread_and_can_be_cancelled(
+    world, start_app
+):
+    slack, vertex, _, _, store = world
+    post = draw(world)
+    paced = start_app({**world[3].env_for_tests, "IMAGEN_REQUESTS_PER_MINUTE": "20"})  # 1 in 3 s
+    for words in ("make it night", "add snow", "add a moon"):
+        status, _, _ = paced.post_event(channel_message(words, thread_ts=post["ts"]))
+        assert status == 200
+
+    def notes():
+        return [e for e in slack.ephemerals("U123") if e.get("thread_ts") == post["ts"]]
+
+    waiting = slack.wait_for(lambda: notes() if len(notes()) >= 2 else None, timeout=10)
+    assert all("ahead of you" in n["text"] or "next in line" in n["text"] for n in waiting)
+    assert not [m for m in slack.messages(CHANNEL) if "quota" in m.get("text", "")]  # private
+    # Cancel on the last one to wait: it is never drawn; the others are
+    last = waiting[-1]
+    [cancel] = [
+        e for b in last["blocks"] if b["type"] == "actions" for e in b["elements"] if e["value"]
+    ]
+    status, _, _ = paced.post_action(
+        action_id=cancel["action_id"],
+        value=cancel["value"],
+        channel_id=CHANNEL,
+        message_ts=last["ts"],
+        is_ephemeral=True,
+        response_url=slack.response_url(),
+    )
+    assert status == 200
+    edits = in_thread(slack, post["ts"], 2, timeout=20)
+    time.sleep(4)  # the cancelled edit's turn has come and gone
+    assert len([m for m in slack.messages(CHANNEL) if m.get("thread_ts") == post["ts"]]) == 2
+    assert len(edits) == 2 and len(notes()) == 2  # one note per waiting edit, none repeated
+    assert len([c for c in vertex.api_calls() if "generateContent" in c.path]) == 3  # 1 + 2
+
+
 # -- remix any picture -------------------------------------------------------------------------
 
 

@@ -238,7 +238,7 @@ def test_progress_note_updates_rarely_and_always_says_when_drawing_starts():
     progress.waiting("imagen", 1)  # the budget keeps one note for "drawing now"
     progress.started("imagen")
     progress.wait_sent()  # notes go out from their own threads, in order
-    assert notes.notes == [Waiting({"imagen": 12}), Waiting({"imagen": 3}), None]
+    assert notes.notes == [Waiting({"imagen": 12}), Waiting({"imagen": 3}, update=True), None]
     assert len(notes.notes) <= MAX_NOTES
 
 

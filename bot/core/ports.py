@@ -61,9 +61,12 @@ class DeliveryFailed(Exception):
 
 @dataclass(frozen=True)
 class Waiting:
-    """A job waiting for providers' quotas: provider name -> calls ahead of this one."""
+    """A job waiting for providers' quotas: provider name -> calls ahead of this one.
+    `update`: an earlier note said it waited (a front end that cannot replace that note shows
+    the first only)."""
 
     ahead: dict[str, int]
+    update: bool = False
 
 
 class Publisher(Protocol):

@@ -54,7 +54,7 @@ class JobProgress:
             self._shown = dict(self._ahead)
             self._notes += 1
             self._last = self.clock()
-            self._send(Waiting(dict(self._shown)))
+            self._send(Waiting(dict(self._shown), update=not first))
 
     def started(self, provider: str) -> None:
         with self._lock:

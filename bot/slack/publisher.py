@@ -138,14 +138,29 @@ class SlackPublisher:
         self._respond(job, text=messages.error_text(error))
 
     def progress(self, job: Job, waiting: Waiting | None) -> None:
-        if isinstance(job, EditJob):
-            return  # a thread has no private note to replace; the result follows
         prompt = _prompt(job)
+        if isinstance(job, EditJob):
+            # a reply has no private note to replace: the first wait is told once, privately
+            # in the thread (with Cancel); the edit follows there when it is drawn
+            if waiting is not None and not waiting.update:
+                ahead = {self.labels.get(p, p): n for p, n in waiting.ahead.items()}
+                self._whisper(job, **messages.waiting_note(prompt, ahead, job.key))
+            return
         if waiting is None:
             self._respond(job, replace=True, **messages.drawing_note(prompt))
             return
         ahead = {self.labels.get(p, p): n for p, n in waiting.ahead.items()}
         self._respond(job, replace=True, **messages.waiting_note(prompt, ahead, job.key))
+
+    @_retried_with_grace
+    def _whisper(self, job: EditJob, **message: Any) -> None:
+        """Privately to the requester, in the job's thread."""
+        try:
+            self.client.chat_postEphemeral(
+                channel=job.channel_id, user=job.user_id, thread_ts=job.thread_ts, **message
+            )
+        except Exception:
+            log.exception("could not reach the requester request_id=%s", job.request_id)
 
     # -- in the channel --------------------------------------------------------------------
     @_retried_until_deadline
