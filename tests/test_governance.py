@@ -322,7 +322,15 @@ def test_usage_is_counted_without_limits_too(world):
 
 def test_a_job_run_twice_is_counted_once_without_limits(world):
     # a queue redelivers a job whose worker died after drawing: it draws again, one row
-    slack, vertex, services = world()
+    run_twice_counted_once(*world())
+
+
+def test_a_job_run_twice_is_counted_once_without_limits_on_postgresql(world):
+    with postgres_schema() as url:
+        run_twice_counted_once(*world(DATABASE_URL=url))
+
+
+def run_twice_counted_once(slack, vertex, services) -> None:
     job = a_job(slack, n=2)
     services.workflows.run(job)
     services.workflows.run(job)

@@ -268,7 +268,7 @@ class DeliveryOutcome:
 @dataclass(frozen=True)
 class UsageRecord:
     """A job's settled `spend` row, written when no limit needs it counted first
-    (`bot.votes.spend.settled_row` builds it); a redelivered job's second row is ignored."""
+    (`bot.votes.spend.spend_row` builds it); a redelivered job's second row is ignored."""
 
     row: dict[str, Any]
 

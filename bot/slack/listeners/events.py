@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
@@ -30,6 +31,7 @@ from bot.votes.db import COMPARISON, DOWN, UP, VoteChange, VoteStore
 log = logging.getLogger("imagine.slack")
 
 UPLOAD_LOOKUPS = (0.0, 0.25, 0.5, 1.0, 2.0)  # pauses (s) before each look for a thumb's upload
+LOOKUP_THREADS = 2
 
 THUMBS = {"+1": UP, "thumbsup": UP, "-1": DOWN, "thumbsdown": DOWN}
 RATINGS = {UP, DOWN}
@@ -41,6 +43,8 @@ class ReactionVotes:
         self.votes = votes
         self.voting = voting
         self.reveal = reveal
+        # a lookup may take seconds: on threads of its own, never holding a listener's
+        self._lookups = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="upload-lookup")
 
     def register(self, app: App) -> None:
         for kind in ("reaction_added", "reaction_removed"):
@@ -94,7 +98,8 @@ class ReactionVotes:
             choice = self.choice_for(event.get("reaction", ""))
             ours = event.get("item_user") == context.get("bot_user_id")
             if choice in RATINGS and ours and item.get("type") == "message":
-                self.match_upload(item.get("channel", ""), item.get("ts", ""), client)
+                channel, ts = item.get("channel", ""), item.get("ts", "")
+                self._lookups.submit(self.match_upload, channel, ts, client)
             return
         log_event(
             log,
@@ -117,10 +122,13 @@ class ReactionVotes:
         first: the upload's row is written a moment after its post (with the history), and
         Slack lists the share a moment after the upload. Look again for a few seconds, so
         that a vote Slack was told we received does not wait for the next thumb."""
-        for pause in UPLOAD_LOOKUPS:
-            time.sleep(pause)
-            if find_upload(self.votes, channel, ts, client):
-                return True
+        try:
+            for pause in UPLOAD_LOOKUPS:
+                time.sleep(pause)
+                if find_upload(self.votes, channel, ts, client):
+                    return True
+        except Exception:  # the database or Slack: the next thumb looks again
+            log.exception("could not match a thumb with its upload channel=%s", channel)
         return False
 
     def choice_for(self, reaction: str) -> str | None:
