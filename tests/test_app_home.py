@@ -20,20 +20,17 @@ from bot.slack.listeners.home import AppHome
 from bot.slack.messages import DEFAULT_MODEL_ACTION, escape
 from bot.votes.db import ModelRef, VoteStore
 from bot.wiring import build_choice
-from tests.fakes.gcs import GcsFront, start_gcs_emulator
-from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.seed import seed_comparison
 from tests.slack_harness import (
     SIGNING_SECRET,
     AppProcess,
     block_actions_payload,
     event_body,
-    providers_env,
     sign,
     slack_env,
 )
+from tests.worlds import all_fakes
 
 FORM = "application/x-www-form-urlencoded"
 HOSTILE = "a <!channel> fox & <https://evil.example|free pizza> <@U999>"
@@ -181,31 +178,15 @@ def test_a_user_slack_does_not_know_gets_nothing_and_nothing_breaks(home):
 # -- end to end ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    server, emulator_url = start_gcs_emulator("imgs")
     db = f"sqlite:///{tmp_path_factory.mktemp('home') / 'imagine.db'}"
-    try:
-        with (
-            FakeSlack() as slack,
-            FakeVertexAI() as vertex,
-            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
-            GcsFront(emulator_url) as gcs,
-        ):
-            key = service_account_info(token_uri=vertex.url + "/token")
-            env = slack_env(
-                slack,
-                **providers_env(vertex, openai, key),
-                GCS_BUCKET="imgs",
-                STORAGE_EMULATOR_HOST=gcs.url,
-                DATABASE_URL=db,
-                IMAGINE_AUTO_REFRESH_SECONDS="0",
-                IMAGINE_RETRY_BACKOFF="0.01",
-            )
-            with AppProcess(env) as app:
-                store = VoteStore(db)
-                yield slack, app, store
-                store.close()
-    finally:
-        server.stop()
+    with all_fakes() as fakes:
+        env = fakes.env(
+            DATABASE_URL=db, IMAGINE_AUTO_REFRESH_SECONDS="0", IMAGINE_RETRY_BACKOFF="0.01"
+        )
+        with AppProcess(env) as app:
+            store = VoteStore(db)
+            yield fakes.slack, app, store
+            store.close()
 
 
 @pytest.fixture(autouse=True)

@@ -18,19 +18,16 @@ from sqlalchemy import text
 
 from bot.votes.db import VoteStore
 from bot.votes.schema import object_ref
-from tests.fakes.gcs import GcsFront, start_gcs_emulator
 from tests.fakes.images import edited_png, png_bytes
-from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import MAX_REQUEST_BYTES, FakeVertexAI, service_account_info
+from tests.fakes.vertex import MAX_REQUEST_BYTES
 from tests.slack_harness import (
     AppProcess,
     channel_message,
     message_action_body,
-    providers_env,
-    slack_env,
     view_submission_body,
 )
+from tests.worlds import all_fakes
 
 FORM = "application/x-www-form-urlencoded"
 CHANNEL = "C123"
@@ -38,31 +35,15 @@ CHANNEL = "C123"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    server, emulator_url = start_gcs_emulator("imgs")
     db = f"sqlite:///{tmp_path_factory.mktemp('edits') / 'imagine.db'}"
-    try:
-        with (
-            FakeSlack() as slack,
-            FakeVertexAI() as vertex,
-            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
-            GcsFront(emulator_url) as gcs,
-        ):
-            key = service_account_info(token_uri=vertex.url + "/token")
-            env = slack_env(
-                slack,
-                **providers_env(vertex, openai, key),
-                IMAGEN_MODEL="gemini-3.1-flash-image",
-                GCS_BUCKET="imgs",
-                STORAGE_EMULATOR_HOST=gcs.url,
-                DATABASE_URL=db,
-                IMAGINE_RETRY_BACKOFF="0.01",
-            )
-            with AppProcess(env) as app:
-                app.emulator_url = emulator_url
-                app.env_for_tests = env
-                yield slack, vertex, openai, app, VoteStore(db)
-    finally:
-        server.stop()
+    with all_fakes() as fakes:
+        env = fakes.env(
+            IMAGEN_MODEL="gemini-3.1-flash-image", DATABASE_URL=db, IMAGINE_RETRY_BACKOFF="0.01"
+        )
+        with AppProcess(env) as app:
+            app.emulator_url = fakes.emulator_url
+            app.env_for_tests = env
+            yield fakes.slack, fakes.vertex, fakes.openai, app, VoteStore(db)
 
 
 @pytest.fixture(autouse=True)

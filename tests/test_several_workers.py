@@ -14,18 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.votes.db import VoteStore
-from tests.fakes.gcs import GcsFront, start_gcs_emulator
-from tests.fakes.openai_images import FakeOpenAIImages
-from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import postgres_schema
 from tests.slack_harness import (
     AppProcess,
-    providers_env,
     reaction_added,
-    slack_env,
     slash_command_body,
 )
+from tests.worlds import all_fakes
 
 FORM = "application/x-www-form-urlencoded"
 COMPARISONS = 12
@@ -35,32 +30,13 @@ EMOJI = ("a", "b", "handshake")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    server, emulator_url = start_gcs_emulator("imgs")
-    try:
-        with (
-            postgres_schema() as database_url,
-            FakeSlack() as slack,
-            FakeVertexAI() as vertex,
-            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
-            GcsFront(emulator_url) as gcs,
-        ):
-            key = service_account_info(token_uri=vertex.url + "/token")
-            env = slack_env(
-                slack,
-                **providers_env(vertex, openai, key),
-                GCS_BUCKET="imgs",
-                STORAGE_EMULATOR_HOST=gcs.url,
-                DATABASE_URL=database_url,
-                REVEAL_AFTER_VOTES="10",
-                WEB_CONCURRENCY="3",
-            )
-            workdir = tmp_path_factory.mktemp("three-workers")
-            with AppProcess(env, workdir=workdir) as app:
-                store = VoteStore(database_url)
-                yield slack, app, store, openai
-                store.close()
-    finally:
-        server.stop()
+    with postgres_schema() as database_url, all_fakes() as fakes:
+        env = fakes.env(DATABASE_URL=database_url, REVEAL_AFTER_VOTES="10", WEB_CONCURRENCY="3")
+        workdir = tmp_path_factory.mktemp("three-workers")
+        with AppProcess(env, workdir=workdir) as app:
+            store = VoteStore(database_url)
+            yield fakes.slack, app, store, fakes.openai
+            store.close()
 
 
 def test_three_workers_on_postgresql_lose_no_comparison_and_no_vote(world):

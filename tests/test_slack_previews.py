@@ -18,12 +18,10 @@ from bot.slack.app import build_web_client, publisher_factory
 from bot.slack.messages import RATE_HINT
 from bot.votes.db import POSTED, TOLD
 from bot.wiring import build_for_slack
-from tests.fakes.gcs import GcsFront, start_gcs_emulator
-from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import redis_database
-from tests.slack_harness import AppProcess, providers_env, slack_env
+from tests.slack_harness import AppProcess
+from tests.worlds import all_fakes
 
 CHANNEL = "C123"
 GEN = "/images/generations"
@@ -32,25 +30,14 @@ STILL_DRAWING = "Still drawing: preview"
 
 @pytest.fixture(scope="module")
 def fakes(tmp_path_factory) -> Iterator[dict]:
-    server, emulator_url = start_gcs_emulator("imgs")
-    try:
-        with (
-            FakeSlack() as slack,
-            FakeVertexAI() as vertex,
-            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
-            GcsFront(emulator_url) as gcs,
-        ):
-            key = service_account_info(token_uri=vertex.url + "/token")
-            env = slack_env(
-                slack,
-                **providers_env(vertex, openai, key),
-                GCS_BUCKET="imgs",
-                STORAGE_EMULATOR_HOST=gcs.url,
-                IMAGINE_RETRY_BACKOFF="0.01",
-            )
-            yield {"slack": slack, "openai": openai, "vertex": vertex, "env": env, "gcs": gcs}
-    finally:
-        server.stop()
+    with all_fakes() as started:
+        yield {
+            "slack": started.slack,
+            "openai": started.openai,
+            "vertex": started.vertex,
+            "env": started.env(IMAGINE_RETRY_BACKOFF="0.01"),
+            "gcs": started.gcs,
+        }
 
 
 @pytest.fixture(scope="module")

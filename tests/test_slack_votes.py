@@ -22,16 +22,12 @@ from PIL import Image
 from sqlalchemy import text
 
 from bot.votes.db import ModelRef, VoteStore
-from tests.fakes.gcs import GcsFront, start_gcs_emulator
-from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import (
     AppProcess,
     block_actions_body,
-    providers_env,
-    slack_env,
 )
+from tests.worlds import all_fakes
 
 FORM = "application/x-www-form-urlencoded"
 MODELS = {"gemini-3.1-flash-image", "gpt-image-2"}
@@ -40,31 +36,13 @@ CHOICES = {"a": "A", "b": "B", "handshake": "tie", "x": "both_bad"}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    server, emulator_url = start_gcs_emulator("imgs")
     db = f"sqlite:///{tmp_path_factory.mktemp('votes') / 'imagine.db'}"
-    try:
-        with (
-            FakeSlack() as slack,
-            FakeVertexAI() as vertex,
-            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
-            GcsFront(emulator_url) as gcs,
-        ):
-            key = service_account_info(token_uri=vertex.url + "/token")
-            env = slack_env(
-                slack,
-                **providers_env(vertex, openai, key),
-                GCS_BUCKET="imgs",
-                STORAGE_EMULATOR_HOST=gcs.url,
-                DATABASE_URL=db,
-                REVEAL_AFTER_VOTES="3",
-                IMAGINE_RETRY_BACKOFF="0.01",
-            )
-            with AppProcess(env) as app:
-                app.env_for_tests = env
-                app.slack_for_tests = slack
-                yield slack, vertex, openai, app, VoteStore(db)
-    finally:
-        server.stop()
+    with all_fakes() as fakes:
+        env = fakes.env(DATABASE_URL=db, REVEAL_AFTER_VOTES="3", IMAGINE_RETRY_BACKOFF="0.01")
+        with AppProcess(env) as app:
+            app.env_for_tests = env
+            app.slack_for_tests = fakes.slack
+            yield fakes.slack, fakes.vertex, fakes.openai, app, VoteStore(db)
 
 
 @pytest.fixture(autouse=True)
