@@ -106,13 +106,19 @@ class SlackPublisher:
 
     # -- to the requester ------------------------------------------------------------------
     @_retried_with_grace
-    def _respond(self, job: Job, *, replace: bool = False, **message: Any) -> None:
+    def _respond(
+        self, job: Job, *, replace: bool = False, whisper: bool = False, **message: Any
+    ) -> None:
         """Privately to the requester: through the response_url when the job has one (it
         works in channels the bot is not in), else as an ephemeral message; an edit's
-        sentence goes in its thread, where the person asked."""
+        sentence goes in its thread, where the person asked (`whisper`: only they see it)."""
         try:
             if isinstance(job, EditJob):
-                if not replace:
+                if whisper:
+                    self.client.chat_postEphemeral(
+                        channel=job.channel_id, user=job.user_id, thread_ts=job.thread_ts, **message
+                    )
+                elif not replace:
                     self.client.chat_postMessage(
                         channel=job.channel_id, thread_ts=job.thread_ts, **message
                     )
@@ -144,23 +150,13 @@ class SlackPublisher:
             # in the thread (with Cancel); the edit follows there when it is drawn
             if waiting is not None and not waiting.update:
                 ahead = {self.labels.get(p, p): n for p, n in waiting.ahead.items()}
-                self._whisper(job, **messages.waiting_note(prompt, ahead, job.key))
+                self._respond(job, whisper=True, **messages.waiting_note(prompt, ahead, job.key))
             return
         if waiting is None:
             self._respond(job, replace=True, **messages.drawing_note(prompt))
             return
         ahead = {self.labels.get(p, p): n for p, n in waiting.ahead.items()}
         self._respond(job, replace=True, **messages.waiting_note(prompt, ahead, job.key))
-
-    @_retried_with_grace
-    def _whisper(self, job: EditJob, **message: Any) -> None:
-        """Privately to the requester, in the job's thread."""
-        try:
-            self.client.chat_postEphemeral(
-                channel=job.channel_id, user=job.user_id, thread_ts=job.thread_ts, **message
-            )
-        except Exception:
-            log.exception("could not reach the requester request_id=%s", job.request_id)
 
     # -- in the channel --------------------------------------------------------------------
     @_retried_until_deadline
