@@ -24,6 +24,7 @@ time to the last picture against the quota's floor.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -123,9 +124,10 @@ def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[
         after = usage(roots)
         done = {f.title: f for f in slack.uploaded_files if f.title != "warm up"}
         finished = {
-            call.form().get("initial_comment", "").split("*")[1]: call.at
+            shared["title"]: call.at
             for call in slack.calls("/api/files.completeUploadExternal")
             if call.at >= min(sent.values())
+            for shared in json.loads(call.form().get("files", "[]"))
         }
     figures = {
         "delivered": len(set(prompts) & set(done)),

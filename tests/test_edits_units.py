@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from slack_sdk import WebClient
 from sqlalchemy import text
 
 from bot.core.jobs import EditJob, job_from_payload, job_to_payload
@@ -14,6 +13,7 @@ from bot.generation.providers import resolve_provider_name
 from bot.generation.types import ImageRequest, PictureGoneError
 from bot.slack.command import EditCommand, parse_edit
 from bot.slack.delivery import Delivery
+from bot.slack.retry import SlackWebClient
 from bot.votes.db import VoteStore
 from bot.votes.schema import MIGRATIONS
 from tests.fakes.images import png_bytes
@@ -118,7 +118,7 @@ def test_lineage_is_added_to_an_older_database_and_finds_the_newest_picture(
 
 def test_an_upload_is_read_with_the_bot_token_and_the_token_goes_nowhere_else() -> None:
     with FakeSlack() as slack, FakeSlack() as elsewhere:
-        client = WebClient(token=slack.token, base_url=slack.url + "/api/")
+        client = SlackWebClient(token=slack.token, base_url=slack.url + "/api/")
         delivery = Delivery(client)
         photo = png_bytes("a photo")
         shared = slack.share_file("C1", "U7", photo, "photo.png")
@@ -140,7 +140,7 @@ def test_an_upload_is_read_with_the_bot_token_and_the_token_goes_nowhere_else() 
 
 def test_an_upload_that_is_deleted_or_unreadable_is_gone() -> None:
     with FakeSlack() as slack:
-        delivery = Delivery(WebClient(token=slack.token, base_url=slack.url + "/api/"))
+        delivery = Delivery(SlackWebClient(token=slack.token, base_url=slack.url + "/api/"))
         kept = slack.share_file("C1", "U7", png_bytes("kept"), "kept.png")["files"][0]["id"]
         gone = slack.share_file("C1", "U7", png_bytes("gone"), "gone.png")["files"][0]["id"]
         slack.delete_file(gone)

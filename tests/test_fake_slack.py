@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from urllib.error import HTTPError
 from urllib.parse import parse_qs
+from urllib.request import Request, urlopen
 
 import pytest
 from slack_sdk import WebClient
@@ -339,6 +340,40 @@ def test_files_upload_v2_end_to_end(slack: FakeSlack) -> None:
     assert share["ts"] == shared["ts"]
 
 
+def test_a_files_message_takes_blocks_unless_it_has_a_comment(slack: FakeSlack) -> None:
+    """files.completeUploadExternal: `blocks` (a JSON string) make the share message, checked
+    as chat.postMessage checks them; `initial_comment` wins over them; a `markdown` block is
+    answered `internal_error` there, and the file can still be shared after a refusal."""
+    client = client_for(slack)
+    button = {"type": "button", "text": {"type": "plain_text", "text": "Again"}, "value": "1"}
+    buttons = {"type": "actions", "elements": [button]}
+
+    def uploaded() -> list[dict]:
+        step1 = client.files_getUploadURLExternal(filename="a.png", length=4)
+        urlopen(Request(step1["upload_url"], data=b"\x89PNG", method="POST"), timeout=5)
+        return [{"id": step1["file_id"], "title": "a"}]
+
+    def complete(files: list[dict], **content):
+        return client.files_completeUploadExternal(files=files, channel_id="C1", **content)
+
+    complete(uploaded(), blocks=json.dumps([buttons]))
+    [message] = slack.messages("C1")
+    assert message["files"] and message["blocks"] == [buttons]
+    complete(uploaded(), blocks=json.dumps([buttons]), initial_comment="words")
+    assert "blocks" not in slack.messages("C1")[1] and slack.messages("C1")[1]["text"] == "words"
+
+    files = uploaded()
+    too_long = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}
+    err = slack_error(lambda: complete(files, blocks=json.dumps([too_long])))
+    assert err.response["error"] == "invalid_blocks"
+    markdown = {"type": "markdown", "text": "**hi**"}
+    err = slack_error(lambda: complete(files, blocks=json.dumps([markdown])))
+    assert err.response["error"] == "internal_error"
+    assert len(slack.messages("C1")) == 2
+    complete(files, initial_comment="plain")
+    assert slack.messages("C1")[2]["text"] == "plain"
+
+
 def test_file_upload_into_channel_bot_is_not_in(slack: FakeSlack) -> None:
     client = client_for(slack)
     slack.not_member("C777")
@@ -533,6 +568,7 @@ STAND_IN = r"""
 import json, os, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs
+from urllib.request import Request, urlopen
 from slack_sdk.signature import SignatureVerifier
 
 verifier = SignatureVerifier(os.environ["SLACK_SIGNING_SECRET"])

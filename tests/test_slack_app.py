@@ -18,7 +18,7 @@ from tests.fakes._http import Reply
 from tests.fakes.gcs import GcsFront
 from tests.fakes.images import png_bytes
 from tests.fakes.openai_images import FakeOpenAIImages
-from tests.fakes.slack import RESPONSE_URL, UPLOAD, FakeSlack, parse_body
+from tests.fakes.slack import RESPONSE_URL, UPLOAD, FakeSlack, parse_body, shared_words
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import postgres_schema
 from tests.slack_harness import (
@@ -144,7 +144,7 @@ def test_imagen_picture_is_uploaded_into_the_channel(app, fakes):
     )
     complete = slack.calls_to("files.completeUploadExternal")[0]
     assert complete["channel_id"] == "C123"
-    comment = complete["initial_comment"]
+    comment = shared_words(complete)
     assert "a red fox in the snow" in comment and "gemini-3.1-flash-image" in comment
     assert "<@U123>" in comment
     assert (
@@ -161,7 +161,7 @@ def test_dalle3_with_options_reaches_the_model_mapped(app, fakes):
     assert sent.path == "/openai/deployments/img/images/generations"
     body = sent.json()
     assert body["n"] == 2 and body["size"] == "1536x1024" and body["quality"] == "high"
-    comment = slack.calls_to("files.completeUploadExternal")[0]["initial_comment"]
+    comment = shared_words(slack.calls_to("files.completeUploadExternal")[0])
     assert "gpt-image-2" in comment
     assert "style" in comment  # gpt-image has no style: the post says it was ignored
 
@@ -283,10 +283,12 @@ def test_private_channel_without_the_bot_tells_the_requester(app, fakes):
 
 
 def upload_message(slack: FakeSlack, prompt: str, channel: str = "C123") -> dict:
-    """The channel message an upload of `prompt` became (not the buttons message under it)."""
+    """The channel message an upload of `prompt` became."""
     return slack.wait_for(
         lambda: [
-            m for m in slack.messages(channel) if prompt in m.get("text", "") and m.get("files")
+            m
+            for m in slack.messages(channel)
+            if m.get("files") and prompt in m.get("text", "") + json.dumps(m.get("blocks"))
         ]
     )[0]
 
@@ -400,7 +402,7 @@ def test_a_prompt_cannot_ping_the_channel_or_post_a_disguised_link(app, fakes):
     sent = everything_slack_got(slack) + ack_text(body) + ack_text(refused)
     for ping in PINGS:
         assert ping not in sent, ping
-    comment = slack.calls_to("files.completeUploadExternal")[0]["initial_comment"]
+    comment = shared_words(slack.calls_to("files.completeUploadExternal")[0])
     assert "&lt;!channel&gt; free pizza @bob &lt;@U666&gt;" in comment
     assert "<@U123>" in comment  # the requester's mention is the app's own, and stays
     assert "Unknown option `--&lt;!here&gt;`" in ack_text(refused)

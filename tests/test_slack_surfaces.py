@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.fakes._http import Reply
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
@@ -63,7 +64,7 @@ def linked(fakes):
 
 @pytest.fixture(scope="module")
 def uploading(fakes):
-    """No bucket: pictures uploaded into Slack, their buttons in a message of their own."""
+    """No bucket: pictures uploaded into Slack, their buttons in the upload's message."""
     with AppProcess(env(fakes)) as process:
         yield process
 
@@ -220,11 +221,35 @@ def test_the_requester_or_an_admin_deletes_the_picture(linked, fakes, who):
     assert slack.calls_to("chat.delete")[0]["ts"] == message["ts"]
 
 
-def test_an_uploaded_picture_gets_its_buttons_and_deletes_with_them(uploading, fakes):
+def test_an_uploaded_picture_carries_its_buttons_and_deletes_with_them(uploading, fakes):
+    """The buttons are in the upload's own message: one message, no second post."""
     slack = fakes[0]
     message = picture(uploading, slack, "imagen a fox in a box")
     [upload] = slack.uploaded_files
-    assert "a fox in a box" in message["text"] and "Try with dalle3" in buttons_of(message)
+    assert message["subtype"] == "file_share" and message["files"][0]["id"] == upload.id
+    assert "a fox in a box" in json.dumps(message["blocks"])
+    assert "Try with dalle3" in buttons_of(message)
+    assert len(slack.messages("C123")) == 1 and not slack.calls_to("chat.postMessage")
+    click(uploading, slack, message, "Delete")
+    slack.wait_for(lambda: not slack.messages("C123"))
+    assert slack.calls_to("files.delete")[0]["file"] == upload.id
+
+
+def test_buttons_that_slack_refuses_in_an_upload_come_in_a_message_under_it(uploading, fakes):
+    """Slack answers `internal_error` for some blocks in a file's message: the picture is
+    shared with its comment instead (the same file, not uploaded twice), its buttons right
+    under it."""
+    slack = fakes[0]
+    slack.enqueue(
+        Reply(200, {"ok": False, "error": "internal_error"}),
+        path_contains="files.completeUploadExternal",
+    )
+    message = picture(uploading, slack, "imagen a fox in a box")
+    [upload] = slack.uploaded_files
+    [shared] = [m for m in slack.messages("C123") if m.get("files")]
+    assert "a fox in a box" in shared["text"] and "blocks" not in shared
+    assert len(slack.calls_to("files.getUploadURLExternal")) == 1
+    assert "Try with dalle3" in buttons_of(message) and message["ts"] > shared["ts"]
     click(uploading, slack, message, "Delete")
     slack.wait_for(lambda: not slack.messages("C123"))
     assert slack.calls_to("files.delete")[0]["file"] == upload.id

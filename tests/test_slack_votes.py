@@ -22,7 +22,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from bot.votes.db import ModelRef, VoteStore
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, shared_words
 from tests.slack_harness import (
     AppProcess,
     block_actions_body,
@@ -423,7 +423,7 @@ def test_without_a_bucket_the_comparison_is_uploaded_and_revealed_in_a_thread(wo
     url = slack.response_url()
     app.post_command("compare a paper boat", channel_id="CUP", response_url=url)
     [upload] = slack.wait_for(lambda: slack.calls_to("files.completeUploadExternal"))
-    comment = upload["initial_comment"]
+    comment = shared_words(upload)
     assert "Which picture is better?" in comment and "React to vote" in comment
     assert "imagen" not in comment and "gpt-image" not in comment
     files = slack.uploaded_files

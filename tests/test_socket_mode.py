@@ -16,7 +16,7 @@ import pytest
 
 from bot.votes.db import VoteStore
 from tests.fakes.images import png_bytes
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, shared_words
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.slack_harness import AppProcess, event_body, reaction_added
@@ -119,7 +119,7 @@ def test_imagen_is_acknowledged_at_once_then_uploaded(app, fakes):
     assert files[0].data == png_bytes("a red fox") or files[0].data[:8] == b"\x89PNG\r\n\x1a\n"
     complete = slack.calls_to("files.completeUploadExternal")[0]
     assert complete["channel_id"] == "C123"
-    assert "a red fox" in complete["initial_comment"] and "<@U123>" in complete["initial_comment"]
+    assert "a red fox" in shared_words(complete) and "<@U123>" in shared_words(complete)
     assert vertex.api_calls()[0].json()["contents"][0]["parts"][0]["text"] == "a red fox"
     assert not slack.responses_to(url)
     # Every Web API call of the bot used the bot token, never the app-level one.
@@ -184,7 +184,7 @@ def test_sigterm_finishes_the_pictures_in_flight_then_exits_0(fakes, tmp_path):
     logs = app.logs()
     assert "Traceback" not in logs, logs
     assert slack.uploaded_files, f"the acknowledged picture was lost (exit status {code}):\n{logs}"
-    assert "a lighthouse" in slack.calls_to("files.completeUploadExternal")[0]["initial_comment"]
+    assert "a lighthouse" in shared_words(slack.calls_to("files.completeUploadExternal")[0])
     assert code == 0, f"exit status {code} after SIGTERM:\n{logs}"
     assert stopped_in < 8
 

@@ -121,7 +121,8 @@ def picture_buttons(ref: PictureRef, providers: list[str]) -> Block:
 
 
 def buttons_message(ref: PictureRef, providers: list[str]) -> dict:
-    """The small message that carries an upload's buttons (a file message cannot have any)."""
+    """The small message that carries an upload's buttons where Slack refused them in the
+    upload's own message."""
     text = messages.md(
         "{}'s picture of “{}”: draw it again, try another model, or delete it.",
         messages.mention(ref.requester),

@@ -9,7 +9,10 @@ invitation helps, so the caller tells the person.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,11 +25,17 @@ from bot.generation.stores.base import extension_for
 from bot.generation.types import PictureGoneError
 from bot.slack import messages
 from bot.slack.membership import Membership
+from bot.slack.retry import SlackWebClient
+
+log = logging.getLogger("imagine.slack")
 
 FILE_HOSTS = {"files.slack.com"}  # where url_private points; the bot token goes nowhere else
 MAX_DOWNLOAD = 100 * 1024 * 1024  # larger than any provider takes, even before downscaling
 GONE = PictureGoneError("That picture is no longer in Slack (deleted, or I cannot read it).")
 CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+# files.completeUploadExternal refusing a message's blocks: `invalid_blocks`, or
+# `internal_error` (what Slack answers for a block type it takes in chat.postMessage only)
+BLOCKS_REFUSED = {"invalid_blocks", "internal_error"}
 
 
 class NotInChannelError(Exception):
@@ -45,8 +54,14 @@ class Upload:
     alt_text: str
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    file_ids: list[str]
+    with_blocks: bool  # shared in a message of the blocks asked for (else with the comment)
+
+
 class Delivery:
-    def __init__(self, client: WebClient, share_wait: float = 5.0) -> None:
+    def __init__(self, client: SlackWebClient, share_wait: float = 5.0) -> None:
         self.client = client
         self.share_wait = share_wait
         self.membership = Membership(client)
@@ -66,7 +81,7 @@ class Delivery:
         """Upload images into the channel with `comment`; returns the message ts if Slack
         tells us within `share_wait` seconds (it shares files asynchronously), else None:
         the pictures are posted either way, only voting on them needs the ts."""
-        file_ids = self.upload_files(channel, files, comment)
+        file_ids = self.upload_files(channel, files, comment).file_ids
         return self._share_ts(file_ids[0], channel) if file_ids else None
 
     def download(self, file_id: str) -> bytes:
@@ -106,52 +121,66 @@ class Delivery:
         return (parts.scheme, parts.netloc) == (api.scheme, api.netloc)
 
     def upload_files(
-        self, channel: str, files: list[Upload], comment: str, thread_ts: str | None = None
-    ) -> list[str]:
-        """Upload images into the channel with `comment`; returns the file ids at once
-        (`shared_ts` finds the message they became, when someone needs it)."""
-        uploads = [
-            {
-                "content": f.data,
-                "filename": f"imagine-{i}.{extension_for(f.mime_type)}",
-                "title": messages.upload_title(f.title),
-                "alt_txt": messages.upload_alt_text(f.alt_text),
-            }
-            for i, f in enumerate(files, start=1)
-        ]
+        self,
+        channel: str,
+        files: list[Upload],
+        comment: str,
+        thread_ts: str | None = None,
+        blocks: Callable[[list[str]], list[dict[str, Any]]] | None = None,
+    ) -> Uploaded:
+        """Upload images and share them in the channel in one message: the blocks that
+        `blocks(file_ids)` builds (buttons that name their files), else, or when Slack refuses
+        those, `comment`. Which message the files became is `shared_ts`'s to find, when
+        someone needs it.
+
+        The three steps of `files_upload_v2`, run here so that the ids are known before the
+        files are shared."""
         self.membership.ensure(channel)
-        response = self._with_join(
-            channel,
-            lambda: self.client.files_upload_v2(
-                channel=channel,
-                file_uploads=uploads,
-                initial_comment=comment,
-                **({"thread_ts": thread_ts} if thread_ts else {}),
-            ),
+        file_ids = [self._send(upload, f"imagine-{i}") for i, upload in enumerate(files, 1)]
+        listed = [
+            {"id": file_id, "title": messages.upload_title(upload.title)}
+            for file_id, upload in zip(file_ids, files, strict=True)
+        ]
+
+        def share(**content: str) -> None:
+            self._with_join(
+                channel,
+                lambda: self.client.files_completeUploadExternal(
+                    files=listed,
+                    channel_id=channel,
+                    **({"thread_ts": thread_ts} if thread_ts else {}),
+                    **content,
+                ),
+            )
+
+        if blocks is not None:
+            try:
+                share(blocks=json.dumps(blocks(file_ids)))
+                return Uploaded(file_ids, with_blocks=True)
+            except SlackApiError as err:
+                error = err.response.get("error")
+                if error not in BLOCKS_REFUSED:
+                    raise
+                log.warning("Slack refused an upload's blocks (%s): sharing it plainly", error)
+        share(initial_comment=comment)
+        return Uploaded(file_ids, with_blocks=False)
+
+    def _send(self, upload: Upload, name: str) -> str:
+        """Steps 1 and 2 of an upload: a file id, and the bytes sent where Slack said."""
+        answer = self.client.files_getUploadURLExternal(
+            filename=f"{name}.{extension_for(upload.mime_type)}",
+            length=len(upload.data),
+            alt_txt=messages.upload_alt_text(upload.alt_text),
         )
-        return [f["id"] for f in response.get("files") or []]
-
-    def shared_ts(self, file_id: str, channel: str) -> str | None:
-        """The ts of the message `file_id` became in `channel`; None while it is not shared.
-
-        Raises FileGone when Slack will not say (a deleted file, an install without
-        files:read): asking again would not help."""
-        try:
-            info = self.client.files_info(file=file_id).get("file") or {}
-        except SlackApiError as err:
-            raise FileGone(err.response.get("error", "")) from None
-        for scope in ("public", "private"):
-            shares = (info.get("shares") or {}).get(scope, {}).get(channel)
-            if shares:
-                return shares[0]["ts"]
-        return None
+        self.client.upload_bytes(answer["upload_url"], upload.data)
+        return answer["file_id"]
 
     def _share_ts(self, file_id: str, channel: str) -> str | None:
         deadline = time.monotonic() + self.share_wait
         delay = 0.1
         while True:
             try:
-                ts = self.shared_ts(file_id, channel)
+                ts = shared_ts(self.client, file_id, channel)
             except FileGone:  # e.g. missing_scope on an old install: the post stands
                 return None
             if ts is not None or time.monotonic() + delay > deadline:
@@ -169,3 +198,19 @@ class Delivery:
         if error == "not_in_channel" and self.membership.join(channel):
             return call()  # the bot was removed since it last looked: it joined again
         raise NotInChannelError(channel)
+
+
+def shared_ts(client: WebClient, file_id: str, channel: str) -> str | None:
+    """The ts of the message `file_id` became in `channel`; None while it is not shared.
+
+    Raises FileGone when Slack will not say (a deleted file, an install without
+    files:read): asking again would not help."""
+    try:
+        info = client.files_info(file=file_id).get("file") or {}
+    except SlackApiError as err:
+        raise FileGone(err.response.get("error", "")) from None
+    for scope in ("public", "private"):
+        shares = (info.get("shares") or {}).get(scope, {}).get(channel)
+        if shares:
+            return shares[0]["ts"]
+    return None

@@ -224,8 +224,9 @@ def result_message(
     buttons: Block | None = None,
     why: str | None = None,
 ) -> dict:
-    """The channel message for one provider's pictures (URLs already stored), with the
-    picture's `buttons` (`bot.slack.buttons`) last; `why`: why this provider drew it when
+    """The channel message for one provider's pictures, an image block for each that has a
+    URL (an upload's message shows its files instead), with the picture's `buttons`
+    (`bot.slack.buttons`) last; `why`: why this provider drew it when
     nobody named one ("the team's favourite, 1,068 vs 932")."""
     blocks: list[Block] = [section(md("*{}*", fit(request.prompt, SECTION_LIMIT - 2)))]
     for i, image in enumerate(result.images[:4], start=1):
@@ -294,7 +295,8 @@ def upload_comment(
     seconds: float,
     why: str | None = None,
 ) -> Mrkdwn:
-    """The message that goes with images uploaded into Slack (no blocks there)."""
+    """The comment that goes with images uploaded into Slack without blocks (an edit's in
+    its thread, or where Slack refused the blocks)."""
     lines = [
         md("*{}*", fit(request.prompt, 2500)),
         md("{} · {}", byline(result, user_id, seconds), RATE_HINT),

@@ -187,12 +187,25 @@ class SlackPublisher:
                     return Posted(replace.ts)
                 return Posted(self.delivery.post_message(job.channel_id, message, **thread))
             comment = messages.upload_comment(result, request, job.user_id, seconds, why)
-            files = uploads(result, request)
-            file_ids = self.delivery.upload_files(job.channel_id, files, comment, job.thread_ts)
-            file_id = next(iter(file_ids), None)
+
+            def blocks(file_ids: list[str]) -> list[dict[str, Any]]:
+                named = dataclasses.replace(ref, file_id=file_ids[0] if file_ids else None)
+                buttons = picture_buttons(named, self.providers)
+                return messages.result_message(result, request, job.user_id, seconds, buttons, why)[
+                    "blocks"
+                ]
+
+            uploaded = self.delivery.upload_files(
+                job.channel_id,
+                uploads(result, request),
+                comment,
+                job.thread_ts,
+                blocks if with_buttons else None,
+            )
+            file_id = next(iter(uploaded.file_ids), None)
             if replace is not None:  # the picture is an upload, which cannot replace it
                 self.withdraw_preview(job, replace)
-            if with_buttons:
+            if with_buttons and not uploaded.with_blocks:
                 self._upload_buttons(job, dataclasses.replace(ref, file_id=file_id))
             # which message the upload became is asked only when someone rates it
             return Posted(mode="file", file_id=file_id)
@@ -260,9 +273,8 @@ class SlackPublisher:
             log.exception("could not withdraw a preview request_id=%s", job.request_id)
 
     def _upload_buttons(self, job: GenerateJob, ref: PictureRef) -> None:
-        """An uploaded file cannot carry buttons, and Slack shares it (gives it a message ts)
-        only later: its buttons come in a small message of their own right under it. Best
-        effort: the picture is posted either way."""
+        """An upload's buttons when Slack refused them in the upload's own message: a small
+        message of their own right under it. Best effort: the picture is posted either way."""
         try:
             self.delivery.post_message(job.channel_id, buttons_message(ref, self.providers))
         except Exception as err:

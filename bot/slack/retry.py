@@ -8,8 +8,8 @@ deadline of the job being posted (`within(job.deadline)` says which, per thread)
 a job, within `budget` seconds of the first attempt. A wait that would end past it is not
 started: the caller learns at once and can tell the person.
 
-The bytes POSTed to the upload URL (step 2 of `files_upload_v2`) bypass slack_sdk's retry
-loop; `SlackWebClient` runs that step through the client's handlers too.
+The bytes POSTed to the upload URL (step 2 of an upload) bypass slack_sdk's retry loop;
+`SlackWebClient` runs that step through the client's handlers too.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
@@ -118,7 +119,22 @@ def retry_handlers(backoff: float, max_backoff: float) -> list[RetryHandler]:
 class SlackWebClient(WebClient):
     """A WebClient whose upload step (the bytes POSTed to the URL that
     files.getUploadURLExternal gave) is retried by the client's handlers like every other
-    call; slack_sdk sends it once."""
+    call (slack_sdk sends it once), and can be called on its own: `files_upload_v2` runs the
+    three steps in one call, so its caller learns the file ids only once the file is shared,
+    too late for buttons in the same message to name them."""
+
+    def upload_bytes(self, url: str, data: bytes) -> None:
+        """Step 2 of an upload: `data` POSTed to the `upload_url` of step 1."""
+        result = self._upload_file(
+            url=url,
+            data=data,
+            logger=self.logger,
+            timeout=self.timeout,
+            proxy=self.proxy,
+            ssl=self.ssl,
+        )
+        if result.status != 200:
+            raise SlackRequestError(f"Slack did not take the file's bytes (HTTP {result.status})")
 
     def _upload_file(self, *, url: str, data: bytes, **options: Any) -> Any:
         request = HttpRequest(method="POST", url=url, headers={}, data=data)

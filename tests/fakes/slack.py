@@ -176,6 +176,23 @@ def parse_body(request: RecordedRequest) -> dict[str, Any]:
     return args
 
 
+def shared_words(args: dict[str, Any]) -> str:
+    """What a files.completeUploadExternal call (its parsed `args`) says next to the files:
+    its `initial_comment`, else the texts of its blocks (not their buttons), one per line."""
+    if args.get("initial_comment"):
+        return args["initial_comment"]
+    words = []
+    for block in args.get("blocks") or []:
+        for part in [
+            block.get("text"),
+            *(block.get("elements") or []),
+            *(block.get("fields") or []),
+        ]:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                words.append(part["text"])
+    return "\n".join(words)
+
+
 def _multipart_fields(request: RecordedRequest) -> dict[str, Any]:
     head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
     message = BytesParser(policy=HTTP).parsebytes(head + request.body)
@@ -939,6 +956,7 @@ class FakeSlack(FakeServer):
             channel_id = str(args["channels"]).split(",")[0]
         if channel_id:
             self._writable(channel_id)
+        blocks = None if args.get("initial_comment") else self._share_blocks(args.get("blocks"))
         thread_ts = args.get("thread_ts") or None
         share_ts = self._next_ts() if channel_id else None
         for upload, title in uploads:
@@ -964,10 +982,31 @@ class FakeSlack(FakeServer):
                 "files": objects,
                 "upload": True,
             }
+            if blocks:
+                message["blocks"] = blocks
             if thread_ts:
                 message["thread_ts"] = thread_ts
             self._messages.setdefault(channel_id, []).append(message)
         return {"files": answered}
+
+    @staticmethod
+    def _share_blocks(blocks: Any) -> list[dict[str, Any]] | None:
+        """The blocks of a file's share message (ignored by Slack when `initial_comment` is
+        given), checked as chat.postMessage checks them; a `markdown` block, which
+        chat.postMessage takes, is answered `internal_error` here (slackapi/python-slack-sdk
+        #1756, node-slack-sdk #2564)."""
+        if blocks is None:
+            return None
+        if not isinstance(blocks, list):
+            raise SlackError("invalid_blocks_format")
+        errors = block_errors(blocks)
+        if errors:
+            raise SlackError(
+                "invalid_blocks", errors=errors, response_metadata={"messages": errors}
+            )
+        if any(isinstance(b, dict) and b.get("type") == "markdown" for b in blocks):
+            raise SlackError("internal_error")
+        return blocks
 
     def _file_info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "file")

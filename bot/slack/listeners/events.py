@@ -24,7 +24,7 @@ from slack_sdk import WebClient
 
 from bot.config import VotingConfig
 from bot.logs import log_event
-from bot.slack.delivery import Delivery, FileGone
+from bot.slack.delivery import FileGone, shared_ts
 from bot.slack.reveal import Reveal
 from bot.votes.db import COMPARISON, DOWN, UP, VoteChange, VoteStore
 
@@ -140,10 +140,9 @@ class ReactionVotes:
 def find_upload(votes: VoteStore, channel: str, ts: str, client: WebClient) -> bool:
     """Match the channel's pending uploads with the messages they became (each upload is
     looked up once, newest first) until one is the message at `ts`."""
-    delivery = Delivery(client)
     for upload in votes.pending_uploads(channel):
         try:
-            shared = delivery.shared_ts(upload.file_id, channel)
+            shared = shared_ts(client, upload.file_id, channel)
         except FileGone:
             votes.resolve_upload(upload, None)
             continue
