@@ -63,6 +63,7 @@ class ImagineHttpApp:
         self.services = build_for_slack(config, publisher_factory(config, client))
         self.listeners = listener_pool()
         self.bolt = build_app(config, self.services, client, self.listeners)
+        self.commands = build_app(config, self.services, client, self.listeners, commands_only=True)
         self.verifier = SignatureVerifier(config.slack.signing_secret)
         self.stop_wait = config.jobs.stop_wait
         # Bolt's dispatch (parse, run the listener until it acknowledges) blocks: off the loop.
@@ -112,13 +113,15 @@ class ImagineHttpApp:
         await _answer(send, response.status, response.body.encode(), content_type, extra)
 
     def _bolt(self, body: str, query: str, headers: dict[str, str]) -> BoltResponse:
-        """Bolt parses the signed body and runs the listener until it acknowledges."""
+        """Bolt parses the signed body and runs the listener until it acknowledges (a slash
+        command's until it returns: `build_app(commands_only=True)`)."""
         try:
             request = BoltRequest(body=body, query=query, headers=headers)
         except Exception as err:  # signed by Slack, yet not a payload
             log.warning("a signed request is not a Slack payload: %s", type(err).__name__)
             return BoltResponse(status=400, body="bad request")
-        return self.bolt.dispatch(request)
+        app = self.commands if "command" in request.body else self.bolt  # a slash command
+        return app.dispatch(request)
 
     def _signed(self, body: bytes, headers: dict[str, str]) -> str:
         """The body as text, when Slack signed it with our secret (and less than 5 minutes
@@ -175,6 +178,7 @@ class ImagineHttpApp:
         assert self.services.runner is not None
         self.services.runner.drain(deadline)
         self.listeners.shutdown(wait=True)
+        self._dispatch.shutdown(wait=True)  # commands run their listener there
         self.services.close()
 
 

@@ -4,9 +4,12 @@ shortcut and direct messages (issue 9, items 1, 2, 3 and 6)."""
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from bot.slack.app import LISTENER_THREADS
 from tests.fakes._http import Reply
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
@@ -233,6 +236,31 @@ def test_an_uploaded_picture_carries_its_buttons_and_deletes_with_them(uploading
     click(uploading, slack, message, "Delete")
     slack.wait_for(lambda: not slack.messages("C123"))
     assert slack.calls_to("files.delete")[0]["file"] == upload.id
+
+
+def test_a_command_is_acknowledged_while_every_listener_thread_waits_on_slack(uploading, fakes):
+    """`/imagine` runs its listener on the request's own thread (`build_app(commands_only)`):
+    with every listener thread of the other listeners waiting on a slow Slack (32 people
+    click Edit prompt, each opening the form), a command is still acknowledged at once."""
+    slack = fakes[0]
+    message = picture(uploading, slack, "imagen a slow morning")
+    slack.latency = 2.0
+    try:
+        with ThreadPoolExecutor(LISTENER_THREADS) as pool:
+            clicks = [  # by different people: one person's second click is the same click
+                pool.submit(
+                    click, uploading, slack, message, "Edit prompt", f"U{i:03d}", slack.trigger()
+                )
+                for i in range(LISTENER_THREADS)
+            ]
+            for clicked in clicks:
+                clicked.result()
+        slack.wait_for(lambda: len(slack.calls_to("views.open")) == LISTENER_THREADS)
+        status, body, elapsed = uploading.post_command("help")
+        assert status == 200 and "Providers here" in body and elapsed < 1.0
+    finally:
+        slack.latency = 0.0
+        time.sleep(2.5)  # the slow calls end and free their threads before the next test
 
 
 def test_buttons_that_slack_refuses_in_an_upload_come_in_a_message_under_it(uploading, fakes):

@@ -51,9 +51,23 @@ def publisher_factory(config: Config, client: WebClient):
 
 
 def build_app(
-    config: Config, services: Services, client: WebClient, listeners: ThreadPoolExecutor
+    config: Config,
+    services: Services,
+    client: WebClient,
+    listeners: ThreadPoolExecutor,
+    *,
+    commands_only: bool = False,
 ) -> App:
-    """The Bolt app with every listener registered; `listeners` runs them."""
+    """The Bolt app with every listener registered; `listeners` runs them.
+
+    `commands_only`: an app for `/imagine` alone, that runs its listener in the request's own
+    thread and answers when it returns (`process_before_response`). Parsing, admitting and
+    acknowledging a command is quick work in memory, and everything slow after it runs on
+    the runner's threads or a queue worker (a bare `/imagine` opens the form first, which
+    must happen within the trigger's 3 seconds anyway). Bolt's other way hands the listener
+    to another thread and looks every 10 ms whether it acknowledged: under a burst of
+    commands that made the acknowledgements wait. The other listeners (votes, buttons,
+    forms, App Home) do slower work after acknowledging, so they stay on the main app."""
     assert services.runner is not None, "the Slack app needs a runner for its jobs"
     bolt_log = logging.getLogger("imagine.bolt")
     # Bolt also reads SLACK_BOT_TOKEN itself and warns that our client's token wins: it is the
@@ -64,14 +78,17 @@ def build_app(
         client=client,
         listener_executor=listeners,
         logger=bolt_log,
+        process_before_response=commands_only,
     )
-    reveal = Reveal(services.store, config.voting, services.service.link)
     drawing = Drawing(services.service, services.choice, services.runner, config.jobs.deadline)
     form = ImagineForm(drawing)
     command = ImagineCommand(
         services.service, services.choice, services.runner, config.jobs.deadline, form
     )
     command.register(app)
+    if commands_only:
+        return app
+    reveal = Reveal(services.store, config.voting, services.service.link)
     form.register(app)
     PictureButtons(drawing, form, services.runner.board, config.admins).register(app)
     DirectMessages(drawing, command.help).register(app)
