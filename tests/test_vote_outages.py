@@ -26,20 +26,17 @@ from bot.slack.listeners.actions import NOT_NOW
 from bot.slack.messages import NOT_VOTABLE
 from bot.votes.db import VoteStore, normalise_url
 from bot.votes.schema import EVENTS, GENERATIONS
-from tests.fakes.gcs import GcsFront, start_gcs_emulator
-from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
 from tests.services import TcpProxy, postgres_schema
 from tests.slack_harness import (
     AppProcess,
     event_body,
-    providers_env,
     reaction_added,
     reaction_removed,
     sign,
     slack_env,
 )
+from tests.worlds import all_fakes
 
 POSITIONS = {
     "A": {"provider": "imagen", "model": "gemini-3.1-flash-image"},
@@ -232,27 +229,11 @@ def test_a_reveal_while_the_database_is_down_gets_a_sentence(database: Database)
 @pytest.fixture
 def drawing_app(database: Database, tmp_path) -> Iterator[tuple]:
     """The app with both providers (each taking 1 s) and a bucket, on `database`."""
-    server, emulator_url = start_gcs_emulator("imgs")
-    try:
-        with (
-            FakeSlack() as slack,
-            FakeVertexAI() as vertex,
-            FakeOpenAIImages(deployments={"img": "gpt-image-2"}) as openai,
-            GcsFront(emulator_url) as gcs,
-        ):
-            key = service_account_info(token_uri=vertex.url + "/token")
-            env = slack_env(
-                slack,
-                **providers_env(vertex, openai, key),
-                GCS_BUCKET="imgs",
-                STORAGE_EMULATOR_HOST=gcs.url,
-                DATABASE_URL=database.app_url,
-            )
-            vertex.latency = openai.latency = 1.0
-            with AppProcess(env, workdir=tmp_path / "app") as app:
-                yield slack, vertex, app
-    finally:
-        server.stop()
+    with all_fakes() as fakes:
+        fakes.vertex.latency = fakes.openai.latency = 1.0
+        env = fakes.env(DATABASE_URL=database.app_url)
+        with AppProcess(env, workdir=tmp_path / "app") as app:
+            yield fakes.slack, fakes.vertex, app
 
 
 def test_a_comparison_that_cannot_be_registered_is_not_votable(database, drawing_app) -> None:
