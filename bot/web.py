@@ -102,15 +102,16 @@ class ImagineHttpApp:
             return
         query = scope.get("query_string", b"").decode("latin-1")
         loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(self._dispatch, self._bolt, text, query, headers)
-        content_type = response.headers.get("content-type", ["text/plain;charset=utf-8"])[0]
-        extra = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, values in response.headers.items()
-            if name not in ("content-type", "content-length")
-            for value in values
-        ]
-        await _answer(send, response.status, response.body.encode(), content_type, extra)
+        with self.services.runner.gate.acknowledging():  # our jobs start once it is sent
+            response = await loop.run_in_executor(self._dispatch, self._bolt, text, query, headers)
+            content_type = response.headers.get("content-type", ["text/plain;charset=utf-8"])[0]
+            extra = [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, values in response.headers.items()
+                if name not in ("content-type", "content-length")
+                for value in values
+            ]
+            await _answer(send, response.status, response.body.encode(), content_type, extra)
 
     def _bolt(self, body: str, query: str, headers: dict[str, str]) -> BoltResponse:
         """Bolt parses the signed body and runs the listener until it acknowledges (a slash

@@ -263,6 +263,34 @@ def test_a_command_is_acknowledged_while_every_listener_thread_waits_on_slack(up
         time.sleep(2.5)  # the slow calls end and free their threads before the next test
 
 
+def test_a_job_waits_for_the_acknowledgements_in_flight_but_no_longer_than_the_hold(
+    uploading, fakes
+):
+    """Acknowledgements first (`bot.core.acknowledging`): a picture accepted while another
+    request is still being answered (a bare `/imagine` waiting 2 s on `views.open`) is
+    acknowledged at once, and its drawing starts after the hold, not before it nor only
+    once the slow request ends."""
+    slack, vertex, _, _ = fakes
+    picture(uploading, slack, "imagen a warm up")  # the token and connections are ready
+    slack.latency = 2.0
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            form = pool.submit(uploading.post_command, "", trigger_id=slack.trigger())
+            slack.wait_for(lambda: slack.calls_to("views.open"))
+            before = len(vertex.api_calls())
+            status, _, elapsed = uploading.post_command(
+                "imagen a quiet harbour", response_url=slack.response_url()
+            )
+            acknowledged = time.monotonic()
+            assert status == 200 and elapsed < 1.0
+            drawn = slack.wait_for(lambda: vertex.api_calls()[before:], timeout=10)[0]
+            assert 0.12 <= drawn.at - acknowledged < 1.5
+            assert form.result()[0] == 200
+    finally:
+        slack.latency = 0.0
+        time.sleep(2.5)  # the picture's slow upload ends before the next test
+
+
 def test_buttons_that_slack_refuses_in_an_upload_come_in_a_message_under_it(uploading, fakes):
     """Slack answers `internal_error` for some blocks in a file's message: the picture is
     shared with its comment instead (the same file, not uploaded twice), its buttons right

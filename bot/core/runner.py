@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.core.acknowledging import AcknowledgementsFirst
 from bot.core.jobs import Job, LeaderboardJob
 from bot.votes.db import VoteStore
 
@@ -199,6 +200,8 @@ class Runner(ABC):
 
     def __init__(self, board: JobBoard) -> None:
         self.board = board
+        # the front end's acknowledgements pass here; jobs of this process start after them
+        self.gate = AcknowledgementsFirst()
 
     def submit(self, job: Job) -> Submitted:
         """Admit and hand over the job; UNAVAILABLE (never an exception) when the queue
@@ -270,12 +273,14 @@ class ThreadRunner(Runner):
         self._run = run
         self._tell = tell
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="job")
-        self._lock = threading.Lock()
+        # re-entrant: a job that ends before `_start` adds its callback runs `_finished` on
+        # `_start`'s own thread, inside its lock
+        self._lock = threading.RLock()
         self._unfinished: dict[Future, Job] = {}
         self._stopping = False
 
     def _dispatch(self, job: Job) -> Callable[[], object]:
-        return lambda: self._start(job)
+        return lambda: self.gate.after(lambda: self._start(job))
 
     def _start(self, job: Job) -> None:
         with self._lock:
@@ -294,6 +299,7 @@ class ThreadRunner(Runner):
         """Take no more jobs; wait for the accepted ones until `deadline`, then tell each
         person whose job has not finished that it was interrupted. A job still running may
         then post nothing more: the board calls it cancelled, and the process ends."""
+        self.gate.release()  # jobs held for acknowledgements in flight are accepted ones
         with self._lock:
             self._stopping = True
             running = list(self._unfinished)
