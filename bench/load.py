@@ -11,7 +11,8 @@ is uploaded. Modes:
 
 It prints, per mode: acknowledgement p50/p99, the time until all are posted, the app's CPU
 milliseconds per command (user+system of all its processes during the burst) and peak RSS;
-with `--repeat N`, the median of N runs of each.
+with `--repeat N`, the medians of N rounds, each running every mode once (the order rotated),
+and each mode's figures as ratios to the baseline's of the same round.
 With `--quota RPM` the fake enforces that quota over 10-second windows (as Azure does) and the
 app paces to it (OPENAI_REQUESTS_PER_MINUTE); the figures then include refused calls and the
 time to the last picture against the quota's floor.
@@ -157,27 +158,62 @@ def main() -> None:
     parser.add_argument("--quota", type=float, help="the provider's requests per minute")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; medians printed")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; medians printed")
     args = parser.parse_args()
     quota = f", quota {args.quota:g}/min" if args.quota else ""
     print(f"{args.commands} concurrent commands, provider latency {args.latency:g} s{quota}")
-    for mode in args.modes.split(","):
-        runs = [
-            run(mode, args.commands, args.latency, args.timeout, args) for _ in range(args.repeat)
-        ]
-        f = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        line = (
-            f"{mode:>9}: ack p50 {f['ack_p50_ms']:4.0f} ms, p99 {f['ack_p99_ms']:4.0f} ms; "
-            f"all posted in {f['all_posted_s']:5.1f} s; "
-            f"CPU {f['cpu_ms_per_command']:5.1f} ms/command; "
-            f"peak RSS {f['peak_rss_mb']:4.0f} MB (all processes {f['total_peak_rss_mb']:4.0f} MB)"
-        )
-        if f["delivered"] < args.commands:
-            line += f"; ONLY {f['delivered']} of {args.commands} pictures arrived"
-        if "refused_calls" in f:
-            ratio = f["all_posted_s"] / f["floor_s"]
-            line += f"; refused calls {f['refused_calls']}; {ratio:.2f}× the quota's floor"
-        print(line, flush=True)
+    modes = args.modes.split(",")
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for number, order in enumerate(rounds(modes, args.repeat), 1):
+        for mode in order:
+            figures = run(mode, args.commands, args.latency, args.timeout, args)
+            runs[mode].append(figures)
+            if args.repeat > 1:
+                print(f"  round {number}: {describe(mode, figures, args)}", flush=True)
+    if args.repeat > 1:
+        print(f"medians of {args.repeat} rounds:")
+    for mode in modes:
+        f = {key: statistics.median(r[key] for r in runs[mode]) for key in runs[mode][0]}
+        print(describe(mode, f, args), flush=True)
+    if "baseline" in runs and len(modes) > 1:
+        print("against the baseline of the same round (median of the ratios):")
+        for mode in modes:
+            if mode != "baseline":
+                print(f"{mode:>9}: {against(runs[mode], runs['baseline'])}", flush=True)
+
+
+def rounds(modes: list[str], repeat: int) -> list[list[str]]:
+    """Every round runs each mode once, the order rotated: the machine's drift within a
+    session, and the place of a run in it, then weigh on every mode alike."""
+    return [modes[r % len(modes) :] + modes[: r % len(modes)] for r in range(repeat)]
+
+
+def describe(mode: str, f: dict[str, float], args) -> str:
+    line = (
+        f"{mode:>9}: ack p50 {f['ack_p50_ms']:4.0f} ms, p99 {f['ack_p99_ms']:4.0f} ms; "
+        f"all posted in {f['all_posted_s']:5.2f} s; "
+        f"CPU {f['cpu_ms_per_command']:5.1f} ms/command; "
+        f"peak RSS {f['peak_rss_mb']:4.0f} MB (all processes {f['total_peak_rss_mb']:4.0f} MB)"
+    )
+    if f["delivered"] < args.commands:
+        line += f"; ONLY {f['delivered']:g} of {args.commands} pictures arrived"
+    if "refused_calls" in f:
+        ratio = f["all_posted_s"] / f["floor_s"]
+        line += f"; refused calls {f['refused_calls']:g}; {ratio:.2f}× the quota's floor"
+    return line
+
+
+def against(runs: list[dict[str, float]], baseline: list[dict[str, float]]) -> str:
+    """The targets' three figures as ratios to the baseline's, round by round (1.00 or less
+    meets the target)."""
+
+    def ratio(key: str) -> float:
+        return statistics.median(r[key] / b[key] for r, b in zip(runs, baseline, strict=True))
+
+    return (
+        f"ack p99 {ratio('ack_p99_ms'):.2f}×, all posted {ratio('all_posted_s'):.2f}×, "
+        f"CPU per command {ratio('cpu_ms_per_command'):.2f}×"
+    )
 
 
 if __name__ == "__main__":
