@@ -22,8 +22,10 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
 from bot.votes.db import PENDING_KEEP, ModelRef, VoteStore, history_entry, normalise_url
+from bot.votes.history import HistoryWriter
 from bot.votes.schema import (
     EVENTS,
+    GENERATIONS,
     MIGRATIONS,
     PENDING_REACTIONS,
     VOTES,
@@ -684,3 +686,33 @@ def test_recent_pictures_are_the_persons_last_ten_that_were_shown(store: VoteSto
     assert recent[1].file_id == "F123" and recent[1].message_ts is None
     assert recent[2].image_urls == ["https://storage.googleapis.com/b/o11.png"]
     assert recent[0].created_at.tzinfo is not None
+
+
+def test_a_burst_of_history_is_written_in_a_few_transactions_and_flushed_at_once(tmp_path):
+    """The history writer lets a burst's entries gather (`LINGER`), then writes them in one
+    transaction; `flush()` writes what is queued without waiting for more."""
+    transactions: list[int] = []
+
+    class CountingStore(VoteStore):
+        def write_history(self, entries, outcomes=(), usage=()):
+            transactions.append(len(entries))
+            super().write_history(entries, outcomes, usage)
+
+    store = CountingStore(f"sqlite:///{tmp_path}/history.db")
+    writer = HistoryWriter(store)
+    fields = {"user_id": "U1", "channel_id": "C1", "prompt": "p", "provider": "imagen",
+              "model": "gemini-image", "options": {}, "timings": {}, "outcome": "ok",
+              "image_urls": [], "rated": True}  # fmt: skip
+
+    def add(i: int) -> None:
+        writer.add(history_entry(**fields, request_id=f"r{i}", message_ts=ts(i + 1)))
+
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(add, range(100)))
+    started = time.monotonic()
+    assert writer.flush(timeout=5.0)
+    assert time.monotonic() - started < 1.0
+    assert sum(transactions) == 100 and len(transactions) <= 3
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(GENERATIONS)).scalar() == 100
+    store.close()

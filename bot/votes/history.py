@@ -69,7 +69,10 @@ class HistoryWriter:
             usage: list[UsageRecord] = []
             waiting: list[threading.Event] = []
             item = self._queue.get()
-            gather_until = time.monotonic() + LINGER
+            # A burst's entries trickle in: let them gather, then take them all at once
+            # (waiting on the queue for each would wake this thread once per entry).
+            if not isinstance(item, threading.Event):  # a flush does not wait
+                time.sleep(LINGER)
             while True:
                 if isinstance(item, threading.Event):
                     waiting.append(item)
@@ -81,8 +84,8 @@ class HistoryWriter:
                     batch.append(item)
                 if len(batch) + len(outcomes) + len(usage) >= MAX_BATCH or waiting:
                     break
-                try:  # a burst's entries trickle in: gather them for a moment
-                    item = self._queue.get(timeout=max(0.0, gather_until - time.monotonic()))
+                try:
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
             try:
