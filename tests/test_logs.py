@@ -42,3 +42,16 @@ def test_debug_logging_redacts_library_output():
     assert "Sending a request" in run.stderr and "GET /a.png" in run.stderr
     assert "xoxb-9-9-leak" not in run.stderr and "leaky-signature" not in run.stderr
     assert logging.getLogger().level != logging.DEBUG  # nothing leaked into this process
+
+
+@pytest.mark.parametrize(("level", "debug_lines"), [("INFO", False), ("DEBUG", True)])
+def test_slack_sdk_formats_its_debug_lines_only_when_debug_is_on(level, debug_lines):
+    """slack_sdk builds a debug line for every call when its logger's own level is unset;
+    below DEBUG it must not, at DEBUG it must (and they are redacted, above)."""
+    script = (
+        "import logging; from bot.logs import configure_logging;"
+        f"configure_logging('{level}'); from slack_sdk import WebClient;"
+        "print(WebClient()._logger.level <= logging.DEBUG)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.stdout.strip() == str(debug_lines), run.stderr
