@@ -156,12 +156,15 @@ class Calls:
 def assert_paced(starts: list[float], interval: float) -> None:
     """Starts are `interval` apart, and no one-second window holds more than a second's quota.
 
-    A thread records its start a little after the grant, so gaps may look 10% short and the
-    windows are 30 ms short of a second.
+    A thread records its start a little after the grant (on a busy machine, tens of ms), and
+    one start recorded late makes the next gap look short by as much: each gap is held to 70 %
+    of the interval, the run as a whole to 95 % (a late record moves only its own start), and
+    the windows are 30 ms short of a second.
     """
     starts = sorted(starts)
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert min(gaps) >= 0.9 * interval, gaps
+    assert min(gaps) >= 0.7 * interval, gaps
+    assert (starts[-1] - starts[0]) / len(gaps) >= 0.95 * interval, gaps
     per_second = round(1 / interval)
     for a in starts:
         assert sum(1 for t in starts if a <= t < a + 1 - 0.3 * interval) <= per_second, starts

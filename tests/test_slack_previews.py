@@ -44,6 +44,16 @@ def fakes(tmp_path_factory) -> Iterator[dict]:
 def app(fakes, tmp_path_factory) -> Iterator[AppProcess]:
     db = f"sqlite:///{tmp_path_factory.mktemp('previews') / 'imagine.db'}"
     with AppProcess({**fakes["env"], "DATABASE_URL": db}) as process:
+        # A first picture pays what only the first pays (connections, tokens, lazy imports):
+        # on a busy machine it delayed the first preview enough for the second to come within
+        # a second of it, when the tests below measure the spacing of warm ones.
+        slack, openai = fakes["slack"], fakes["openai"]
+        delay, openai.generation_delay = openai.generation_delay, 0.5
+        try:
+            ask(process, slack, "dalle3 a warm up")
+            slack.wait_for(lambda: finished(slack, "a warm up"), timeout=30)
+        finally:
+            openai.generation_delay = delay
         yield process
 
 
