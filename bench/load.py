@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -43,8 +44,9 @@ MODES = ("baseline", "embedded", "redis")
 
 
 def percentile(values: list[float], p: float) -> float:
+    """Nearest rank: the smallest value with at least `p` % of the values at or below it."""
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))
     return ordered[index]
 
 

@@ -1,0 +1,31 @@
+"""The load benchmark's bookkeeping (`bench.load`): rounds rotate the modes, and the targets'
+figures are read as ratios to the baseline of the same round."""
+
+from __future__ import annotations
+
+from bench.load import against, percentile, rounds
+
+
+def test_each_round_runs_every_mode_once_in_a_rotated_order():
+    assert rounds(["baseline", "embedded", "redis"], 4) == [
+        ["baseline", "embedded", "redis"],
+        ["embedded", "redis", "baseline"],
+        ["redis", "baseline", "embedded"],
+        ["baseline", "embedded", "redis"],
+    ]
+
+
+def test_ratios_are_taken_round_by_round_then_their_median():
+    def figures(ack: float, posted: float, cpu: float) -> dict[str, float]:
+        return {"ack_p99_ms": ack, "all_posted_s": posted, "cpu_ms_per_command": cpu}
+
+    # the machine slows down in round 2: each round's ratio sees it in both modes
+    baseline = [figures(100, 2.0, 5.0), figures(200, 4.0, 10.0), figures(100, 2.0, 5.0)]
+    app = [figures(50, 2.2, 6.0), figures(100, 4.4, 12.0), figures(90, 2.0, 4.0)]
+    assert against(app, baseline) == ("ack p99 0.50×, all posted 1.10×, CPU per command 1.20×")
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
+    assert percentile([3.0], 99) == 3.0
