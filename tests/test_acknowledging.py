@@ -45,10 +45,12 @@ def test_a_job_accepted_while_requests_are_answered_starts_when_the_last_is_sent
 
 def test_with_nothing_being_acknowledged_a_job_starts_at_once():
     runner, started = recording_runner()
-    with runner.gate.acknowledging():
-        pass
-    runner.submit(make_job(1, 0)).start()
+    runner.submit(make_job(1, 0)).start()  # no request in flight
     wait_for(lambda: "k1" in started, timeout=1.0)
+    with runner.gate.acknowledging():
+        runner.submit(make_job(2, 0)).start()
+    runner.submit(make_job(3, 0)).start()  # that acknowledgement is over
+    wait_for(lambda: {"k2", "k3"} <= started.keys(), timeout=1.0)
 
 
 def test_a_request_that_never_ends_holds_a_job_no_longer_than_the_hold():
@@ -63,15 +65,20 @@ def test_a_request_that_never_ends_holds_a_job_no_longer_than_the_hold():
 
 def test_a_stop_starts_the_held_jobs_and_waits_for_them():
     done: list[str] = []
-    runner = ThreadRunner(LocalJobBoard(5), lambda job: done.append(job.key), workers=2)
+    told = threading.Event()
+    runner = ThreadRunner(
+        LocalJobBoard(5), lambda job: done.append(job.key), workers=2, tell=lambda j, t: told.set()
+    )
     runner.gate.hold = 60.0
-    gate = runner.gate.acknowledging()
-    gate.__enter__()  # a request in flight as the stop begins
-    runner.submit(make_job(1, 0)).start()
-    assert runner.gate.held == 1
-    runner.drain(time.monotonic() + 5)
-    assert done == ["k1"]
-    gate.__exit__(None, None, None)
+    with runner.gate.acknowledging():  # a request in flight as the stop begins
+        runner.submit(make_job(1, 0)).start()
+        assert runner.gate.held == 1
+        runner.drain(time.monotonic() + 5)
+        assert done == ["k1"]
+        # accepted during the stop: not held for the event loop to start, but started (and
+        # told it was interrupted) at once, by the thread that accepted it
+        runner.submit(make_job(2, 0)).start()
+        assert runner.gate.held == 0 and told.is_set()
 
 
 def test_a_start_that_fails_does_not_keep_the_others_held():

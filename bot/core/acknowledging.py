@@ -28,6 +28,7 @@ class AcknowledgementsFirst:
         self._in_flight = 0
         self._held: list[Callable[[], object]] = []
         self._timer: threading.Timer | None = None
+        self._closed = False
 
     @contextmanager
     def acknowledging(self) -> Iterator[None]:
@@ -46,7 +47,7 @@ class AcknowledgementsFirst:
     def after(self, start: Callable[[], object]) -> None:
         """Call `start` now when nothing is being acknowledged; else once that is over."""
         with self._lock:
-            if self._in_flight:
+            if self._in_flight and not self._closed:
                 self._held.append(start)
                 if self._timer is None:
                     self._timer = threading.Timer(self.hold, self.release)
@@ -68,6 +69,14 @@ class AcknowledgementsFirst:
                 start()
             except Exception:  # one job's start must not keep the others held
                 log.exception("could not start a held job")
+
+    def close(self) -> None:
+        """The process is stopping: start what is held, and hold nothing from now on, so that
+        a job accepted during the stop is started (and told it was interrupted) by the thread
+        that accepted it, never by the event loop's as an acknowledgement ends."""
+        with self._lock:
+            self._closed = True
+        self.release()
 
     @property
     def held(self) -> int:

@@ -299,7 +299,7 @@ class ThreadRunner(Runner):
         """Take no more jobs; wait for the accepted ones until `deadline`, then tell each
         person whose job has not finished that it was interrupted. A job still running may
         then post nothing more: the board calls it cancelled, and the process ends."""
-        self.gate.release()  # jobs held for acknowledgements in flight are accepted ones
+        self.gate.close()  # jobs held for acknowledgements in flight are accepted ones
         with self._lock:
             self._stopping = True
             running = list(self._unfinished)
