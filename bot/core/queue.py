@@ -2,8 +2,9 @@
 
 Dramatiq carries the jobs: thread workers (a job mostly waits 5-60 s on a provider, so one
 process runs many at once), late acknowledgement (a message stays with its worker until the
-job is done, and a dead worker's messages go back on the queue), retries with backoff. Two
-things are added here:
+job is done, and a dead worker's messages go back on the queue), retries with backoff. Its
+broker rings a doorbell when it enqueues, so idle workers wait on Redis rather than poll it
+(bot/core/broker.py). Two things are added here:
 - a heartbeat thread: Dramatiq's Redis consumer only reports that its worker is alive when it
   fetches, and a worker whose threads are all busy on long jobs stops fetching; without the
   heartbeat its jobs would be handed to another worker while it still runs them;
@@ -24,9 +25,9 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AgeLimit, Middleware, Retries, ShutdownNotifications, TimeLimit
 
+from bot.core.broker import BellBroker
 from bot.core.jobs import Job, job_from_payload, job_to_payload
 from bot.core.runner import DEDUP_SECONDS, Admission, JobBoard, Runner, counts_toward_cap
 
@@ -39,13 +40,13 @@ NAMESPACE = "imagine:queue"
 HEARTBEAT_TIMEOUT = 15.0  # seconds without a heartbeat after which a worker counts as dead
 HEARTBEAT_EVERY = 3.0
 MAINTENANCE_CHANCE = 100_000  # of 1,000,000 broker commands: requeue dead workers' jobs soon
-POLL_MS = 250  # an idle consumer's longest pause between fetches (an idle worker: ~7 ms CPU/s)
+POLL_MS = 250  # a consumer holding all it may: its longest pause before it looks again
 IDLE_THREAD_WAKEUP = 5.0  # seconds
 GRACE = 120.0  # a job still listed this long after its deadline died with its worker
 
 
-def make_broker(client: redis.Redis, job_deadline: float) -> RedisBroker:
-    broker = RedisBroker(
+def make_broker(client: redis.Redis, job_deadline: float) -> BellBroker:
+    broker = BellBroker(
         client=client,
         namespace=NAMESPACE,
         heartbeat_timeout=int(HEARTBEAT_TIMEOUT * 1000),
@@ -68,7 +69,7 @@ class JobActors:
     The web process only sends; a worker process calls `attach` with what runs the jobs.
     """
 
-    def __init__(self, broker: RedisBroker) -> None:
+    def __init__(self, broker: BellBroker) -> None:
         self.broker = broker
         self._run: Callable[[Job], object] | None = None
         self._failed: Callable[[Job], None] | None = None
@@ -216,7 +217,7 @@ class InFlight(Middleware):
 class QueueWorker:
     """One `python -m bot worker` process: Dramatiq's worker, our heartbeat, a timely stop."""
 
-    def __init__(self, broker: RedisBroker, threads: int) -> None:
+    def __init__(self, broker: BellBroker, threads: int) -> None:
         self.broker = broker
         self.in_flight = InFlight()
         broker.add_middleware(self.in_flight)
@@ -231,9 +232,9 @@ class QueueWorker:
 
     def start(self) -> None:
         self.worker.start()
-        # `worker_timeout` (250 ms) is both how soon an idle consumer polls Redis again (the
-        # pickup latency after a quiet spell; a busy consumer fetches at once) and how often
-        # an idle job thread wakes up to look at its local queue. With a hundred threads, four
+        # `worker_timeout` (250 ms) is both how long a consumer holding all it may pauses
+        # before it looks again (an idle one waits on the bell instead: bot/core/broker.py)
+        # and how often an idle job thread wakes up to look at its local queue. With a hundred threads, four
         # wake-ups a second each is real CPU for nothing; every few seconds is plenty (it only
         # delays their exit at a stop, which hands back what is still running anyway).
         for thread in self.worker.workers:
@@ -263,6 +264,7 @@ class QueueWorker:
             ids = [m.options["redis_message_id"] for m in unfinished]
             try:
                 self.broker.do_requeue(QUEUE, *ids)
+                self.broker.ring(QUEUE)  # the other workers take them now
             except redis.RedisError:
                 log.exception("could not hand %d jobs back; the heartbeat expiry will", len(ids))
         self._stopping.set()

@@ -1,0 +1,90 @@
+"""Dramatiq's Redis broker, with a doorbell: idle consumers wait on Redis instead of polling it.
+
+Dramatiq's Redis consumer finds an empty queue, sleeps, and asks again (up to four times a
+second): an idle worker spends CPU and Redis commands on nothing, and a job enqueued after a
+quiet spell waits out the rest of that sleep. Here every enqueue also leaves one token on the
+queue's bell (a Redis list cut to one item), and a consumer that found its queue empty blocks
+on the bell (BLPOP) for up to `BELL_WAIT`: it fetches at once when a job is stored, and asks
+only once a second while nothing comes. The token is left after the message is stored, and a
+consumer fetches after taking one, so no job waits for the bell's timeout; messages put back
+without a token (Dramatiq's own requeue of a dead worker's jobs) are found by that once-a-second
+fetch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
+from dramatiq.message import Message
+
+log = logging.getLogger("imagine.queue")
+
+BELL_WAIT = 1.0  # seconds an idle consumer waits on the bell before it fetches anyway
+
+
+class BellBroker(RedisBroker):
+    def __init__(self, *, bell_wait: float = BELL_WAIT, **options) -> None:
+        super().__init__(**options)
+        self.bell_wait = bell_wait
+
+    @property
+    def consumer_class(self):
+        return _BellConsumer
+
+    def bell(self, queue_name: str) -> str:
+        return f"{self.namespace}:{queue_name}.bell"
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        enqueued = super().enqueue(message, delay=delay)
+        self.ring(enqueued.queue_name)
+        return enqueued
+
+    def ring(self, queue_name: str) -> None:
+        """One token on the queue's bell, however many are rung before a consumer looks.
+
+        Best effort: a bell that cannot be rung (Redis gone after the message was stored, or
+        before a requeue that failed anyway) delays a job by one `bell_wait` at most."""
+        key = self.bell(queue_name)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(key, 1)
+        pipe.ltrim(key, 0, 0)
+        try:
+            pipe.execute()
+        except redis.RedisError as err:
+            log.warning("could not ring the queue's bell (%s)", type(err).__name__)
+
+    def wait_for_bell(self, queue_name: str, seconds: float) -> bool:
+        """Block until the queue's bell is rung (True) or `seconds` pass (False)."""
+        return self.client.blpop([self.bell(queue_name)], timeout=seconds) is not None
+
+
+class _BellConsumer(_RedisConsumer):
+    """Dramatiq's consumer, except that an empty fetch waits on the bell, not in a sleep."""
+
+    broker: BellBroker
+
+    def __next__(self):
+        if self.message_cache or self.outstanding_message_count >= self.prefetch:
+            # a message at hand, or as many as it may hold: Dramatiq's own path (at capacity
+            # it sleeps briefly, and fetches once a job of this worker is done)
+            return super().__next__()
+        try:
+            fetched = self.broker.do_fetch(
+                self.queue_name, self.prefetch - self.outstanding_message_count
+            )
+            if not fetched:
+                self.broker.wait_for_bell(self.queue_name, self.broker.bell_wait)
+                return None  # the worker's loop runs (delayed messages, a stop), then fetches
+        except redis.ConnectionError as err:
+            raise ConnectionClosed(err) from None
+        self.message_cache = fetched
+        return super().__next__()
+
+    def requeue(self, messages) -> None:
+        messages = list(messages)  # Dramatiq may pass a generator
+        super().requeue(messages)
+        if messages:
+            self.broker.ring(self.queue_name)

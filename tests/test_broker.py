@@ -1,0 +1,98 @@
+"""The queue's doorbell (bot/core/broker.py), on the machine's Redis: an idle consumer waits on
+the bell instead of polling, and takes a job the moment it is enqueued."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bot.core.queue import QUEUE, JobActors, make_broker
+from tests.services import redis_database
+
+
+@pytest.fixture
+def broker():
+    import redis
+
+    with redis_database() as url:
+        client = redis.Redis.from_url(url)
+        broker = make_broker(client, job_deadline=60)
+        JobActors(broker)  # the actors the messages name
+        yield broker
+        client.close()
+
+
+class Taker(threading.Thread):
+    """A consumer's loop, as Dramatiq's consumer thread runs it: next() until a message."""
+
+    def __init__(self, consumer) -> None:
+        super().__init__(daemon=True)
+        self.consumer = consumer
+        self.taken = threading.Event()
+        self.at = 0.0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            if next(self.consumer) is not None:
+                self.at = time.monotonic()
+                self.taken.set()
+                return
+
+
+def counting_fetches(broker) -> list[float]:
+    fetches: list[float] = []
+    fetch = broker.do_fetch
+
+    def counted(*args):
+        fetches.append(time.monotonic())
+        return fetch(*args)
+
+    broker.do_fetch = counted
+    return fetches
+
+
+def test_an_idle_consumer_fetches_once_a_bell_wait_not_four_times_a_second(broker):
+    broker.bell_wait = 1.0
+    fetches = counting_fetches(broker)
+    # Dramatiq's own consumer, with this timeout, polls up to four times a second
+    taker = Taker(broker.consume(QUEUE, prefetch=4, timeout=250))
+    taker.start()
+    time.sleep(2.5)
+    taker.running = False
+    taker.join(broker.bell_wait + 1)  # a stop waits no longer than the bell
+    assert not taker.is_alive()
+    assert 2 <= len(fetches) <= 5, f"{len(fetches)} fetches in 2.5 idle seconds"
+
+
+def test_an_idle_consumer_takes_a_job_the_moment_it_is_enqueued(broker):
+    broker.bell_wait = 10.0  # far longer than the test: only the bell can wake it in time
+    taker = Taker(broker.consume(QUEUE, prefetch=4, timeout=10_000))
+    taker.start()
+    time.sleep(1.5)  # long idle: Dramatiq's own consumer would be in a seconds-long sleep
+    assert not taker.taken.is_set()
+    sent = time.monotonic()
+    broker.get_actor("imagine_run_job").send({"kind": "generate"})
+    assert taker.taken.wait(2.0), "the enqueued job was not taken"
+    assert taker.at - sent < 0.5
+
+
+def test_the_bell_holds_one_token_however_often_it_is_rung(broker):
+    for _ in range(5):
+        broker.get_actor("imagine_run_job").send({"kind": "generate"})
+    assert broker.client.llen(broker.bell(QUEUE)) == 1
+    assert broker.wait_for_bell(QUEUE, 0.1) is True
+    assert broker.wait_for_bell(QUEUE, 0.1) is False  # taken: the next consumer waits
+
+
+def test_messages_handed_back_ring_the_bell(broker):
+    actor = broker.get_actor("imagine_run_job")
+    actor.send({"kind": "generate"})
+    consumer = broker.consume(QUEUE, prefetch=4, timeout=250)
+    assert broker.wait_for_bell(QUEUE, 0.1) is True  # the enqueue's token, taken
+    message = next(consumer)
+    assert message is not None
+    consumer.requeue([message])  # as Dramatiq does with what a stopping worker prefetched
+    assert broker.wait_for_bell(QUEUE, 0.1) is True
