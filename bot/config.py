@@ -202,6 +202,7 @@ class JobsConfig:
     deadline: int = 600  # seconds from acknowledgement after which a picture is given up
     max_queued_per_user: int = 5  # pictures one person may have on the way at once
     worker_threads: int = 128  # jobs one `python -m bot worker` process runs at once
+    redis_connections: int = 10  # per process: a burst's threads take turns, not new sockets
     stop_wait: float = 20.0  # a stopping worker's jobs get this long; Heroku kills at 30 s
     metrics_port: int | None = None  # where a worker (or Socket Mode) serves /metrics
 
@@ -331,6 +332,7 @@ class Config:
                 deadline=_duration(env, "IMAGINE_JOB_DEADLINE", 600),
                 max_queued_per_user=int(_number(env, "IMAGINE_MAX_QUEUED_PER_USER", 5, minimum=1)),
                 worker_threads=int(_number(env, "IMAGINE_WORKER_THREADS", 128, minimum=1)),
+                redis_connections=_count(env, "IMAGINE_REDIS_CONNECTIONS", 10, minimum=4),
                 stop_wait=_number(env, "IMAGINE_WORKER_STOP_WAIT", 20.0),
                 metrics_port=_port(env, "IMAGINE_METRICS_PORT"),
             ),

@@ -29,22 +29,33 @@ from bot.votes.db import VoteStore
 from bot.votes.leaderboard import Leaderboard
 
 
+REDIS_CONNECTION_WAIT = 5.0  # seconds a thread waits for a free connection before failing
+
+
 def redis_client(config: Config):
-    """One Redis client (a connection pool) per process, shared by the queue, the board and
-    the pacer; None without REDIS_URL."""
+    """One Redis client per process, shared by the queue, the board and the pacer; None
+    without REDIS_URL.
+
+    Its pool holds at most IMAGINE_REDIS_CONNECTIONS connections, and a thread waits for a
+    free one: a command takes a millisecond, so a burst's dozens of threads taking turns on a
+    few sockets cost less CPU than opening a socket each, and a hosted Redis limits the
+    connections of all the app's processes together."""
     if not config.jobs.redis_url:
         return None
     import redis
     from redis.driver_info import DriverInfo
 
     try:
-        return redis.Redis.from_url(
+        pool = redis.BlockingConnectionPool.from_url(
             config.jobs.redis_url,
+            max_connections=config.jobs.redis_connections,
+            timeout=REDIS_CONNECTION_WAIT,
             health_check_interval=30,
             # named here, the version is not looked up in the installed packages for each
-            # new connection (a burst opens dozens)
+            # new connection
             driver_info=DriverInfo(lib_version=redis.__version__),
         )
+        return redis.Redis(connection_pool=pool)
     except ValueError as err:
         raise SettingError(f"REDIS_URL is not a Redis URL: {err}") from None
 

@@ -1,14 +1,20 @@
-"""The queue's doorbell (bot/core/broker.py), on the machine's Redis: an idle consumer waits on
-the bell instead of polling, and takes a job the moment it is enqueued."""
+"""The queue's Redis parts, on the machine's Redis: the doorbell (bot/core/broker.py), with
+which an idle consumer waits instead of polling and takes a job the moment it is enqueued; and
+a process's bounded pool of connections (bot/wiring.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bot.core.queue import QUEUE, JobActors, make_broker
+from bot.config import Config, SettingError
+from bot.core.jobs import GenerateJob
+from bot.core.queue import QUEUE, JobActors, QueueRunner, RedisJobBoard, make_broker
+from bot.generation.types import ImageRequest
+from bot.wiring import redis_client
 from tests.services import redis_database
 
 
@@ -96,3 +102,38 @@ def test_messages_handed_back_ring_the_bell(broker):
     assert message is not None
     consumer.requeue([message])  # as Dramatiq does with what a stopping worker prefetched
     assert broker.wait_for_bell(QUEUE, 0.1) is True
+
+
+def test_a_burst_takes_turns_on_the_configured_connections():
+    with redis_database() as url:
+        config = Config.from_env({"REDIS_URL": url, "IMAGINE_REDIS_CONNECTIONS": "4"})
+        client = redis_client(config)
+        broker = make_broker(client, 60)
+        runner = QueueRunner(RedisJobBoard(client, 5), JobActors(broker))
+        jobs = [
+            GenerateJob(
+                key=f"k{i}",
+                request_id=f"r{i}",
+                team_id="T1",
+                channel_id="C1",
+                user_id=f"U{i}",
+                providers=("dalle3",),
+                request=ImageRequest(prompt=f"picture {i}"),
+            )
+            for i in range(60)
+        ]
+        with ThreadPoolExecutor(30) as pool:
+            admissions = list(pool.map(lambda job: runner.submit(job).admission.value, jobs))
+        assert admissions == ["accepted"] * 60
+        assert client.connection_pool.max_connections == 4
+        db = str(client.connection_pool.connection_kwargs.get("db", 0))
+        opened = [c for c in client.client_list() if c["db"] == db]  # this test's database
+        assert 1 <= len(opened) <= 4 + 1  # the pool's, and the fixture's that empties it
+        assert broker.do_qsize(QUEUE) == 60
+        client.close()
+
+
+def test_the_connections_setting_has_a_floor():
+    with pytest.raises(SettingError, match="IMAGINE_REDIS_CONNECTIONS"):
+        Config.from_env({"IMAGINE_REDIS_CONNECTIONS": "2"})
+    assert Config.from_env({}).jobs.redis_connections == 10
