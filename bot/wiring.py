@@ -28,7 +28,6 @@ from bot.startup import open_vote_store
 from bot.votes.db import VoteStore
 from bot.votes.leaderboard import Leaderboard
 
-
 REDIS_CONNECTION_WAIT = 5.0  # seconds a thread waits for a free connection before failing
 
 

@@ -234,9 +234,10 @@ class QueueWorker:
         self.worker.start()
         # `worker_timeout` (250 ms) is both how long a consumer holding all it may pauses
         # before it looks again (an idle one waits on the bell instead: bot/core/broker.py)
-        # and how often an idle job thread wakes up to look at its local queue. With a hundred threads, four
-        # wake-ups a second each is real CPU for nothing; every few seconds is plenty (it only
-        # delays their exit at a stop, which hands back what is still running anyway).
+        # and how often an idle job thread wakes up to look at its local queue. With a
+        # hundred threads, four wake-ups a second each is real CPU for nothing; every few
+        # seconds is plenty (it only delays their exit at a stop, which hands back what is
+        # still running anyway).
         for thread in self.worker.workers:
             thread.timeout = IDLE_THREAD_WAKEUP
         self._beat.start()
