@@ -137,3 +137,15 @@ def test_the_connections_setting_has_a_floor():
     with pytest.raises(SettingError, match="IMAGINE_REDIS_CONNECTIONS"):
         Config.from_env({"IMAGINE_REDIS_CONNECTIONS": "2"})
     assert Config.from_env({}).jobs.redis_connections == 10
+
+
+def test_a_socket_timeout_shorter_than_the_bell_wait_is_a_quiet_bell():
+    import redis
+
+    with redis_database() as url:
+        client = redis.Redis.from_url(url + "?socket_timeout=0.2")
+        broker = make_broker(client, job_deadline=60)
+        started = time.monotonic()
+        assert broker.wait_for_bell(QUEUE, 1.0) is False
+        assert time.monotonic() - started < 1.5
+        client.close()
