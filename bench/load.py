@@ -13,6 +13,8 @@ It prints, per mode: acknowledgement p50/p99, the time until all are posted, the
 milliseconds per command (user+system of all its processes during the burst) and peak RSS;
 with `--repeat N`, the medians of N rounds, each running every mode once (the order rotated),
 and each mode's figures as ratios to the baseline's of the same round.
+With `--idle S` it first measures the app's CPU while it waits for S seconds with nothing to
+do (warm, after one picture), in milliseconds a second: what an idle deployment costs.
 With `--quota RPM` the fake enforces that quota over 10-second windows (as Azure does) and the
 app paces to it (OPENAI_REQUESTS_PER_MINUTE); the figures then include refused calls and the
 time to the last picture against the quota's floor.
@@ -20,6 +22,7 @@ time to the last picture against the quota's floor.
     python -m bench.load --commands 50 --latency 2 --repeat 3
     python -m bench.load --commands 200 --latency 2 --repeat 3
     python -m bench.load --commands 60 --latency 2 --quota 60 --modes redis,embedded
+    python -m bench.load --commands 50 --idle 10 --modes redis
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ def start(stack: ExitStack, mode: str, env: dict[str, str]) -> tuple[AppProcess,
             worker = stack.enter_context(WorkerProcess(env))
             roots.append(worker.process.pid)
     return web, roots
+
+
+def idle_cpu(roots: list[int], seconds: float, settle: float = 2.0) -> float:
+    """The app's CPU milliseconds per second over `seconds` with nothing to do, once the
+    warm-up picture's trailing work (its history row) has had `settle` seconds."""
+    time.sleep(settle)
+    before = usage(roots)
+    time.sleep(seconds)
+    return (usage(roots).cpu_seconds - before.cpu_seconds) * 1000 / seconds
 
 
 def wait_for_uploads(slack: FakeSlack, expected: int, timeout: float, idle: float = 30.0) -> None:
@@ -107,6 +119,7 @@ def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[
         web, roots = start(stack, mode, env)
         web.post_command("dalle3 warm up", user_id="UWARM")  # imports, first connections
         slack.wait_for(lambda: slack.uploaded_files, timeout=timeout)
+        idle = idle_cpu(roots, args.idle) if args.idle else None
         before = usage(roots)
         sent: dict[str, float] = {}
         prompts = [f"bench picture {i}" for i in range(commands)]
@@ -143,6 +156,8 @@ def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[
         "total_peak_rss_mb": after.total_peak_rss_mb,
         "mean_ack_ms": statistics.fmean(acks) * 1000,
     }
+    if idle is not None:
+        figures["idle_cpu_ms_per_s"] = idle
     if quota is not None:
         figures["refused_calls"] = quota.refused
         figures["floor_s"] = (commands - 1) * 60 / args.quota + latency
@@ -158,6 +173,7 @@ def main() -> None:
         "--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES)
     )
     parser.add_argument("--quota", type=float, help="the provider's requests per minute")
+    parser.add_argument("--idle", type=float, help="first measure S idle seconds' CPU")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--repeat", type=int, default=1, help="rounds; medians printed")
@@ -197,6 +213,8 @@ def describe(mode: str, f: dict[str, float], args) -> str:
         f"CPU {f['cpu_ms_per_command']:5.1f} ms/command; "
         f"peak RSS {f['peak_rss_mb']:4.0f} MB (all processes {f['total_peak_rss_mb']:4.0f} MB)"
     )
+    if "idle_cpu_ms_per_s" in f:
+        line += f"; idle {f['idle_cpu_ms_per_s']:.1f} ms CPU a second"
     if f["delivered"] < args.commands:
         line += f"; ONLY {f['delivered']:g} of {args.commands} pictures arrived"
     if "refused_calls" in f:

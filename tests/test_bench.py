@@ -3,7 +3,11 @@ figures are read as ratios to the baseline of the same round."""
 
 from __future__ import annotations
 
-from bench.load import against, percentile, rounds
+import os
+import time
+from types import SimpleNamespace
+
+from bench.load import against, describe, idle_cpu, percentile, rounds
 
 
 def test_each_round_runs_every_mode_once_in_a_rotated_order():
@@ -29,3 +33,39 @@ def test_percentile_is_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
     assert percentile([3.0], 99) == 3.0
+
+
+def test_idle_cpu_counts_what_the_processes_spend_while_waiting():
+    """Measured on this very process: quiet, then with a thread spinning through the wait."""
+    import threading
+
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass  # the measuring thread only sleeps meanwhile, and gets the lock back after
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    quiet = idle_cpu([os.getpid()], 0.5, settle=0)
+    spinner.start()
+    try:
+        busy = idle_cpu([os.getpid()], 0.5, settle=0)
+    finally:
+        stop.set()
+        spinner.join()
+    assert quiet < 100 and busy > 300  # ms of CPU a second: nearly none, and most of one core
+
+
+def test_an_idle_figure_is_printed_when_measured():
+    figures = {
+        "ack_p50_ms": 40.0,
+        "ack_p99_ms": 60.0,
+        "all_posted_s": 2.2,
+        "cpu_ms_per_command": 5.0,
+        "peak_rss_mb": 120.0,
+        "total_peak_rss_mb": 400.0,
+        "delivered": 50,
+        "idle_cpu_ms_per_s": 2.0,
+    }
+    line = describe("redis", figures, SimpleNamespace(commands=50))
+    assert line.endswith("; idle 2.0 ms CPU a second")
