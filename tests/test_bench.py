@@ -4,7 +4,6 @@ figures are read as ratios to the baseline of the same round."""
 from __future__ import annotations
 
 import os
-import time
 from types import SimpleNamespace
 
 from bench.load import against, describe, idle_cpu, percentile, rounds
