@@ -149,3 +149,38 @@ def test_a_socket_timeout_shorter_than_the_bell_wait_is_a_quiet_bell():
         assert broker.wait_for_bell(QUEUE, 1.0) is False
         assert time.monotonic() - started < 1.5
         client.close()
+
+
+def test_a_heartbeat_puts_a_dead_workers_jobs_back_every_time():
+    """Dramatiq requeues a dead worker's unacknowledged jobs on one command in ten, by chance;
+    each heartbeat of a live worker looks for them."""
+    import redis
+
+    from bot.core.broker import BellBroker
+
+    with redis_database() as url:
+        client = redis.Redis.from_url(url)
+
+        def worker() -> BellBroker:
+            broker = BellBroker(client=client, namespace="imagine:queue", heartbeat_timeout=300)
+            broker.declare_queue(QUEUE)
+            JobActors(broker)
+            return broker
+
+        dead, alive = worker(), worker()
+        for _ in range(3):
+            alive.get_actor("imagine_run_job").send({"kind": "generate"})
+        taken = dead.consume(QUEUE, prefetch=3, timeout=250)
+        assert all(next(taken) is not None for _ in range(3))  # fetched, never acknowledged
+        waiting = f"imagine:queue:{QUEUE}"  # the list of message ids not yet taken
+
+        assert client.llen(waiting) == 0
+        time.sleep(0.5)  # the dead worker's heartbeat expires
+        for _ in range(5):  # every heartbeat looks, not one in ten
+            alive.heartbeat(QUEUE)
+            assert client.llen(waiting) == 3
+            taken_again = alive.consume(QUEUE, prefetch=3, timeout=250)
+            assert all(next(taken_again) is not None for _ in range(3))
+            time.sleep(0.5)  # now `alive` holds them unacknowledged, and dies in its turn
+            dead, alive = alive, worker()
+        client.close()

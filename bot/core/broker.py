@@ -7,10 +7,11 @@ queue's bell (a Redis list cut to one item), and a consumer that found its queue
 on the bell (BLPOP) for up to `BELL_WAIT`: it fetches at once when a job is stored, and asks
 only once a second while nothing comes. The token is left after the message is stored, and a
 consumer fetches after taking one, so no job waits for the bell's timeout; messages put back
-without a token (Dramatiq's own requeue of a dead worker's jobs) are found by that once-a-second
-fetch. Blocking there delays nothing else: in Dramatiq 2.2 (the least this app takes) the job
-threads acknowledge their own messages, and the consumer thread's other duty, the delayed
-messages, waits a second at most (their backoff is counted in seconds).
+without a token (a dead worker's jobs, which every heartbeat of a live worker looks for: see
+`heartbeat`) are found by that once-a-second fetch. Blocking there delays nothing else: in
+Dramatiq 2.2 (the least this app takes) the job threads acknowledge their own messages, and
+the consumer thread's other duty, the delayed messages, waits a second at most (their backoff
+is counted in seconds).
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ class BellBroker(RedisBroker):
             pipe.execute()
         except redis.RedisError as err:
             log.warning("could not ring the queue's bell (%s)", type(err).__name__)
+
+    def heartbeat(self, queue_name: str) -> None:
+        """Record this worker alive and, every time, look for dead workers, whose jobs then
+        go back on the queue within one heartbeat of their expiry. Dramatiq looks on one
+        command in ten, by chance; with idle consumers waiting on the bell, a quiet queue
+        sends few commands, and a dead worker's jobs waited tens of seconds for that chance."""
+        self.do_qsize(queue_name)
+
+    def _should_do_maintenance(self, command: str) -> int:
+        if command == "qsize":  # only the heartbeat asks for a queue's size here
+            return 1
+        return super()._should_do_maintenance(command)
 
     def wait_for_bell(self, queue_name: str, seconds: float) -> bool:
         """Block until the queue's bell is rung (True) or `seconds` pass (False; also when a

@@ -245,7 +245,7 @@ class QueueWorker:
     def _heartbeat(self) -> None:
         while not self._stopping.wait(HEARTBEAT_EVERY):
             try:
-                self.broker.do_qsize(QUEUE)  # any broker command records the heartbeat
+                self.broker.heartbeat(QUEUE)
             except redis.RedisError as err:
                 log.warning("heartbeat: Redis unreachable (%s)", type(err).__name__)
 
