@@ -12,7 +12,14 @@ import pytest
 
 from bot.config import Config, SettingError
 from bot.core.jobs import GenerateJob
-from bot.core.queue import QUEUE, JobActors, QueueRunner, RedisJobBoard, make_broker
+from bot.core.queue import (
+    NAMESPACE,
+    QUEUE,
+    JobActors,
+    QueueRunner,
+    RedisJobBoard,
+    make_broker,
+)
 from bot.generation.types import ImageRequest
 from bot.wiring import redis_client
 from tests.services import redis_database
@@ -162,7 +169,7 @@ def test_a_heartbeat_puts_a_dead_workers_jobs_back_every_time():
         client = redis.Redis.from_url(url)
 
         def worker() -> BellBroker:
-            broker = BellBroker(client=client, namespace="imagine:queue", heartbeat_timeout=300)
+            broker = BellBroker(client=client, namespace=NAMESPACE, heartbeat_timeout=300)
             broker.declare_queue(QUEUE)
             JobActors(broker)
             return broker
@@ -172,7 +179,7 @@ def test_a_heartbeat_puts_a_dead_workers_jobs_back_every_time():
             alive.get_actor("imagine_run_job").send({"kind": "generate"})
         taken = dead.consume(QUEUE, prefetch=3, timeout=250)
         assert all(next(taken) is not None for _ in range(3))  # fetched, never acknowledged
-        waiting = f"imagine:queue:{QUEUE}"  # the list of message ids not yet taken
+        waiting = f"{NAMESPACE}:{QUEUE}"  # the list of message ids not yet taken
 
         assert client.llen(waiting) == 0
         time.sleep(0.5)  # the dead worker's heartbeat expires
@@ -183,4 +190,31 @@ def test_a_heartbeat_puts_a_dead_workers_jobs_back_every_time():
             assert all(next(taken_again) is not None for _ in range(3))
             time.sleep(0.5)  # now `alive` holds them unacknowledged, and dies in its turn
             dead, alive = alive, worker()
+        client.close()
+
+
+def test_a_heartbeat_also_puts_back_a_dead_workers_delayed_retries():
+    import redis
+    from dramatiq.common import dq_name
+
+    from bot.core.broker import BellBroker
+
+    with redis_database() as url:
+        client = redis.Redis.from_url(url)
+
+        def worker() -> BellBroker:
+            broker = BellBroker(client=client, namespace=NAMESPACE, heartbeat_timeout=300)
+            broker.declare_queue(QUEUE)
+            JobActors(broker)
+            return broker
+
+        dead, alive = worker(), worker()
+        alive.get_actor("imagine_run_job").send_with_options(args=({},), delay=60_000)
+        delayed = f"{NAMESPACE}:{dq_name(QUEUE)}"
+        assert client.llen(delayed) == 1
+        assert next(dead.consume(dq_name(QUEUE), prefetch=1, timeout=250)) is not None
+        assert client.llen(delayed) == 0  # held by a worker that then dies
+        time.sleep(0.5)
+        alive.heartbeat(QUEUE)
+        assert client.llen(delayed) == 1
         client.close()

@@ -20,6 +20,7 @@ import logging
 
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import dq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
@@ -63,8 +64,11 @@ class BellBroker(RedisBroker):
         """Record this worker alive and, every time, look for dead workers, whose jobs then
         go back on the queue within one heartbeat of their expiry. Dramatiq looks on one
         command in ten, by chance; with idle consumers waiting on the bell, a quiet queue
-        sends few commands, and a dead worker's jobs waited tens of seconds for that chance."""
-        self.do_qsize(queue_name)
+        sends few commands, and a dead worker's jobs waited tens of seconds for that chance.
+        Dramatiq's maintenance works on the queue it is run with: the delay queue (retries
+        waiting their backoff) is looked at too."""
+        for name in (queue_name, dq_name(queue_name)):
+            self.do_qsize(name)
 
     def _should_do_maintenance(self, command: str) -> int:
         if command == "qsize":  # only the heartbeat asks for a queue's size here
