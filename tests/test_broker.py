@@ -9,8 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from dramatiq.common import dq_name
 
 from bot.config import Config, SettingError
+from bot.core.broker import BellBroker
 from bot.core.jobs import GenerateJob
 from bot.core.queue import (
     NAMESPACE,
@@ -158,63 +160,54 @@ def test_a_socket_timeout_shorter_than_the_bell_wait_is_a_quiet_bell():
         client.close()
 
 
-def test_a_heartbeat_puts_a_dead_workers_jobs_back_every_time():
+@pytest.fixture
+def workers():
+    """A Redis client, and a maker of workers' brokers on it whose heartbeats expire in 0.3 s
+    (a worker that stops calling `heartbeat` is dead that soon)."""
+    import redis
+
+    with redis_database() as url:
+        client = redis.Redis.from_url(url)
+
+        def worker() -> BellBroker:
+            broker = BellBroker(client=client, namespace=NAMESPACE, heartbeat_timeout=300)
+            broker.declare_queue(QUEUE)
+            JobActors(broker)
+            return broker
+
+        yield client, worker
+        client.close()
+
+
+def test_a_heartbeat_puts_a_dead_workers_jobs_back_every_time(workers):
     """Dramatiq requeues a dead worker's unacknowledged jobs on one command in ten, by chance;
     each heartbeat of a live worker looks for them."""
-    import redis
-
-    from bot.core.broker import BellBroker
-
-    with redis_database() as url:
-        client = redis.Redis.from_url(url)
-
-        def worker() -> BellBroker:
-            broker = BellBroker(client=client, namespace=NAMESPACE, heartbeat_timeout=300)
-            broker.declare_queue(QUEUE)
-            JobActors(broker)
-            return broker
-
-        dead, alive = worker(), worker()
-        for _ in range(3):
-            alive.get_actor("imagine_run_job").send({"kind": "generate"})
-        taken = dead.consume(QUEUE, prefetch=3, timeout=250)
-        assert all(next(taken) is not None for _ in range(3))  # fetched, never acknowledged
-        waiting = f"{NAMESPACE}:{QUEUE}"  # the list of message ids not yet taken
-
-        assert client.llen(waiting) == 0
-        time.sleep(0.5)  # the dead worker's heartbeat expires
-        for _ in range(5):  # every heartbeat looks, not one in ten
-            alive.heartbeat(QUEUE)
-            assert client.llen(waiting) == 3
-            taken_again = alive.consume(QUEUE, prefetch=3, timeout=250)
-            assert all(next(taken_again) is not None for _ in range(3))
-            time.sleep(0.5)  # now `alive` holds them unacknowledged, and dies in its turn
-            dead, alive = alive, worker()
-        client.close()
-
-
-def test_a_heartbeat_also_puts_back_a_dead_workers_delayed_retries():
-    import redis
-    from dramatiq.common import dq_name
-
-    from bot.core.broker import BellBroker
-
-    with redis_database() as url:
-        client = redis.Redis.from_url(url)
-
-        def worker() -> BellBroker:
-            broker = BellBroker(client=client, namespace=NAMESPACE, heartbeat_timeout=300)
-            broker.declare_queue(QUEUE)
-            JobActors(broker)
-            return broker
-
-        dead, alive = worker(), worker()
-        alive.get_actor("imagine_run_job").send_with_options(args=({},), delay=60_000)
-        delayed = f"{NAMESPACE}:{dq_name(QUEUE)}"
-        assert client.llen(delayed) == 1
-        assert next(dead.consume(dq_name(QUEUE), prefetch=1, timeout=250)) is not None
-        assert client.llen(delayed) == 0  # held by a worker that then dies
-        time.sleep(0.5)
+    client, worker = workers
+    dead, alive = worker(), worker()
+    for _ in range(3):
+        alive.get_actor("imagine_run_job").send({"kind": "generate"})
+    taken = dead.consume(QUEUE, prefetch=3, timeout=250)
+    assert all(next(taken) is not None for _ in range(3))  # fetched, never acknowledged
+    waiting = f"{NAMESPACE}:{QUEUE}"  # the list of message ids not yet taken
+    assert client.llen(waiting) == 0
+    time.sleep(0.5)  # the dead worker's heartbeat expires
+    for _ in range(5):  # every heartbeat looks, not one in ten
         alive.heartbeat(QUEUE)
-        assert client.llen(delayed) == 1
-        client.close()
+        assert client.llen(waiting) == 3
+        taken_again = alive.consume(QUEUE, prefetch=3, timeout=250)
+        assert all(next(taken_again) is not None for _ in range(3))
+        time.sleep(0.5)  # now `alive` holds them unacknowledged, and dies in its turn
+        dead, alive = alive, worker()
+
+
+def test_a_heartbeat_also_puts_back_a_dead_workers_delayed_retries(workers):
+    client, worker = workers
+    dead, alive = worker(), worker()
+    alive.get_actor("imagine_run_job").send_with_options(args=({},), delay=60_000)
+    delayed = f"{NAMESPACE}:{dq_name(QUEUE)}"
+    assert client.llen(delayed) == 1
+    assert next(dead.consume(dq_name(QUEUE), prefetch=1, timeout=250)) is not None
+    assert client.llen(delayed) == 0  # held by a worker that then dies
+    time.sleep(0.5)
+    alive.heartbeat(QUEUE)
+    assert client.llen(delayed) == 1
