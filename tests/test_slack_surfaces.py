@@ -238,6 +238,18 @@ def test_an_uploaded_picture_carries_its_buttons_and_deletes_with_them(uploading
     assert slack.calls_to("files.delete")[0]["file"] == upload.id
 
 
+def test_delete_removes_every_picture_of_an_upload(uploading, fakes):
+    """Two pictures are two files in one message: Delete removes both, not only the first."""
+    slack = fakes[0]
+    before = len(slack.uploaded_files)
+    message = picture(uploading, slack, "imagen two foxes --n 2")
+    uploads = {f.id for f in slack.uploaded_files[before:]}
+    assert len(uploads) == 2 and {f["id"] for f in message["files"]} == uploads
+    click(uploading, slack, message, "Delete")
+    slack.wait_for(lambda: not slack.messages("C123"))
+    assert {call["file"] for call in slack.calls_to("files.delete")} >= uploads
+
+
 def test_a_command_is_acknowledged_while_every_listener_thread_waits_on_slack(uploading, fakes):
     """`/imagine` runs its listener on the request's own thread (`build_app(commands_only)`):
     with every listener thread of the other listeners waiting on a slow Slack (32 people

@@ -33,7 +33,9 @@ def test_a_button_value_round_trips_the_request_without_its_seed():
     request = ImageRequest(
         prompt="a <!channel> & fox", n=2, aspect_ratio="16:9", negative_prompt="<b>", seed=7
     )
-    ref = buttons.PictureRef("U1", request, provider="imagen", target="dalle3", file_id="F1")
+    ref = buttons.PictureRef(
+        "U1", request, provider="imagen", target="dalle3", file_ids=("F1", "F2")
+    )
     value = buttons.encode(ref)
     assert "<!channel>" not in value and "&lt;!channel&gt;" in value
     back = buttons.decode(value)
@@ -42,8 +44,16 @@ def test_a_button_value_round_trips_the_request_without_its_seed():
         ImageRequest(prompt="a <!channel> & fox", n=2, aspect_ratio="16:9", negative_prompt="<b>"),
         provider="imagen",
         target="dalle3",
-        file_id="F1",
+        file_ids=("F1", "F2"),
     )
+
+
+def test_a_button_posted_with_one_file_still_names_it():
+    """Buttons already in channels carry a single file id: a Delete click still finds it."""
+    value = buttons.encode(buttons.PictureRef("U1", ImageRequest(prompt="a fox")))
+    older = json.dumps({**json.loads(value), "f": "F1"})
+    assert buttons.decode(older).file_ids == ("F1",)
+    assert buttons.decode(value).file_ids == ()
 
 
 def test_a_prompt_too_long_for_a_button_is_cut_visibly():

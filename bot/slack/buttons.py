@@ -33,14 +33,15 @@ DEFAULTS = ImageRequest(prompt="")
 @dataclass(frozen=True)
 class PictureRef:
     """What a picture's buttons know about it. `provider` None: a comparison. `target`: the
-    model a "Try with" button asks for. `file_id`: an upload, deleted with its buttons.
+    model a "Try with" button asks for. `file_ids`: an upload's files (one per picture), deleted
+    with its buttons.
     `parent_ts`: the message the buttons answer in a thread (a comparison's upload)."""
 
     requester: str
     request: ImageRequest
     provider: str | None = None
     target: str | None = None
-    file_id: str | None = None
+    file_ids: tuple[str, ...] = ()
     parent_ts: str | None = None
 
 
@@ -52,7 +53,8 @@ def encode(ref: PictureRef) -> str:
         if k not in ("prompt", "seed") and v != getattr(DEFAULTS, k)
     }
     data: dict[str, Any] = {"u": ref.requester, "o": options}
-    for key, value in (("p", ref.provider), ("t", ref.target), ("f", ref.file_id)):
+    files = ",".join(ref.file_ids)  # Slack's file ids are letters and digits
+    for key, value in (("p", ref.provider), ("t", ref.target), ("f", files)):
         if value:
             data[key] = value
     if ref.parent_ts:
@@ -81,7 +83,7 @@ def decode(value: str) -> PictureRef:
         request=ImageRequest(prompt=html.unescape(data["r"]), **options),
         provider=data.get("p"),
         target=data.get("t"),
-        file_id=data.get("f"),
+        file_ids=tuple(filter(None, str(data.get("f") or "").split(","))),
         parent_ts=data.get("m"),
     )
 

@@ -189,7 +189,7 @@ class SlackPublisher:
             comment = messages.upload_comment(result, request, job.user_id, seconds, why)
 
             def blocks(file_ids: list[str]) -> list[dict[str, Any]]:
-                named = dataclasses.replace(ref, file_id=file_ids[0] if file_ids else None)
+                named = dataclasses.replace(ref, file_ids=tuple(file_ids))
                 buttons = picture_buttons(named, self.providers)
                 return messages.result_message(result, request, job.user_id, seconds, buttons, why)[
                     "blocks"
@@ -202,13 +202,13 @@ class SlackPublisher:
                 job.thread_ts,
                 blocks if with_buttons else None,
             )
-            file_id = next(iter(uploaded.file_ids), None)
             if replace is not None:  # the picture is an upload, which cannot replace it
                 self.withdraw_preview(job, replace)
             if with_buttons and not uploaded.with_blocks:
-                self._upload_buttons(job, dataclasses.replace(ref, file_id=file_id))
+                named = dataclasses.replace(ref, file_ids=tuple(uploaded.file_ids))
+                self._upload_buttons(job, named)
             # which message the upload became is asked only when someone rates it
-            return Posted(mode="file", file_id=file_id)
+            return Posted(mode="file", file_id=next(iter(uploaded.file_ids), None))
         except NotInChannelError:
             if linked:
                 message = messages.result_message(result, request, job.user_id, seconds, why=why)

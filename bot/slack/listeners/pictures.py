@@ -118,8 +118,8 @@ class PictureButtons:
             return
         channel = body["container"]["channel_id"]
         try:
-            if ref.file_id:
-                _gone_ok(lambda: client.files_delete(file=ref.file_id))
+            for file_id in ref.file_ids:  # an upload of several pictures: every one
+                _gone_ok(lambda f=file_id: client.files_delete(file=f))
             _gone_ok(
                 lambda: client.chat_delete(channel=channel, ts=body["container"]["message_ts"])
             )
