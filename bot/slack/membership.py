@@ -6,7 +6,9 @@ So before posting, the bot asks `conversations.info` (scope `channels:read`) and
 channel it is not in, joins (`conversations.join`, scope `channels:join`). Private channels
 and DMs cannot be joined: someone must invite the bot. Answers are remembered per channel for
 a while, so a busy channel costs one call every few minutes, and an /invite or a removal is
-noticed soon after.
+noticed soon after. While one thread asks about a channel, the others posting there wait for
+its answer: a burst of pictures in a new channel (or just after the answer expired) costs one
+call, not one per picture against Slack's rate limit for `conversations.info`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ log = logging.getLogger("imagine.slack")
 
 MEMBER_TTL = 600.0  # seconds a channel's answer is trusted
 NOT_MEMBER_TTL = 60.0  # shorter: an invitation should take effect soon
+ASK_WAIT = 60.0  # seconds a thread waits for another's answer (the client's timeouts end it)
 
 
 class Membership:
@@ -33,17 +36,33 @@ class Membership:
         self._clock = clock
         self._lock = threading.Lock()
         self._known: dict[str, tuple[bool | None, float]] = {}  # channel -> (answer, until)
+        self._asking: dict[str, threading.Event] = {}  # channel -> set when its answer is in
 
     def ensure(self, channel: str) -> bool | None:
         """True: the bot is in the channel (it joined if it had to). False: it is not and
         cannot join (a private channel or DM it was not invited to, or joining was refused):
         reactions there never reach it. None: Slack did not say; the post decides."""
-        now = self._clock()
         with self._lock:
             known = self._known.get(channel)
-        if known is not None and known[1] > now:
-            return known[0]
-        return self._remember(channel, self._check(channel))
+            if known is not None and known[1] > self._clock():
+                return known[0]
+            answered = self._asking.get(channel)
+            if answered is None:
+                answered = self._asking[channel] = threading.Event()
+                asking = True
+            else:
+                asking = False
+        if not asking:  # another thread is asking Slack about this channel right now
+            answered.wait(ASK_WAIT)
+            with self._lock:
+                known = self._known.get(channel)
+            return known[0] if known is not None else None
+        try:
+            return self._remember(channel, self._check(channel))
+        finally:
+            with self._lock:
+                del self._asking[channel]
+            answered.set()
 
     def join(self, channel: str) -> bool:
         """Join now: Slack said `not_in_channel`, so the bot was removed since it looked."""
