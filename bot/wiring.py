@@ -28,12 +28,18 @@ from bot.startup import open_vote_store
 from bot.votes.db import VoteStore
 from bot.votes.leaderboard import Leaderboard
 
-REDIS_CONNECTION_WAIT = 5.0  # seconds a thread waits for a free connection before failing
+REDIS_CONNECTION_WAIT = 5.0  # seconds a worker's thread waits for a free connection
+# The process that acknowledges gives Redis at most this long to connect, to answer a command,
+# or to free a connection: a Redis that hangs (paused, or its network dropping packets) then
+# costs a command about this long before it is answered with a sentence, inside Slack's 3 s.
+# A healthy Redis answers in a millisecond. Workers keep redis-py's 5 s.
+ACKNOWLEDGING_REDIS_WAIT = 1.0
 
 
-def redis_client(config: Config):
+def redis_client(config: Config, *, acknowledging: bool = False):
     """One Redis client per process, shared by the queue, the board and the pacer; None
-    without REDIS_URL.
+    without REDIS_URL. `acknowledging`: the process that answers Slack, whose every wait on
+    Redis is bounded by ACKNOWLEDGING_REDIS_WAIT (timeouts given in REDIS_URL take precedence).
 
     Its pool holds at most IMAGINE_REDIS_CONNECTIONS connections, and a thread waits for a
     free one: a command takes a millisecond, so a burst's dozens of threads taking turns on a
@@ -44,15 +50,22 @@ def redis_client(config: Config):
     import redis
     from redis.driver_info import DriverInfo
 
+    waits: dict[str, float] = {"timeout": REDIS_CONNECTION_WAIT}
+    if acknowledging:
+        waits = {
+            "timeout": ACKNOWLEDGING_REDIS_WAIT,
+            "socket_timeout": ACKNOWLEDGING_REDIS_WAIT,
+            "socket_connect_timeout": ACKNOWLEDGING_REDIS_WAIT,
+        }
     try:
         pool = redis.BlockingConnectionPool.from_url(
             config.jobs.redis_url,
             max_connections=config.jobs.redis_connections,
-            timeout=REDIS_CONNECTION_WAIT,
             health_check_interval=30,
             # named here, the version is not looked up in the installed packages for each
             # new connection
             driver_info=DriverInfo(lib_version=redis.__version__),
+            **waits,
         )
         return redis.Redis(connection_pool=pool)
     except ValueError as err:
@@ -100,7 +113,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
     """The Slack app's process (`worker=False`) or a queue worker (`worker=True`).
 
     `publisher_factory(service)` builds the Slack publisher (the Slack layer owns it)."""
-    client = redis_client(config)
+    client = redis_client(config, acknowledging=not worker)
     if worker and client is None:
         raise SettingError("REDIS_URL is not set: a worker serves the queue on Redis")
     service = build_service(config, client)

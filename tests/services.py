@@ -8,6 +8,7 @@ reason that says plainly that they did not run.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -109,6 +110,16 @@ class PrivateRedis:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs. The kernel still accepts connections and takes the
+        commands sent, but nothing is answered (a Redis stuck on a slow disk, or behind a
+        network that drops packets, looks the same to its clients)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: it serves again, starting with the commands that waited."""
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is not None:

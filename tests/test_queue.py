@@ -276,3 +276,40 @@ def test_a_redis_restart_loses_no_job_and_the_app_recovers(fakes, env, start_app
         assert not errors_told(slack)
     finally:
         server.stop()
+
+
+def test_a_hung_redis_is_answered_within_slacks_three_seconds(fakes, env, start_app, tmp_path):
+    """Redis stops answering (paused: it accepts connections and answers nothing). Commands
+    sent meanwhile, more at once than the web process has connections, are each answered
+    inside Slack's 3 s with a sentence; once Redis answers again the app carries on, and
+    nothing refused is drawn."""
+    slack, _, _, _ = fakes
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        env = {**env, "REDIS_URL": server.url, "IMAGINE_REDIS_CONNECTIONS": "4"}
+        web = start_app(env)
+        start_app(env, cls=WorkerProcess)
+        assert "Drawing" in send(web, slack, "dalle3 before the pause", "U1")[1]
+        slack.wait_for(lambda: uploaded_prompts(slack)["before the pause"], timeout=30)
+        server.pause()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(
+                    pool.map(
+                        lambda i: web.post_command(f"dalle3 paused {i}", user_id=f"U2{i:02d}"),
+                        range(8),
+                    )
+                )
+        finally:
+            server.resume()
+        for status, text, elapsed in answers:
+            assert status == 200 and elapsed < 3.0, (status, elapsed)
+            assert "queue is unreachable" in text
+        assert "Drawing" in send(web, slack, "dalle3 after the pause", "U1")[1]
+        slack.wait_for(lambda: uploaded_prompts(slack)["after the pause"], timeout=30)
+        time.sleep(2.0)
+        assert uploaded_prompts(slack) == Counter({"before the pause": 1, "after the pause": 1})
+    finally:
+        server.resume()
+        server.stop()
