@@ -143,7 +143,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
         from bot.core.queue import JobActors, QueueRunner, QueueWorker, RedisJobBoard, make_broker
 
         board = RedisJobBoard(client, config.jobs.max_queued_per_user)
-        broker = make_broker(client, config.jobs.deadline)
+        broker = make_broker(client, config.jobs.deadline, ring_on_enqueue=worker)
         actors = JobActors(broker)
         if worker:
             workflows = Workflows(

@@ -1,9 +1,11 @@
 """The queue's Redis parts, on the machine's Redis: the doorbell (bot/core/broker.py), with
-which an idle consumer waits instead of polling and takes a job the moment it is enqueued; and
-a process's bounded pool of connections (bot/wiring.py)."""
+which an idle consumer waits instead of polling and takes a job the moment it is enqueued, and
+which the web process rings once its acknowledgements are sent; and a process's bounded pool
+of connections (bot/wiring.py)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,13 +14,15 @@ import pytest
 from dramatiq.common import dq_name
 
 from bot.config import Config, SettingError
-from bot.core.broker import BellBroker
-from bot.core.jobs import GenerateJob
+from bot.core.acknowledging import AcknowledgementsFirst
+from bot.core.broker import FETCH_BATCH, BellBroker, DeferredBell
+from bot.core.jobs import GenerateJob, job_to_payload
 from bot.core.queue import (
     NAMESPACE,
     QUEUE,
     JobActors,
     QueueRunner,
+    QueueWorker,
     RedisJobBoard,
     make_broker,
 )
@@ -113,24 +117,132 @@ def test_messages_handed_back_ring_the_bell(broker):
     assert broker.wait_for_bell(QUEUE, 0.1) is True
 
 
+def generate_jobs(count: int) -> list[GenerateJob]:
+    return [
+        GenerateJob(
+            key=f"k{i}",
+            request_id=f"r{i}",
+            team_id="T1",
+            channel_id="C1",
+            user_id=f"U{i}",
+            providers=("dalle3",),
+            request=ImageRequest(prompt=f"picture {i}"),
+        )
+        for i in range(count)
+    ]
+
+
+def counting_rings(broker) -> list[float]:
+    rings: list[float] = []
+    ring = broker.ring
+
+    def counted(queue_name):
+        rings.append(time.monotonic())
+        return ring(queue_name)
+
+    broker.ring = counted
+    return rings
+
+
+def test_the_web_process_rings_once_its_acknowledgements_are_sent():
+    """Each job is stored before its acknowledgement; the workers are woken after the
+    acknowledgements, once for the whole burst, not once per command."""
+    with redis_database() as url:
+        client = redis_client(Config.from_env({"REDIS_URL": url}), acknowledging=True)
+        broker = make_broker(client, 60, ring_on_enqueue=False)
+        runner = QueueRunner(RedisJobBoard(client, 5), JobActors(broker))
+        runner.gate = AcknowledgementsFirst(hold=10.0)  # only the end of the answers releases
+        rings = counting_rings(broker)
+        bell = broker.bell(QUEUE)
+        with runner.gate.acknowledging():  # twenty commands answered at once
+            for job in generate_jobs(20):
+                submitted = runner.submit(job)
+                assert submitted.admission.value == "accepted"
+                submitted.start()  # as the listener does, once it has acknowledged
+            assert broker.do_qsize(QUEUE) == 20  # stored before the answers went
+            time.sleep(0.2)
+            assert not rings and client.llen(bell) == 0  # no worker woken yet
+        deadline = time.monotonic() + 2.0
+        while client.llen(bell) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert client.llen(bell) == 1
+        assert 1 <= len(rings) <= 2, f"{len(rings)} rings for one burst"
+        client.close()
+
+
+def test_a_stopping_web_process_rings_for_the_jobs_its_gate_holds():
+    """SIGTERM while a command is being answered: its job is stored, and the workers are
+    woken for it before the process ends, not a bell wait later."""
+    with redis_database() as url:
+        client = redis_client(Config.from_env({"REDIS_URL": url}), acknowledging=True)
+        broker = make_broker(client, 60, ring_on_enqueue=False)
+        runner = QueueRunner(RedisJobBoard(client, 5), JobActors(broker))
+        runner.gate = AcknowledgementsFirst(hold=10.0)
+        with runner.gate.acknowledging():
+            runner.submit(generate_jobs(1)[0]).start()
+            assert client.llen(broker.bell(QUEUE)) == 0
+            runner.drain()
+            assert client.llen(broker.bell(QUEUE)) == 1
+        client.close()
+
+
+def ring_and_end(bell: DeferredBell) -> None:
+    bell.request()
+    bell.flush()  # as a stop does
+
+
+def test_the_deferred_bell_rings_in_a_process_forked_after_it_was_made(broker):
+    """gunicorn builds the app and then forks its workers: threads do not cross a fork, so
+    the bell's thread must be started by the process that rings."""
+    bell = DeferredBell(broker, QUEUE)
+    child = multiprocessing.get_context("fork").Process(target=ring_and_end, args=(bell,))
+    child.start()
+    child.join(10)
+    assert child.exitcode == 0
+    assert broker.client.llen(broker.bell(QUEUE)) == 1
+
+
+def test_a_burst_rung_once_is_shared_by_the_idle_workers():
+    """One ring wakes one consumer; taking a batch at a time and passing the bell on, it
+    leaves part of the burst to the other worker, which the bell woke in turn."""
+    import redis
+
+    with redis_database() as url:
+        ran: dict[int, list[str]] = {0: [], 1: []}
+        workers = []
+        for number in ran:
+            broker = make_broker(redis.Redis.from_url(url), 60)
+            actors = JobActors(broker)
+            actors.attach(lambda job, n=number: (ran[n].append(job.key), time.sleep(0.5)), print)
+            workers.append(QueueWorker(broker, threads=128))  # room for the whole burst
+        for worker in workers:
+            worker.start()
+        sender = make_broker(redis.Redis.from_url(url), 60, ring_on_enqueue=False)
+        try:
+            time.sleep(1.5)  # both consumers idle, waiting on the bell
+            actors = JobActors(sender)
+            for job in generate_jobs(10 * FETCH_BATCH):
+                actors.run_job.send(job_to_payload(job))
+            sender.ring(QUEUE)
+            deadline = time.monotonic() + 5.0
+            while len(ran[0]) + len(ran[1]) < 10 * FETCH_BATCH and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(ran[0]) + len(ran[1]) == 10 * FETCH_BATCH
+            assert min(len(ran[0]), len(ran[1])) >= FETCH_BATCH, {n: len(r) for n, r in ran.items()}
+        finally:
+            for worker in workers:
+                worker.stop(1.0)
+                worker.broker.client.close()
+            sender.client.close()
+
+
 def test_a_burst_takes_turns_on_the_configured_connections():
     with redis_database() as url:
         config = Config.from_env({"REDIS_URL": url, "IMAGINE_REDIS_CONNECTIONS": "4"})
         client = redis_client(config)
         broker = make_broker(client, 60)
         runner = QueueRunner(RedisJobBoard(client, 5), JobActors(broker))
-        jobs = [
-            GenerateJob(
-                key=f"k{i}",
-                request_id=f"r{i}",
-                team_id="T1",
-                channel_id="C1",
-                user_id=f"U{i}",
-                providers=("dalle3",),
-                request=ImageRequest(prompt=f"picture {i}"),
-            )
-            for i in range(60)
-        ]
+        jobs = generate_jobs(60)
         with ThreadPoolExecutor(30) as pool:
             admissions = list(pool.map(lambda job: runner.submit(job).admission.value, jobs))
         assert admissions == ["accepted"] * 60

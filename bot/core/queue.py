@@ -27,7 +27,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import AgeLimit, Middleware, Retries, ShutdownNotifications, TimeLimit
 
-from bot.core.broker import BellBroker
+from bot.core.broker import BellBroker, DeferredBell
 from bot.core.jobs import Job, job_from_payload, job_to_payload
 from bot.core.runner import DEDUP_SECONDS, Admission, JobBoard, Runner, counts_toward_cap
 
@@ -45,8 +45,12 @@ IDLE_THREAD_WAKEUP = 5.0  # seconds
 GRACE = 120.0  # a job still listed this long after its deadline died with its worker
 
 
-def make_broker(client: redis.Redis, job_deadline: float) -> BellBroker:
+def make_broker(
+    client: redis.Redis, job_deadline: float, *, ring_on_enqueue: bool = True
+) -> BellBroker:
+    """`ring_on_enqueue` False: the web process, which rings after its acknowledgements."""
     broker = BellBroker(
+        ring_on_enqueue=ring_on_enqueue,
         client=client,
         namespace=NAMESPACE,
         heartbeat_timeout=int(HEARTBEAT_TIMEOUT * 1000),
@@ -178,17 +182,24 @@ class RedisJobBoard(JobBoard):
 
 
 class QueueRunner(Runner):
-    """The web side: admit on the board, enqueue, and let the acknowledgement go."""
+    """The web side: admit on the board, enqueue, let the acknowledgement go, and then wake
+    the workers (the broker does not ring on enqueue here: `DeferredBell`)."""
 
     name = "redis"
 
     def __init__(self, board: RedisJobBoard, actors: JobActors) -> None:
         super().__init__(board)
         self.actors = actors
+        self.bell = DeferredBell(actors.broker, QUEUE)
 
     def _dispatch(self, job: Job) -> Callable[[], object]:
         self.actors.run_job.send(job_to_payload(job))  # stored in Redis before the ack
-        return lambda: None
+        return lambda: self.gate.after(self.bell.request)
+
+    def drain(self, deadline: float | None = None) -> None:
+        """The accepted jobs are in Redis already: ring for the last of them before the end."""
+        self.gate.close()
+        self.bell.flush()
 
 
 class InFlight(Middleware):
