@@ -100,10 +100,11 @@ class DeferredBell:
     before it rang. The web process asks for a ring after each acknowledgement, through the
     acknowledgement gate (bot/core/acknowledging.py): the messages are stored before Slack is
     answered, and a burst of commands wakes the workers once its acknowledgements are sent,
-    so that the jobs do not compete with them for the machine, and the web process makes one
-    round trip to Redis per command, not two. The thread of its own keeps a slow Redis off
-    the thread that asks (the gate releases on the server's event loop); it starts on first
-    use, so in the process that uses it (gunicorn forks after building the app).
+    so that the jobs do not compete with them for the machine, and the web process makes two
+    round trips to Redis per command (the person's cap, the job), not three. The thread of
+    its own keeps a slow Redis off the thread that asks (the gate releases on the server's
+    event loop); it starts on first use, so in the process that uses it (gunicorn forks after
+    building the app).
 
     A process that ends before its ring costs its last jobs one `bell_wait` at most."""
 
