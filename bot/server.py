@@ -88,10 +88,10 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     import signal
     import time
 
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk.errors import SlackApiError
 
     from bot.slack.app import build_app, build_web_client, listener_pool, publisher_factory
+    from bot.slack.socket_mode import SocketModeFrontEnd
     from bot.wiring import build_for_slack
 
     client = build_web_client(config)
@@ -99,13 +99,15 @@ def _serve_socket_mode(config: Config) -> NoReturn:
     listeners = listener_pool()
     with quiet_slack_client():  # a failed auth.test is reported in one sentence, by us
         app = build_app(config, services, client, listeners)
+        commands = build_app(config, services, client, listeners, commands_only=True)
     announce(config, services, "Socket Mode")
     gc.freeze()  # what exists now lives as long as the process (see _serve_http)
     if config.jobs.metrics_port is not None:
         from bot import metrics
 
         metrics.serve(config.jobs.metrics_port)
-    handler = SocketModeHandler(app, config.slack.app_token)
+    assert services.runner is not None
+    handler = SocketModeFrontEnd(app, commands, config.slack.app_token, services.runner.gate)
     signal.signal(signal.SIGTERM, _stopping)
     status = 0
     stopped_at = None
@@ -125,7 +127,6 @@ def _serve_socket_mode(config: Config) -> NoReturn:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
         _within(CLOSE_WAIT, handler.close)
         listeners.shutdown(wait=True)
-        assert services.runner is not None
         # as long as the platform allows; then whoever waits is told it was interrupted
         services.runner.drain(None if stopped_at is None else stopped_at + config.jobs.stop_wait)
         services.close()

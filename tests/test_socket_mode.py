@@ -14,12 +14,15 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+from bot.generation.types import ImageRequest
+from bot.slack import buttons
+from bot.slack.app import LISTENER_THREADS
 from bot.votes.db import VoteStore
 from tests.fakes.images import png_bytes
 from tests.fakes.slack import FakeSlack, shared_words
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.slack_harness import AppProcess, event_body, reaction_added
+from tests.slack_harness import AppProcess, block_actions_payload, event_body, reaction_added
 
 POSITIONS = {
     "A": {"provider": "imagen", "model": "gemini-3.1-flash-image"},
@@ -125,6 +128,55 @@ def test_imagen_is_acknowledged_at_once_then_uploaded(app, fakes):
     # Every Web API call of the bot used the bot token, never the app-level one.
     auths = {r.headers.get("authorization") for r in slack.calls("/api/")}
     assert auths == {f"Bearer {slack.token}"}
+
+
+def test_a_command_is_answered_while_every_listener_thread_waits_on_slack(app, fakes):
+    """A slash command runs on its envelope's own thread (the commands-only app, as in HTTP
+    mode): with every listener thread held by clicks waiting on a slow Slack (people opening
+    the form from Edit prompt), a command is still answered at once."""
+    slack, _, socket_mode = fakes
+    ref = buttons.PictureRef("U123", ImageRequest(prompt="a slow morning"), provider="imagen")
+    slack.latency = 2.0
+    try:
+        for i in range(LISTENER_THREADS):  # by different people: each click is its own
+            click = block_actions_payload(
+                buttons.EDIT_ACTION,
+                buttons.encode(ref),
+                user_id=f"U{i:03d}",
+                trigger_id=slack.trigger(),
+            )
+            socket_mode.send("interactive", click, app.session, accepts_response_payload=False)
+        slack.wait_for(lambda: len(slack.calls_to("views.open")) == LISTENER_THREADS)
+        ack = socket_mode.slash_command("help", session=app.session)
+        assert "*Providers here:*" in ack.text
+        assert ack.seconds < 1.0, f"ack took {ack.seconds:.2f}s"
+    finally:
+        slack.latency = 0.0
+        time.sleep(2.5)  # the slow calls end and free their threads before the next test
+
+
+def test_a_job_waits_for_the_envelopes_being_answered_but_no_longer_than_the_hold(app, fakes):
+    """Acknowledgements first, as in HTTP mode: a picture accepted while another envelope is
+    still being answered (a bare `/imagine` waiting 2 s on `views.open`) is acknowledged at
+    once, and its drawing starts after the hold, not before it nor only once the slow
+    envelope is answered."""
+    slack, vertex, socket_mode = fakes
+    socket_mode.slash_command("imagen a warm up", session=app.session)
+    slack.wait_for(lambda: slack.uploaded_files)  # the token and connections are ready
+    slack.latency = 2.0
+    try:
+        form = socket_mode.send_slash_command("", app.session, trigger_id=slack.trigger())
+        slack.wait_for(lambda: slack.calls_to("views.open"))
+        before = len(vertex.api_calls())
+        sent = time.monotonic()  # the job is accepted after this, and held 0.25 s from then
+        ack = socket_mode.slash_command("imagen a quiet harbour", session=app.session)
+        assert "Drawing" in ack.text and ack.seconds < 1.0
+        drawn = slack.wait_for(lambda: vertex.api_calls()[before:], timeout=10)[0]
+        assert 0.24 <= drawn.at - sent < 1.5  # the form's envelope ends ~2 s after `sent`
+        socket_mode.wait_for_ack(form)
+    finally:
+        slack.latency = 0.0
+        time.sleep(2.5)  # the picture's slow upload ends before the next test
 
 
 def test_events_arrive_and_are_acknowledged(app, fakes):

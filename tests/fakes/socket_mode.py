@@ -195,10 +195,13 @@ class FakeSocketMode:
     def slash_command(
         self, text: str, timeout: float = 5.0, session: Session | None = None, **fields: Any
     ) -> Ack:
-        """`/imagine text` as Slack delivers it over Socket Mode: the HTTP form's fields."""
+        """`/imagine text` as Slack delivers it over Socket Mode, and its acknowledgement."""
+        return self.wait_for_ack(self.send_slash_command(text, session, **fields), timeout)
+
+    def send_slash_command(self, text: str, session: Session | None = None, **fields: Any) -> str:
+        """`/imagine text` sent, not waited for: the HTTP form's fields; the envelope's id."""
         form = dict(parse_qsl(slash_command_body(text, **fields).decode(), keep_blank_values=True))
-        envelope_id = self.send("slash_commands", form, session, accepts_response_payload=True)
-        return self.wait_for_ack(envelope_id, timeout)
+        return self.send("slash_commands", form, session, accepts_response_payload=True)
 
     def event(
         self,
