@@ -282,7 +282,9 @@ def test_a_hung_redis_is_answered_within_slacks_three_seconds(fakes, env, start_
     """Redis stops answering (paused: it accepts connections and answers nothing). Commands
     sent meanwhile, more at once than the web process has connections, are each answered
     inside Slack's 3 s with a sentence; once Redis answers again the app carries on, and
-    nothing refused is drawn."""
+    nothing refused is drawn or counts toward a person's cap."""
+    import redis
+
     slack, _, _, _ = fakes
     server = PrivateRedis(tmp_path)
     server.start()
@@ -306,6 +308,15 @@ def test_a_hung_redis_is_answered_within_slacks_three_seconds(fakes, env, start_
         for status, text, elapsed in answers:
             assert status == 200 and elapsed < 3.0, (status, elapsed)
             assert "queue is unreachable" in text
+        # Redis ran the admissions it had received once it answered again; the web process
+        # takes those entries off the board, so the eight people's caps count nothing.
+        board = redis.Redis.from_url(server.url)
+        users = [f"imagine:jobs:user:U2{i:02d}" for i in range(8)]
+        deadline = time.monotonic() + 15
+        while any(board.zcard(user) for user in users) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(board.zcard(user) for user in users)
+        board.close()
         assert "Drawing" in send(web, slack, "dalle3 after the pause", "U1")[1]
         slack.wait_for(lambda: uploaded_prompts(slack)["after the pause"], timeout=30)
         time.sleep(2.0)

@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from bot.core.acknowledging import AcknowledgementsFirst
 from bot.core.jobs import Job, LeaderboardJob
+from bot.core.withdrawals import Withdrawals
 from bot.votes.db import VoteStore
 
 log = logging.getLogger("imagine.jobs")
@@ -202,6 +203,8 @@ class Runner(ABC):
         self.board = board
         # the front end's acknowledgements pass here; jobs of this process start after them
         self.gate = AcknowledgementsFirst()
+        # a failed submission's entry, which may yet reach the board (bot/core/withdrawals.py)
+        self.withdrawals = Withdrawals(board.finish)
 
     def submit(self, job: Job) -> Submitted:
         """Admit and hand over the job; UNAVAILABLE (never an exception) when the queue
@@ -212,6 +215,7 @@ class Runner(ABC):
             admission = self.board.admit(job)
         except Exception as err:
             log.error("could not admit request_id=%s: %s", job.request_id, type(err).__name__)
+            self.withdrawals.add(job)  # a board that stopped answering may still run it
             return Submitted(Admission.UNAVAILABLE)
         if admission is not Admission.ACCEPTED:
             return Submitted(admission)
@@ -219,10 +223,7 @@ class Runner(ABC):
             start = self._dispatch(job)
         except Exception as err:
             log.error("could not hand over request_id=%s: %s", job.request_id, type(err).__name__)
-            try:
-                self.board.finish(job)
-            except Exception:
-                pass  # the board lives where the queue does: it expires the entry itself
+            self.withdrawals.add(job)  # admitted: its entry goes, not on this path
             return Submitted(Admission.UNAVAILABLE)
         return Submitted(admission, start)
 
