@@ -25,7 +25,7 @@ from bot.generation.providers import PROVIDER_CLASSES, resolve_provider_name
 from bot.generation.service import GenerationService
 from bot.generation.stores.base import ImageStore
 from bot.startup import open_vote_store
-from bot.votes.db import VoteStore
+from bot.votes.db import TOLD, VoteStore
 from bot.votes.leaderboard import Leaderboard
 
 REDIS_CONNECTION_WAIT = 5.0  # seconds a worker's thread waits for a free connection
@@ -160,7 +160,10 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
                 config, service, store, choice, board, workflows, queue_worker=queue_worker
             )
         else:
-            runner = QueueRunner(board, actors)
+            # a job whose hand-over failed may be stored anyway: its person was told no
+            runner = QueueRunner(
+                board, actors, lambda job: store.claim_delivery(job.key, job.channel_id, TOLD)
+            )
             services = Services(config, service, store, choice, board, runner=runner)
     metrics.watch(metrics.QUEUE_DEPTH, ["redis" if client else "threads"], board.active)
     return services

@@ -129,15 +129,18 @@ class PrivateRedis:
 
 
 class TcpProxy:
-    """A TCP forwarder in front of a server (PostgreSQL) that a test can `cut` — the port
-    closed and every open connection dropped, as the app sees a database that went down —
-    and `restore` on the same port."""
+    """A TCP forwarder in front of a server (PostgreSQL, Redis) that a test can `cut` — the
+    port closed and every open connection dropped, as the app sees a database that went down
+    — and `restore` on the same port; or tell to `lose_replies` on the next connection that
+    sends given bytes."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._losing: list[bytes] = []  # markers, each silencing one connection
+        self._silenced: set[socket.socket] = set()  # whose replies are dropped
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -174,12 +177,26 @@ class TcpProxy:
                 self._drop(upstream)
                 return
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b, client), daemon=True).start()
 
-    def _pump(self, source, sink) -> None:
+    def lose_replies(self, marker: bytes) -> None:
+        """The next connection whose client sends `marker` gets no reply from then on: the
+        server received the request and carries it out, but its answer is lost (a network
+        that drops packets one way, or a server that answers after the client gave up)."""
+        with self._lock:
+            self._losing.append(marker)
+
+    def _pump(self, source, sink, client) -> None:
+        towards_client = sink is client
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                with self._lock:
+                    if not towards_client and any(m in data for m in self._losing):
+                        self._losing.remove(next(m for m in self._losing if m in data))
+                        self._silenced.add(client)
+                    silenced = client in self._silenced
+                if not (towards_client and silenced):
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -189,6 +206,7 @@ class TcpProxy:
     def _drop(self, sock) -> None:
         with self._lock:
             self._sockets.discard(sock)
+            self._silenced.discard(sock)
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -326,6 +326,15 @@ def test_a_run_that_died_while_posting_is_told_not_posted_again(world):
     assert services.store.delivery_state(interrupted.key) == TOLD
 
 
+def test_a_job_whose_person_was_told_no_posts_nothing_and_says_nothing(world):
+    slack, vertex, services = world
+    disowned = slack_job(slack)
+    services.store.claim_delivery(disowned.key, "C1", TOLD)  # its hand-over seemed to fail
+    assert services.workflows.run(disowned) == "duplicate"
+    assert not slack.uploaded_files and not slack.responses_to(disowned.response_url)
+    assert services.store.delivery_state(disowned.key) == TOLD
+
+
 def test_a_job_past_its_deadline_is_given_up_with_a_sentence(world):
     slack, vertex, services = world
     late = slack_job(slack, created_at=time.time() - 700, deadline=time.time() - 100)

@@ -12,6 +12,7 @@ import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,7 +20,7 @@ from tests.fakes._http import WindowQuota
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
-from tests.services import PrivateRedis, postgres_schema, redis_database
+from tests.services import PrivateRedis, TcpProxy, postgres_schema, redis_database
 from tests.slack_harness import (
     AppProcess,
     WorkerProcess,
@@ -324,3 +325,31 @@ def test_a_hung_redis_is_answered_within_slacks_three_seconds(fakes, env, start_
     finally:
         server.resume()
         server.stop()
+
+
+def test_a_job_stored_after_its_sender_was_told_no_is_never_posted(fakes, env, start_app):
+    """Redis takes a job but its answer never arrives (lost on the way back, or sent after
+    the web process gave up): the person is told the queue is unreachable, so the picture a
+    worker draws later must not appear. The web process records in the delivery ledger that
+    the person was told; the worker's run finds it and posts nothing. (The record is written
+    once the web process gives up waiting, after 1 s: a picture drawn faster than that could
+    still be posted; no image model is that fast.)"""
+    slack, _, openai, _ = fakes
+    openai.generation_delay = 2.0
+    redis_url = urlsplit(env["REDIS_URL"])
+    with TcpProxy(redis_url.hostname or "127.0.0.1", redis_url.port or 6379) as proxy:
+        env = {**env, "REDIS_URL": redis_url._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()}
+        web = start_app(env)
+        start_app(env, cls=WorkerProcess)
+        assert "Drawing" in send(web, slack, "dalle3 before the loss", "U1")[1]
+        slack.wait_for(lambda: uploaded_prompts(slack)["before the loss"], timeout=30)
+        proxy.lose_replies(b"enqueue")  # Dramatiq's script, as the web process sends a job
+        status, text, elapsed = web.post_command("dalle3 lost answer", user_id="U2")
+        assert status == 200 and elapsed < 3.0 and "queue is unreachable" in text
+        drawn = lambda: any(b"lost answer" in c.body for c in openai.calls("/images/"))  # noqa: E731
+        slack.wait_for(drawn, timeout=30)  # the job was stored, and a worker ran it
+        assert "Drawing" in send(web, slack, "dalle3 after the loss", "U1")[1]
+        slack.wait_for(lambda: uploaded_prompts(slack)["after the loss"], timeout=30)
+        time.sleep(1.0)
+    assert uploaded_prompts(slack) == Counter({"before the loss": 1, "after the loss": 1})
+    assert not any("lost answer" in (r.text or "") for r in slack.responses)

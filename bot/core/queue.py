@@ -187,8 +187,13 @@ class QueueRunner(Runner):
 
     name = "redis"
 
-    def __init__(self, board: RedisJobBoard, actors: JobActors) -> None:
-        super().__init__(board)
+    def __init__(
+        self,
+        board: RedisJobBoard,
+        actors: JobActors,
+        disown: Callable[[Job], object] | None = None,
+    ) -> None:
+        super().__init__(board, disown)
         self.actors = actors
         self.bell = DeferredBell(actors.broker, QUEUE)
 

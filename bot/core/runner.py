@@ -199,12 +199,14 @@ class Runner(ABC):
 
     name: str
 
-    def __init__(self, board: JobBoard) -> None:
+    def __init__(self, board: JobBoard, disown: Callable[[Job], object] | None = None) -> None:
+        """`disown`: records in the delivery ledger that a job's person was told it was not
+        taken, for a runner whose failed hand-over may have stored the job anyway."""
         self.board = board
         # the front end's acknowledgements pass here; jobs of this process start after them
         self.gate = AcknowledgementsFirst()
-        # a failed submission's entry, which may yet reach the board (bot/core/withdrawals.py)
-        self.withdrawals = Withdrawals(board.finish)
+        # a failed submission, which may yet reach Redis, undone (bot/core/withdrawals.py)
+        self.withdrawals = Withdrawals(board.finish, disown=disown)
 
     def submit(self, job: Job) -> Submitted:
         """Admit and hand over the job; UNAVAILABLE (never an exception) when the queue
@@ -223,7 +225,7 @@ class Runner(ABC):
             start = self._dispatch(job)
         except Exception as err:
             log.error("could not hand over request_id=%s: %s", job.request_id, type(err).__name__)
-            self.withdrawals.add(job)  # admitted: its entry goes, not on this path
+            self.withdrawals.add(job, maybe_stored=True)  # not on this path
             return Submitted(Admission.UNAVAILABLE)
         return Submitted(admission, start)
 

@@ -412,7 +412,7 @@ class VoteStore:
             self._insert_ignore(DELIVERIES)
             .values(
                 job_key=bindparam("k"),
-                state=POSTING,
+                state=bindparam("s"),
                 channel_id=bindparam("c"),
                 updated_at=bindparam("u"),
             )
@@ -735,11 +735,13 @@ class VoteStore:
         with self._read() as conn:
             return conn.scalar(select(DELIVERIES.c.state).where(DELIVERIES.c.job_key == job_key))
 
-    def claim_delivery(self, job_key: str, channel_id: str) -> bool:
-        """Record that this run is about to post; False when another run got there first."""
+    def claim_delivery(self, job_key: str, channel_id: str, state: str = POSTING) -> bool:
+        """Record that this run is about to post; False when another run got there first.
+        TOLD: the person was told the job was not taken, and a run that comes anyway (a job
+        stored by a Redis whose answer was lost) posts nothing."""
         with self._write() as conn:
-            claimed = conn.execute(self._claim, {"k": job_key, "c": channel_id, "u": _now()})
-            return claimed.first() is not None
+            values = {"k": job_key, "s": state, "c": channel_id, "u": _now()}
+            return conn.execute(self._claim, values).first() is not None
 
     def finish_delivery(self, job_key: str, state: str, message_ts: str | None = None) -> None:
         """The claimed job's outcome: POSTED (with its message) or TOLD (a sentence instead)."""
