@@ -12,7 +12,8 @@ is uploaded. Modes:
 It prints, per mode: acknowledgement p50/p99, the time until all are posted, the app's CPU
 milliseconds per command (user+system of all its processes during the burst) and peak RSS;
 with `--repeat N`, the medians of N rounds, each running every mode once (the order rotated),
-and each mode's figures as ratios to the baseline's of the same round.
+and each mode's figures as ratios to the baseline's of the same round (their median, and
+their range over the rounds).
 With `--idle S` it first measures the app's CPU while it waits for S seconds with nothing to
 do (warm, after one picture), in milliseconds a second: what an idle deployment costs.
 With `--quota RPM` the fake enforces that quota over 10-second windows (as Azure does) and the
@@ -225,14 +226,17 @@ def describe(mode: str, f: dict[str, float], args) -> str:
 
 def against(runs: list[dict[str, float]], baseline: list[dict[str, float]]) -> str:
     """The targets' three figures as ratios to the baseline's, round by round (1.00 or less
-    meets the target)."""
+    meets the target): their median and, over several rounds, their range, which says how
+    much of a difference the machine's noise alone makes."""
 
-    def ratio(key: str) -> float:
-        return statistics.median(r[key] / b[key] for r, b in zip(runs, baseline, strict=True))
+    def ratio(key: str) -> str:
+        ratios = [r[key] / b[key] for r, b in zip(runs, baseline, strict=True)]
+        spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+        return f"{statistics.median(ratios):.2f}×{spread}"
 
     return (
-        f"ack p99 {ratio('ack_p99_ms'):.2f}×, all posted {ratio('all_posted_s'):.2f}×, "
-        f"CPU per command {ratio('cpu_ms_per_command'):.2f}×"
+        f"ack p99 {ratio('ack_p99_ms')}, all posted {ratio('all_posted_s')}, "
+        f"CPU per command {ratio('cpu_ms_per_command')}"
     )
 
 

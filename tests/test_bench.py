@@ -18,14 +18,19 @@ def test_each_round_runs_every_mode_once_in_a_rotated_order():
     ]
 
 
-def test_ratios_are_taken_round_by_round_then_their_median():
+def test_ratios_are_taken_round_by_round_then_their_median_and_range():
     def figures(ack: float, posted: float, cpu: float) -> dict[str, float]:
         return {"ack_p99_ms": ack, "all_posted_s": posted, "cpu_ms_per_command": cpu}
 
     # the machine slows down in round 2: each round's ratio sees it in both modes
     baseline = [figures(100, 2.0, 5.0), figures(200, 4.0, 10.0), figures(100, 2.0, 5.0)]
     app = [figures(50, 2.2, 6.0), figures(100, 4.4, 12.0), figures(90, 2.0, 4.0)]
-    assert against(app, baseline) == ("ack p99 0.50×, all posted 1.10×, CPU per command 1.20×")
+    assert against(app, baseline) == (
+        "ack p99 0.50× (0.50–0.90), all posted 1.10× (1.00–1.10), CPU per command 1.20× (0.80–1.20)"
+    )
+    assert against(app[:1], baseline[:1]) == (
+        "ack p99 0.50×, all posted 1.10×, CPU per command 1.20×"
+    )
 
 
 def test_percentile_is_nearest_rank():
