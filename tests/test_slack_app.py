@@ -460,6 +460,23 @@ def test_a_slack_5xx_while_uploading_is_retried_and_uploads_once(app, fakes, ste
     assert not slack.responses_to(url)
 
 
+def test_a_share_whose_answer_was_lost_counts_as_shared(app, fakes):
+    """files.completeUploadExternal went through but Slack's edge answered 504: the retry
+    finds the upload completed (it can be completed only once). The picture is in the
+    channel, once, and the person is not told it went wrong."""
+    slack = fakes[0]
+    slack.lose_answer("files.completeUploadExternal")
+    _, _, _, url = command(app, slack, "imagen a bridge that held")
+    slack.wait_for(lambda: slack.uploaded_files, timeout=15)
+    slack.wait_for(lambda: len(slack.calls_to("files.info")) >= 1, timeout=15)
+    time.sleep(0.5)
+    slack.quiesce()
+    shared = [m for m in slack.messages("C123") if m.get("subtype") == "file_share"]
+    assert len(slack.uploaded_files) == 1 and len(shared) == 1
+    assert not slack.responses_to(url)
+    assert "a share that had gone through" in app.logs() and "job failed" not in app.logs()
+
+
 def test_five_slack_429s_in_a_row_are_waited_out(app, fakes):
     slack = fakes[0]
     slack.rate_limit("files.completeUploadExternal", times=5, retry_after=1)

@@ -143,15 +143,25 @@ class Delivery:
         ]
 
         def share(**content: str) -> None:
-            self._with_join(
-                channel,
-                lambda: self.client.files_completeUploadExternal(
-                    files=listed,
-                    channel_id=channel,
-                    **({"thread_ts": thread_ts} if thread_ts else {}),
-                    **content,
-                ),
-            )
+            try:
+                self._with_join(
+                    channel,
+                    lambda: self.client.files_completeUploadExternal(
+                        files=listed,
+                        channel_id=channel,
+                        **({"thread_ts": thread_ts} if thread_ts else {}),
+                        **content,
+                    ),
+                )
+            except SlackApiError as err:
+                # An upload is completed once only: after a 5xx whose call went through
+                # (Slack's edge gave up waiting), the retry is refused. The files shared in
+                # the channel say that it was posted.
+                if err.response.get("error") in BLOCKS_REFUSED or not self._share_ts(
+                    file_ids[0], channel
+                ):
+                    raise
+                log.warning("Slack refused a share that had gone through: it is posted")
 
         if blocks is not None:
             try:

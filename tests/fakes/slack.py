@@ -387,6 +387,7 @@ class FakeSlack(FakeServer):
         # Slack shares an upload asynchronously: files.info lists no share for this long after
         # files.completeUploadExternal (a moment on a real workspace; 0 here unless a test asks)
         self.share_delay = 0.0
+        self._lost_answers: dict[str, list[int]] = {}  # method: statuses, see lose_answer
         self._channels: dict[str, Channel] = {}
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._ephemerals: list[dict[str, Any]] = []
@@ -479,6 +480,12 @@ class FakeSlack(FakeServer):
         reply = Reply(status, page, headers={"Content-Type": "text/html; charset=utf-8"})
         self.enqueue(*([reply] * times), path_contains=_path_of(method))
 
+    def lose_answer(self, method: str, times: int = 1, status: int = 504) -> None:
+        """The next `times` calls of `method` are carried out, but answered `status` with an
+        HTML page: Slack's edge gave up waiting while the call went through behind it."""
+        with self._state:
+            self._lost_answers.setdefault(method, []).extend([status] * times)
+
     def fail(self, method: str, error: str, times: int = 1) -> None:
         """The next `times` calls of `method` answer `{"ok": false, "error": error}`."""
         reply = Reply(200, {"ok": False, "error": error})
@@ -504,6 +511,7 @@ class FakeSlack(FakeServer):
             self._responses.clear()
             self.missing_users.clear()
             self.share_delay = 0.0
+            self._lost_answers.clear()
             self._triggers.clear()
             self._used_triggers.clear()
             self._views.clear()
@@ -662,6 +670,12 @@ class FakeSlack(FakeServer):
                 result = handler(args)
         except SlackError as err:
             return Reply(200, {"ok": False, "error": err.code, **err.extra}, headers=scopes)
+        with self._state:
+            lost = self._lost_answers.get(method)
+            status = lost.pop(0) if lost else None
+        if status is not None:
+            page = f"<html><body><h1>{status} Gateway Timeout</h1></body></html>"
+            return Reply(status, page, headers={"Content-Type": "text/html; charset=utf-8"})
         return Reply(200, {"ok": True, **result}, headers=scopes)
 
     # -- helpers (called with self._state held) -------------------------------------------
