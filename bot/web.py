@@ -200,6 +200,21 @@ class ImagineWorker(ASGIWorker):
     """gunicorn's asyncio worker; on SIGTERM the app starts draining its jobs at once, rather
     than after the connections have closed (which slow clients can stretch to the kill)."""
 
+    def _setup_event_loop(self) -> None:
+        """gunicorn 27 serves the listening socket with asyncio's default backlog (100),
+        which replaces the configured one on the socket: in a burst of more than 100
+        connections while the loop was busy, the kernel dropped SYNs, which their clients
+        send again only a second later (uvicorn's worker had the same bug, its #544). Every
+        server this loop starts gets the configured backlog."""
+        super()._setup_event_loop()
+        create_server, backlog = self.loop.create_server, self.cfg.backlog
+
+        async def create_server_with_backlog(*args: Any, **kwargs: Any) -> asyncio.Server:
+            kwargs.setdefault("backlog", backlog)
+            return await create_server(*args, **kwargs)
+
+        self.loop.create_server = create_server_with_backlog  # type: ignore[method-assign]
+
     def handle_exit_signal(self) -> None:
         super().handle_exit_signal()
         stop = getattr(self.asgi, "stop", None)

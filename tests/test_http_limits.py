@@ -240,3 +240,40 @@ def test_a_signed_command_still_works(app):
     assert status == 200 and "Providers here" in body and elapsed < 1.0
     status, _, _ = app.post_signed(slash_command_body("help"), "application/x-www-form-urlencoded")
     assert status == 200
+
+
+def test_a_burst_of_connections_waits_in_the_configured_backlog(app):
+    """While the worker is busy (stopped here), the kernel queues new connections up to the
+    listen backlog (2048) and drops the SYNs beyond it, which their clients send again only
+    a second later: Slack's 3 s would then start with a lost second. gunicorn's asyncio
+    worker set asyncio's default backlog, 100, over the configured one."""
+    import selectors
+    import signal
+
+    workers = worker_pids(app)
+    sockets: list[socket.socket] = []
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with selectors.DefaultSelector() as selector:
+            for _ in range(300):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex(("127.0.0.1", app.port))
+                sockets.append(sock)
+                selector.register(sock, selectors.EVENT_WRITE)
+            established: set[socket.socket] = set()
+            deadline = time.monotonic() + 0.8  # before a dropped SYN's first retry
+            while len(established) < len(sockets) and time.monotonic() < deadline:
+                for key, _ in selector.select(timeout=0.1):
+                    if key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        established.add(key.fileobj)
+                    selector.unregister(key.fileobj)
+        assert len(established) == 300
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        for sock in sockets:
+            sock.close()
+    status, _ = app.get("/healthz")[:2]
+    assert status == 200

@@ -10,8 +10,8 @@ client. The person was told the picture could not be taken, so:
 - when the job itself may have been stored (the hand-over to the queue failed), it is
   disowned at once: the delivery ledger, in the database, records that the person was told,
   so that a worker that runs the job later finds the claim and posts nothing.
-None of this is on the acknowledgement's path. A step that never succeeds is given up on
-with one line: the entry expires by itself.
+None of this is on the acknowledgement's path. Steps that never succeed are given up on,
+counted in one line.
 """
 
 from __future__ import annotations

@@ -157,9 +157,8 @@ class Delivery:
                 # An upload is completed once only: after a 5xx whose call went through
                 # (Slack's edge gave up waiting), the retry is refused. The files shared in
                 # the channel say that it was posted.
-                if err.response.get("error") in BLOCKS_REFUSED or not self._share_ts(
-                    file_ids[0], channel
-                ):
+                refused = err.response.get("error") in BLOCKS_REFUSED
+                if refused or not file_ids or not self._share_ts(file_ids[0], channel):
                     raise
                 log.warning("Slack refused a share that had gone through: it is posted")
 
