@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -191,6 +192,12 @@ def shared_words(args: dict[str, Any]) -> str:
             if isinstance(part, dict) and isinstance(part.get("text"), str):
                 words.append(part["text"])
     return "\n".join(words)
+
+
+def _edge_error(status: int) -> Reply:
+    """What Slack's edge answers when it is failing: `status` with an HTML page."""
+    page = f"<html><body><h1>{status} {HTTPStatus(status).phrase}</h1></body></html>"
+    return Reply(status, page, headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 def _multipart_fields(request: RecordedRequest) -> dict[str, Any]:
@@ -476,9 +483,7 @@ class FakeSlack(FakeServer):
         """The next `times` calls of `method` (a Web API method, `UPLOAD` or `RESPONSE_URL`)
         answer `status` with an HTML page, as Slack's edge does when it is failing; nothing
         is posted or stored."""
-        page = f"<html><body><h1>{status} Service Unavailable</h1></body></html>"
-        reply = Reply(status, page, headers={"Content-Type": "text/html; charset=utf-8"})
-        self.enqueue(*([reply] * times), path_contains=_path_of(method))
+        self.enqueue(*([_edge_error(status)] * times), path_contains=_path_of(method))
 
     def lose_answer(self, method: str, times: int = 1, status: int = 504) -> None:
         """The next `times` calls of `method` are carried out, but answered `status` with an
@@ -674,8 +679,7 @@ class FakeSlack(FakeServer):
             lost = self._lost_answers.get(method)
             status = lost.pop(0) if lost else None
         if status is not None:
-            page = f"<html><body><h1>{status} Gateway Timeout</h1></body></html>"
-            return Reply(status, page, headers={"Content-Type": "text/html; charset=utf-8"})
+            return _edge_error(status)
         return Reply(200, {"ok": True, **result}, headers=scopes)
 
     # -- helpers (called with self._state held) -------------------------------------------
