@@ -66,6 +66,84 @@ def slack_error(call) -> SlackApiError:
 
 
 # -- messages -----------------------------------------------------------------------------
+def test_history_is_newest_first_without_replies_and_metadata_only_when_asked(
+    slack: FakeSlack,
+) -> None:
+    client = client_for(slack)
+    tagged = {"event_type": "imagine_post", "event_payload": {"once": "abc"}}
+    first = client.chat_postMessage(channel="C1", text="one", metadata=tagged)["ts"]
+    second = client.chat_postMessage(channel="C1", text="two")["ts"]
+    client.chat_postMessage(channel="C1", text="a reply", thread_ts=first)
+    plain = client.conversations_history(channel="C1")
+    assert [m["ts"] for m in plain["messages"]] == [second, first]
+    assert "metadata" not in plain["messages"][1]
+    full = client.conversations_history(channel="C1", include_all_metadata=True)
+    assert full["messages"][1]["metadata"] == tagged
+    assert float(first) > time.time() - 60  # ts are now, as Slack's are
+    since = client.conversations_history(channel="C1", oldest=first)
+    assert [m["ts"] for m in since["messages"]] == [second]  # oldest is exclusive
+    inclusive = client.conversations_history(channel="C1", oldest=first, inclusive=True)
+    assert len(inclusive["messages"]) == 2
+
+
+def test_metadata_without_its_type_and_payload_is_refused(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    for metadata in (
+        {"event_type": "x"},
+        {"event_payload": {}},
+        {"event_type": "", "event_payload": {}},
+    ):
+        refused = slack_error(
+            lambda m=metadata: client.chat_postMessage(channel="C1", text="t", metadata=m)
+        )
+        assert refused.response["error"] == "invalid_metadata_format"
+    assert not slack.messages("C1")
+
+
+def test_history_pages_with_a_cursor(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    posted = [client.chat_postMessage(channel="C1", text=str(i))["ts"] for i in range(5)]
+    # slack_sdk's pages are one response, read anew for each cursor
+    pages = [
+        ([m["ts"] for m in page["messages"]], page["has_more"])
+        for page in client.conversations_history(channel="C1", limit=2)
+    ]
+    assert [len(ts) for ts, _ in pages] == [2, 2, 1]
+    assert [t for ts, _ in pages for t in ts] == posted[::-1]
+    assert [more for _, more in pages] == [True, True, False]
+
+
+def test_replies_are_the_parent_then_the_thread_oldest_first(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    parent = slack.person_says("C1", "U1", "a prompt")
+    replies = [client.chat_postMessage(channel="C1", text=t, thread_ts=parent)["ts"] for t in "ab"]
+    client.chat_postMessage(channel="C1", text="elsewhere")
+    thread = client.conversations_replies(channel="C1", ts=parent)
+    assert [m["ts"] for m in thread["messages"]] == [parent, *replies]
+    missing = slack_error(lambda: client.conversations_replies(channel="C1", ts="1.000001"))
+    assert missing.response["error"] == "thread_not_found"
+
+
+def test_history_needs_its_scope_and_the_bot_in_the_conversation(slack: FakeSlack) -> None:
+    client = client_for(slack)
+    slack.not_member("C2")
+    assert (
+        slack_error(lambda: client.conversations_history(channel="C2")).response["error"]
+        == "not_in_channel"
+    )
+    slack.add_channel("G1", member=False)
+    assert (
+        slack_error(lambda: client.conversations_history(channel="G1")).response["error"]
+        == "channel_not_found"
+    )
+    slack.scopes.discard("channels:history")
+    refused = slack_error(lambda: client.conversations_history(channel="C1"))
+    assert refused.response["error"] == "missing_scope"
+    assert refused.response["needed"] == "channels:history"
+    slack.add_channel("G2", member=True)
+    assert client.conversations_history(channel="G2")["ok"]  # groups:history is kept
+
+
 def test_post_update_and_ephemeral_round_trip(slack: FakeSlack) -> None:
     client = client_for(slack)
     auth = client.auth_test()

@@ -477,6 +477,27 @@ def test_a_share_whose_answer_was_lost_counts_as_shared(app, fakes):
     assert "a share that had gone through" in app.logs() and "job failed" not in app.logs()
 
 
+def test_a_picture_post_whose_answer_was_lost_is_in_the_channel_once(fakes, start_app):
+    """chat.postMessage went through but Slack's edge answered 504: the bot reads the channel,
+    finds its tagged post (a hash: the job's key is not in it), and neither posts it again nor
+    tells the person it went wrong."""
+    slack, _, openai, _ = fakes
+    app = start_app(
+        provider_env(fakes, deployment="dalle", model="dall-e-3", KEEP_PROVIDER_URLS="1")
+    )
+    slack.lose_answer("chat.postMessage")
+    _, _, _, url = command(app, slack, "dalle3 a lighthouse that held")
+    slack.wait_for(lambda: slack.calls_to("conversations.history"), timeout=15)
+    time.sleep(0.5)
+    slack.quiesce()
+    [message] = slack.messages("C123")
+    assert "a lighthouse that held" in json.dumps(message["blocks"])
+    assert len(slack.calls_to("chat.postMessage")) == 1 and not slack.responses_to(url)
+    tag = message["metadata"]["event_payload"]["once"]
+    assert re.fullmatch(r"[0-9a-f]{32}", tag) and "command:" not in json.dumps(message)
+    assert "a post that had gone through" in app.logs() and "job failed" not in app.logs()
+
+
 def test_five_slack_429s_in_a_row_are_waited_out(app, fakes):
     slack = fakes[0]
     slack.rate_limit("files.completeUploadExternal", times=5, retry_after=1)

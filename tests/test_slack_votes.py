@@ -143,6 +143,20 @@ def test_a_slack_5xx_on_the_post_is_retried_and_posts_once(world):
     assert [m["ts"] for m in slack.messages("C123")] == [message["ts"]]
 
 
+def test_a_post_slack_made_before_its_5xx_is_found_and_voted_on(world):
+    """The comparison went through but Slack's edge answered 504: the bot finds it in the
+    channel (its tag), posts no second one, and voting opens on the one that is there."""
+    slack, _, _, app, store = world
+    slack.lose_answer("chat.postMessage")
+    message, comparison = compare(world, "compare a fox that held")
+    slack.quiesce()
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert [m["ts"] for m in slack.messages("C123")] == [message["ts"]]
+    assert comparison.message_ts == message["ts"]
+    react(app, "U9", "a", "C123", message["ts"])
+    settle(lambda: store.votes(comparison.id) == {"U9": "A"})
+
+
 def test_five_slack_429s_on_the_post_are_waited_out(world):
     slack = world[0]
     slack.rate_limit("chat.postMessage", times=5, retry_after=1)

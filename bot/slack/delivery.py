@@ -5,6 +5,10 @@ would let it post without joining, but Slack sends it the votes (reactions) only
 it is a member of. Slack answers `not_in_channel` when the bot was removed since (we join again
 and retry) and `channel_not_found` in private channels and DMs the bot is not in: only an
 invitation helps, so the caller tells the person.
+
+chat.postMessage has no idempotency key, and Slack's 5xx may come after it posted (its edge
+gave up waiting). A post that must appear once carries a tag in its metadata; after a 5xx the
+bot reads the conversation for the tag before it posts again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from bot.generation.stores.base import extension_for
 from bot.generation.types import PictureGoneError
 from bot.slack import messages
 from bot.slack.membership import Membership
-from bot.slack.retry import SlackWebClient
+from bot.slack.retry import SERVER_ERRORS, SlackWebClient, server_errors_raised
 
 log = logging.getLogger("imagine.slack")
 
@@ -36,6 +40,8 @@ CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted
 # files.completeUploadExternal refusing a message's blocks: `invalid_blocks`, or
 # `internal_error` (what Slack answers for a block type it takes in chat.postMessage only)
 BLOCKS_REFUSED = {"invalid_blocks", "internal_error"}
+POST_EVENT = "imagine_post"  # the metadata event_type of a post tagged to be made once
+CLOCK_MARGIN = 300.0  # seconds Slack's clock may be behind ours, when reading back a post
 
 
 class NotInChannelError(Exception):
@@ -66,9 +72,17 @@ class Delivery:
         self.share_wait = share_wait
         self.membership = Membership(client)
 
-    def post_message(self, channel: str, message: dict[str, Any], **extra: Any) -> str:
-        """chat.postMessage, the bot in the channel first; returns the message ts."""
+    def post_message(
+        self, channel: str, message: dict[str, Any], *, once: str | None = None, **extra: Any
+    ) -> str:
+        """chat.postMessage, the bot in the channel first; returns the message ts.
+
+        `once`: a tag (no secret: others may read it) that makes the post appear once even if
+        Slack fails it after posting; the conversation's history scope is then needed to tell
+        (without, such a post may appear twice, as it would untagged)."""
         self.membership.ensure(channel)
+        if once is not None:
+            return self._post_once(channel, message, once, extra)
         response = self._with_join(
             channel,
             lambda: self.client.chat_postMessage(
@@ -76,6 +90,61 @@ class Delivery:
             ),
         )
         return response["ts"]
+
+    def _post_once(
+        self, channel: str, message: dict[str, Any], once: str, extra: dict[str, Any]
+    ) -> str:
+        """The tagged post: Slack's 5xx raised, not retried blindly; after the client's wait,
+        the conversation is read, and the post made again only if the tag is not there."""
+        metadata = {"event_type": POST_EVENT, "event_payload": {"once": once}}
+        started, attempt = time.time(), 0
+        while True:
+            try:
+                with server_errors_raised():
+                    response = self._with_join(
+                        channel,
+                        lambda: self.client.chat_postMessage(
+                            channel=channel,
+                            unfurl_links=False,
+                            unfurl_media=False,
+                            metadata=metadata,
+                            **message,
+                            **extra,
+                        ),
+                    )
+                return response["ts"]
+            except SlackApiError as err:
+                status = err.response.status_code
+                wait = self.client.retries.wait(status, attempt, started)
+                if status not in SERVER_ERRORS or wait is None:
+                    raise
+            time.sleep(wait)
+            attempt += 1
+            ts = self._tagged(channel, once, started - CLOCK_MARGIN, extra.get("thread_ts"))
+            if ts is not None:
+                log.warning("Slack failed a post that had gone through: it is posted")
+                return ts
+
+    def _tagged(
+        self, channel: str, once: str, since: float, thread_ts: str | None = None
+    ) -> str | None:
+        """The ts of the message tagged `once` posted after `since` (epoch seconds) in the
+        channel or the thread; None when it is not there, or Slack will not say."""
+        read = dict(channel=channel, oldest=f"{since:.6f}", include_all_metadata=True, limit=200)
+        try:
+            if thread_ts:
+                pages = self.client.conversations_replies(ts=thread_ts, **read)
+            else:
+                pages = self.client.conversations_history(**read)
+            for page in pages:  # the cursor's pages, read as they are needed
+                for found in page.get("messages") or []:
+                    metadata = found.get("metadata") or {}
+                    payload = metadata.get("event_payload") or {}
+                    if metadata.get("event_type") == POST_EVENT and payload.get("once") == once:
+                        return found["ts"]
+        except SlackApiError as err:
+            log.warning("could not read whether a post went through: %s", err.response.get("error"))
+        return None
 
     def upload(self, channel: str, files: list[Upload], comment: str) -> str | None:
         """Upload images into the channel with `comment`; returns the message ts if Slack

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import time
 from typing import Any
@@ -48,6 +49,13 @@ UNDELIVERED = (
     ":warning: {what} was ready, but Slack kept failing or refusing to take it until the "
     "deadline, so it could not be posted; please try again."
 )
+
+
+def post_tag(job: Job, *parts: str) -> str:
+    """The tag that makes one of a job's posts appear once (`Delivery.post_message`): a hash,
+    since the message's metadata is readable by anyone's app in the channel."""
+    named = "\n".join((job.key, *parts))
+    return hashlib.sha256(named.encode()).hexdigest()[:32]
 
 
 def _retried_until_deadline(method):
@@ -185,7 +193,10 @@ class SlackPublisher:
                 )
                 if replace is not None and replace.ts and self._update(job, replace.ts, message):
                     return Posted(replace.ts)
-                return Posted(self.delivery.post_message(job.channel_id, message, **thread))
+                once = post_tag(job, result.provider)
+                return Posted(
+                    self.delivery.post_message(job.channel_id, message, once=once, **thread)
+                )
             comment = messages.upload_comment(result, request, job.user_id, seconds, why)
 
             def blocks(file_ids: list[str]) -> list[dict[str, Any]]:
@@ -249,8 +260,9 @@ class SlackPublisher:
         )
         if replace is not None and replace.ts and self._update(job, replace.ts, message):
             return replace
+        once = post_tag(job, provider, f"preview {index}")
         try:
-            return Posted(self.delivery.post_message(job.channel_id, message))
+            return Posted(self.delivery.post_message(job.channel_id, message, once=once))
         except NotInChannelError:
             return Posted(private=True)  # the finished picture is shown privately instead
 
@@ -298,7 +310,7 @@ class SlackPublisher:
         try:
             if composed.picture.url:
                 message = messages.compare_message(view)
-                ts = self.delivery.post_message(job.channel_id, message)
+                ts = self.delivery.post_message(job.channel_id, message, once=post_tag(job))
                 if self.delivery.membership.ensure(job.channel_id) is False:
                     self.tell(job, f":warning: {NO_VOTES_HERE}")  # posted, but unheard
                 return Posted(ts)

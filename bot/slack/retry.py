@@ -9,7 +9,9 @@ a job, within `budget` seconds of the first attempt. A wait that would end past 
 started: the caller learns at once and can tell the person.
 
 The bytes POSTed to the upload URL (step 2 of an upload) bypass slack_sdk's retry loop;
-`SlackWebClient` runs that step through the client's handlers too.
+`SlackWebClient` runs that step through the client's handlers too. A call that must not be
+carried out twice, and has no idempotency key, runs inside `server_errors_raised()`: Slack may
+have carried it out before failing, so its caller looks before it tries again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SERVER_ERRORS = frozenset({500, 502, 503, 504})
 DEFAULT_BUDGET = 60.0  # seconds of retrying for a call made outside a job (a listener's)
 
 _deadline: ContextVar[float | None] = ContextVar("slack_deadline", default=None)
+_raise_server_errors: ContextVar[bool] = ContextVar("slack_raise_server_errors", default=False)
 
 
 @contextmanager
@@ -45,6 +48,17 @@ def within(deadline: float | None) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+@contextmanager
+def server_errors_raised() -> Iterator[None]:
+    """Slack's 5xx answers to calls made in this block are raised at once, not retried: the
+    caller finds out whether the call went through before it makes it again."""
+    token = _raise_server_errors.set(True)
+    try:
+        yield
+    finally:
+        _raise_server_errors.reset(token)
 
 
 class SlackRetries(RetryHandler):
@@ -70,21 +84,33 @@ class SlackRetries(RetryHandler):
         if response is None:
             return False
         status = response.status_code
-        if status == 429:
-            wait = _retry_after(response) + random.uniform(0, 0.25)
-        elif status in SERVER_ERRORS:
-            step = min(self.max_backoff, self.backoff * 2**state.current_attempt)
-            wait = step * random.uniform(0.5, 1.0)
-        else:
+        if status in SERVER_ERRORS and _raise_server_errors.get():
             return False
         values = state.custom_values = state.custom_values or {}
-        now = time.time()
-        started = values.setdefault("started", now)
-        deadline = _deadline.get() or started + self.budget
-        if now + wait >= deadline:
+        started = values.setdefault("started", time.time())
+        wait = self.wait(status, state.current_attempt, started, _retry_after(response))
+        if wait is None:
             return False
         values["wait"] = wait
         return True
+
+    def wait(
+        self, status: int, attempt: int, started: float, retry_after: float = 1.0
+    ) -> float | None:
+        """Seconds to wait before trying again a call first made at `started` (epoch) and
+        answered `status` on its try number `attempt` (from 0); None: not to be tried again
+        (not a 5xx or 429, or the wait would end past the deadline)."""
+        if status == 429:
+            wait = retry_after + random.uniform(0, 0.25)
+        elif status in SERVER_ERRORS:
+            step = min(self.max_backoff, self.backoff * 2**attempt)
+            wait = step * random.uniform(0.5, 1.0)
+        else:
+            return None
+        deadline = _deadline.get() or started + self.budget
+        if time.time() + wait >= deadline:
+            return None
+        return wait
 
     def prepare_for_next_attempt(
         self,
@@ -122,6 +148,12 @@ class SlackWebClient(WebClient):
     call (slack_sdk sends it once), and can be called on its own: `files_upload_v2` runs the
     three steps in one call, so its caller learns the file ids only once the file is shared,
     too late for buttons in the same message to name them."""
+
+    @property
+    def retries(self) -> SlackRetries:
+        """The client's 5xx and 429 policy (a default one when it was built without)."""
+        found = (h for h in self.retry_handlers if isinstance(h, SlackRetries))
+        return next(found, None) or SlackRetries()
 
     def upload_bytes(self, url: str, data: bytes) -> None:
         """Step 2 of an upload: `data` POSTed to the `upload_url` of step 1."""

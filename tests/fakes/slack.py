@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import mimetypes
 import re
 import threading
@@ -401,7 +402,7 @@ class FakeSlack(FakeServer):
         self._reactions: dict[tuple[str, str], dict[str, list[str]]] = {}
         self._files: dict[str, UploadedFile] = {}
         self._responses: list[ResponsePost] = []
-        self._clock = itertools.count(1)
+        self._last_ts = 0  # microseconds: every message's ts is later than the last one's
         self._ids = itertools.count(1)
         self._handlers: dict[str, Handler] = {
             "auth.test": self._auth_test,
@@ -415,6 +416,8 @@ class FakeSlack(FakeServer):
             "conversations.join": self._join,
             "conversations.info": self._info,
             "conversations.open": self._open,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._file_info,
@@ -684,7 +687,8 @@ class FakeSlack(FakeServer):
 
     # -- helpers (called with self._state held) -------------------------------------------
     def _next_ts(self) -> str:
-        tick = 1_700_000_000_000_000 + 100 * next(self._clock)
+        """Now, as Slack's ts says it (epoch seconds, six decimals), unique and increasing."""
+        self._last_ts = tick = max(int(time.time() * 1_000_000), self._last_ts + 100)
         return f"{tick // 1_000_000}.{tick % 1_000_000:06d}"
 
     def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
@@ -769,7 +773,15 @@ class FakeSlack(FakeServer):
         if args.get("thread_ts"):
             message["thread_ts"] = args["thread_ts"]
         if args.get("metadata"):
-            message["metadata"] = args["metadata"]
+            metadata = args["metadata"]
+            if not (
+                isinstance(metadata, dict)
+                and isinstance(metadata.get("event_type"), str)
+                and metadata["event_type"]
+                and isinstance(metadata.get("event_payload"), dict)
+            ):
+                raise SlackError("invalid_metadata_format")
+            message["metadata"] = metadata
         self._messages.setdefault(chan.id, []).append(message)
         public = {k: v for k, v in message.items() if k != "channel"}
         return {"channel": chan.id, "ts": message["ts"], "message": public}
@@ -901,6 +913,83 @@ class FakeSlack(FakeServer):
                 "im:read" if chan.im else "groups:read" if chan.private else "channels:read"
             )
         return {"channel": self._visible(args["channel"]).info()}
+
+    def _readable(self, channel_id: str) -> Channel:
+        """The conversation whose history the bot may read: the `*:history` scope of its type,
+        and membership (a bot token reads only where the bot is)."""
+        chan = self.channel(channel_id)
+        if chan.exists:
+            kind = "im" if chan.im else "groups" if chan.private else "channels"
+            self._require_scope(f"{kind}:history")
+        if not chan.exists or ((chan.private or chan.im) and not chan.member):
+            raise SlackError("channel_not_found")
+        if not chan.member:
+            raise SlackError("not_in_channel")
+        return chan
+
+    @staticmethod
+    def _page(
+        args: dict[str, Any], found: list[dict[str, Any]], newest_first: bool
+    ) -> dict[str, Any]:
+        """One page of `found` (oldest first) between `oldest` and `latest` (exclusive unless
+        `inclusive`), `limit` long, with the cursor to the next; metadata only when asked."""
+        try:
+            oldest = float(args.get("oldest") or 0)
+            latest = float(args["latest"]) if args.get("latest") else math.inf
+            limit = int(args.get("limit") or 100)
+            start = int(args.get("cursor") or 0)
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+        if limit < 1:
+            raise SlackError("invalid_limit")
+        limit = min(limit, 999)
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+
+        def within(ts: float) -> bool:
+            if inclusive:
+                return oldest <= ts <= latest
+            return oldest < ts < latest
+
+        chosen = [m for m in found if within(float(m["ts"]))]
+        if newest_first:
+            chosen.reverse()
+        page, more = chosen[start : start + limit], len(chosen) > start + limit
+        metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = [
+            {k: v for k, v in m.items() if k != "channel" and (metadata or k != "metadata")}
+            for m in page
+        ]
+        return {
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history: the conversation's messages, newest first; thread replies
+        are not among them (conversations.replies reads a thread)."""
+        self._require(args, "channel")
+        chan = self._readable(args["channel"])
+        top = [
+            m
+            for m in self._messages.get(chan.id, [])
+            if m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast"
+        ]
+        return self._page(args, top, newest_first=True)
+
+    def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.replies: a thread's parent and its replies, oldest first."""
+        self._require(args, "channel", "ts")
+        chan = self._readable(args["channel"])
+        thread = args["ts"]
+        found = [
+            m
+            for m in self._messages.get(chan.id, [])
+            if m["ts"] == thread or m.get("thread_ts") == thread
+        ]
+        if not any(m["ts"] == thread for m in found):
+            raise SlackError("thread_not_found")
+        return self._page(args, found, newest_first=False)
 
     def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require(args, "filename", "length")
