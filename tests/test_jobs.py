@@ -19,6 +19,7 @@ from bot.core.jobs import (
     CompareJob,
     GenerateJob,
     LeaderboardJob,
+    UsageJob,
     job_from_payload,
     job_to_payload,
 )
@@ -49,7 +50,7 @@ def job(kind=GenerateJob, key="k1", user="U1", **fields):
         "created_at": now,
         "deadline": now + 600,
     }
-    if kind is not LeaderboardJob:
+    if kind not in (LeaderboardJob, UsageJob):
         base |= {"providers": ("imagen",), "request": ImageRequest("a red fox", n=2, seed=7)}
     return kind(**{**base, **fields})
 
@@ -332,6 +333,30 @@ def test_a_job_whose_person_was_told_no_posts_nothing_and_says_nothing(world):
     services.store.claim_delivery(disowned.key, "C1", TOLD)  # its hand-over seemed to fail
     assert services.workflows.run(disowned) == "duplicate"
     assert not slack.uploaded_files and not slack.responses_to(disowned.response_url)
+    assert services.store.delivery_state(disowned.key) == TOLD
+
+
+@pytest.mark.parametrize("kind", [LeaderboardJob, UsageJob])
+def test_figures_are_shown_once_and_not_to_a_person_told_no(world, kind):
+    """A leaderboard or usage request is not drawn, but it is shown: shown once, and not at
+    all to a person who was told its hand-over failed; a run that died while showing it
+    shows it again."""
+    slack, _, services = world
+    shown = slack_job(slack, kind=kind, key="figures-once")
+    assert services.workflows.run(shown) == "ok"
+    services.workflows.close()  # the outcome is written with the history
+    assert services.workflows.run(shown) == "duplicate"  # a queue redelivery, say
+    assert len(slack.responses_to(shown.response_url)) == 1
+    disowned = slack_job(slack, kind=kind, key="figures-told-no")
+    services.store.claim_delivery(disowned.key, "C1", TOLD)
+    assert services.workflows.run(disowned) == "duplicate"
+    assert not slack.responses_to(disowned.response_url)
+    interrupted = slack_job(slack, kind=kind, key="figures-interrupted")
+    services.store.claim_delivery(interrupted.key, "C1")  # the first run got this far
+    assert services.workflows.run(interrupted) == "ok"
+    assert len(slack.responses_to(interrupted.response_url)) == 1
+    services.workflows.close()
+    assert services.store.delivery_state(shown.key) == "posted"
     assert services.store.delivery_state(disowned.key) == TOLD
 
 

@@ -170,10 +170,8 @@ class Workflows:
     def _run(self, job: Job) -> str:
         if self._may_be_cancelled(job) and self._is_cancelled(job):
             return "cancelled"  # the person was told when they pressed Cancel
-        if isinstance(job, LeaderboardJob):
-            return self.show_leaderboard(job)
-        if isinstance(job, UsageJob):
-            return self.show_usage(job)
+        if isinstance(job, LeaderboardJob | UsageJob):
+            return self._show_figures(job)
         if not isinstance(job, GenerateJob | CompareJob | EditJob):
             raise TypeError(f"no workflow for {job.kind} jobs")
         if job.expired():
@@ -198,6 +196,19 @@ class Workflows:
             return self.generate(job, progress)
         finally:
             current_turn.reset(token)
+
+    def _show_figures(self, job: LeaderboardJob | UsageJob) -> str:
+        """A leaderboard or usage request, shown unless it was before or its person was told
+        no (the hand-over seemed to fail). A run that died while showing it is shown again:
+        twice the same figures beat none."""
+        if not (self._claim(job) or self._delivery_state(job) == POSTING):
+            return "duplicate"
+        if isinstance(job, LeaderboardJob):
+            outcome = self.show_leaderboard(job)
+        else:
+            outcome = self.show_usage(job)
+        self._finish(job, POSTED if outcome == "ok" else TOLD)
+        return outcome
 
     def _expire(self, job: GenerateJob | CompareJob | EditJob) -> str:
         if not self._claim(job):
