@@ -12,6 +12,7 @@ from bot.config import Config
 from bot.slack.app import build_web_client
 from bot.slack.delivery import Delivery
 from bot.slack.retry import within
+from tests.fakes._http import HANG_UP
 from tests.fakes.slack import FakeSlack
 from tests.slack_harness import slack_env
 
@@ -52,6 +53,23 @@ def test_a_post_whose_answer_was_lost_is_found_not_posted_again(slack, delivery,
     [read] = slack.calls_to("conversations.history")
     assert read["channel"] == "C123" and read["include_all_metadata"] in (True, "1", "true")
     assert "a post that had gone through" in caplog.text
+
+
+def test_a_post_whose_connection_was_lost_is_found_not_posted_again(slack, delivery, caplog):
+    """The connection closed after the post was made and before its answer: slack_sdk would
+    send it again at once; it is looked for instead."""
+    slack.lose_answer("chat.postMessage", status=HANG_UP)
+    ts = delivery.post_message("C123", dict(MESSAGE), once="tag-lost")
+    assert [m["ts"] for m in ours(slack, "C123")] == [ts]
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert "answer to a post was lost (RemoteDisconnected)" in caplog.text
+
+
+def test_an_untagged_post_whose_connection_was_lost_is_retried_once(slack, delivery):
+    """What slack_sdk does, and still does for a post not tagged (a leaderboard): once."""
+    slack.lose_answer("chat.postMessage", status=HANG_UP)
+    delivery.post_message("C123", dict(MESSAGE))
+    assert len(ours(slack, "C123")) == 2  # why a picture's post is tagged
 
 
 def test_a_post_that_failed_before_posting_is_posted_after_looking(slack, delivery):

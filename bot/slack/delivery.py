@@ -7,8 +7,9 @@ and retry) and `channel_not_found` in private channels and DMs the bot is not in
 invitation helps, so the caller tells the person.
 
 chat.postMessage has no idempotency key, and Slack's 5xx may come after it posted (its edge
-gave up waiting). A post that must appear once carries a tag in its metadata; after a 5xx the
-bot reads the conversation for the tag before it posts again.
+gave up waiting), as may a lost connection or a timeout. A post that must appear once carries
+a tag in its metadata; after such a failure the bot reads the conversation for the tag before
+it posts again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from bot.generation.stores.base import extension_for
 from bot.generation.types import PictureGoneError
 from bot.slack import messages
 from bot.slack.membership import Membership
-from bot.slack.retry import SERVER_ERRORS, SlackWebClient, server_errors_raised
+from bot.slack.retry import SERVER_ERRORS, SlackWebClient, no_blind_retries
 
 log = logging.getLogger("imagine.slack")
 
@@ -94,13 +95,14 @@ class Delivery:
     def _post_once(
         self, channel: str, message: dict[str, Any], once: str, extra: dict[str, Any]
     ) -> str:
-        """The tagged post: Slack's 5xx raised, not retried blindly; after the client's wait,
-        the conversation is read, and the post made again only if the tag is not there."""
+        """The tagged post: a 5xx or a lost connection is not retried blindly; after the
+        client's backoff, the conversation is read, and the post made again only if the tag
+        is not there."""
         metadata = {"event_type": POST_EVENT, "event_payload": {"once": once}}
         started, attempt = time.time(), 0
         while True:
             try:
-                with server_errors_raised():
+                with no_blind_retries():
                     response = self._with_join(
                         channel,
                         lambda: self.client.chat_postMessage(
@@ -114,10 +116,16 @@ class Delivery:
                     )
                 return response["ts"]
             except SlackApiError as err:
-                status = err.response.status_code
-                wait = self.client.retries.wait(status, attempt, started)
-                if status not in SERVER_ERRORS or wait is None:
+                if err.response.status_code not in SERVER_ERRORS:
                     raise
+                wait = self.client.retries.backoff_wait(attempt, started)
+                if wait is None:
+                    raise
+            except OSError as err:  # lost, timed out, unreachable: it may have gone through
+                wait = self.client.retries.backoff_wait(attempt, started)
+                if wait is None:
+                    raise
+                log.warning("Slack's answer to a post was lost (%s)", type(err).__name__)
             time.sleep(wait)
             attempt += 1
             ts = self._tagged(channel, once, started - CLOCK_MARGIN, extra.get("thread_ts"))

@@ -10,8 +10,9 @@ started: the caller learns at once and can tell the person.
 
 The bytes POSTed to the upload URL (step 2 of an upload) bypass slack_sdk's retry loop;
 `SlackWebClient` runs that step through the client's handlers too. A call that must not be
-carried out twice, and has no idempotency key, runs inside `server_errors_raised()`: Slack may
-have carried it out before failing, so its caller looks before it tries again.
+carried out twice, and has no idempotency key, runs inside `no_blind_retries()`: Slack may
+have carried it out before its 5xx, or before the connection was lost, so its caller looks
+before it tries again.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ SERVER_ERRORS = frozenset({500, 502, 503, 504})
 DEFAULT_BUDGET = 60.0  # seconds of retrying for a call made outside a job (a listener's)
 
 _deadline: ContextVar[float | None] = ContextVar("slack_deadline", default=None)
-_raise_server_errors: ContextVar[bool] = ContextVar("slack_raise_server_errors", default=False)
+_no_blind_retries: ContextVar[bool] = ContextVar("slack_no_blind_retries", default=False)
 
 
 @contextmanager
@@ -51,14 +52,15 @@ def within(deadline: float | None) -> Iterator[None]:
 
 
 @contextmanager
-def server_errors_raised() -> Iterator[None]:
-    """Slack's 5xx answers to calls made in this block are raised at once, not retried: the
-    caller finds out whether the call went through before it makes it again."""
-    token = _raise_server_errors.set(True)
+def no_blind_retries() -> Iterator[None]:
+    """Slack's 5xx answers and lost connections, for calls made in this block, are raised at
+    once, not retried: the caller finds out whether the call went through before it makes it
+    again. (A 429 is retried: Slack did nothing.)"""
+    token = _no_blind_retries.set(True)
     try:
         yield
     finally:
-        _raise_server_errors.reset(token)
+        _no_blind_retries.reset(token)
 
 
 class SlackRetries(RetryHandler):
@@ -84,7 +86,7 @@ class SlackRetries(RetryHandler):
         if response is None:
             return False
         status = response.status_code
-        if status in SERVER_ERRORS and _raise_server_errors.get():
+        if status in SERVER_ERRORS and _no_blind_retries.get():
             return False
         values = state.custom_values = state.custom_values or {}
         started = values.setdefault("started", time.time())
@@ -103,14 +105,20 @@ class SlackRetries(RetryHandler):
         if status == 429:
             wait = retry_after + random.uniform(0, 0.25)
         elif status in SERVER_ERRORS:
-            step = min(self.max_backoff, self.backoff * 2**attempt)
-            wait = step * random.uniform(0.5, 1.0)
+            return self.backoff_wait(attempt, started)
         else:
             return None
+        return self._before_deadline(wait, started)
+
+    def backoff_wait(self, attempt: int, started: float) -> float | None:
+        """The jittered exponential backoff before try number `attempt` + 1 (a 5xx, a lost
+        connection); None when it would end past the deadline."""
+        step = min(self.max_backoff, self.backoff * 2**attempt)
+        return self._before_deadline(step * random.uniform(0.5, 1.0), started)
+
+    def _before_deadline(self, wait: float, started: float) -> float | None:
         deadline = _deadline.get() or started + self.budget
-        if time.time() + wait >= deadline:
-            return None
-        return wait
+        return None if time.time() + wait >= deadline else wait
 
     def prepare_for_next_attempt(
         self,
@@ -136,10 +144,17 @@ def _retry_after(response: HttpResponse) -> float:
     return 1.0  # Slack always sends one; just in case
 
 
+class ConnectionRetries(ConnectionErrorRetryHandler):
+    """slack_sdk's retry of a lost connection (once), except inside `no_blind_retries()`."""
+
+    def _can_retry(self, **kwargs: Any) -> bool:
+        return not _no_blind_retries.get() and super()._can_retry(**kwargs)
+
+
 def retry_handlers(backoff: float, max_backoff: float) -> list[RetryHandler]:
     """What a Slack client retries: a lost connection once (slack_sdk's default), Slack's
     5xx and 429 until the deadline."""
-    return [ConnectionErrorRetryHandler(), SlackRetries(backoff, max_backoff)]
+    return [ConnectionRetries(), SlackRetries(backoff, max_backoff)]
 
 
 class SlackWebClient(WebClient):

@@ -34,6 +34,9 @@ class RecordedRequest:
         return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
 
 
+HANG_UP = 0  # a Reply with this status closes the connection without answering
+
+
 @dataclass
 class Reply:
     status: int = 200
@@ -133,6 +136,9 @@ class FakeServer:
                 reply = fake._dispatch(request)
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.status == HANG_UP:  # the connection is lost before any answer
+                    self.close_connection = True
+                    return
                 if reply.stream is not None:
                     self._stream(reply)
                     return

@@ -34,7 +34,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes._http import FakeServer, RecordedRequest, Reply
+from tests.fakes._http import HANG_UP, FakeServer, RecordedRequest, Reply
 
 DEFAULT_TOKEN = "xoxb-fake-bot-token-0123456789"
 JSON_FIELDS = ("blocks", "attachments", "files", "metadata", "unfurl", "channels_json")
@@ -490,7 +490,8 @@ class FakeSlack(FakeServer):
 
     def lose_answer(self, method: str, times: int = 1, status: int = 504) -> None:
         """The next `times` calls of `method` are carried out, but answered `status` with an
-        HTML page: Slack's edge gave up waiting while the call went through behind it."""
+        HTML page: Slack's edge gave up waiting while the call went through behind it.
+        `status=HANG_UP`: no answer at all, the connection is lost."""
         with self._state:
             self._lost_answers.setdefault(method, []).extend([status] * times)
 
@@ -681,6 +682,8 @@ class FakeSlack(FakeServer):
         with self._state:
             lost = self._lost_answers.get(method)
             status = lost.pop(0) if lost else None
+        if status == HANG_UP:
+            return Reply(HANG_UP)
         if status is not None:
             return _edge_error(status)
         return Reply(200, {"ok": True, **result}, headers=scopes)
