@@ -115,17 +115,16 @@ class Delivery:
                         ),
                     )
                 return response["ts"]
-            except SlackApiError as err:
-                if err.response.status_code not in SERVER_ERRORS:
+            except (SlackApiError, OSError) as err:
+                # an OSError: lost, timed out, unreachable; like a 5xx, it may have gone through
+                lost = isinstance(err, OSError)
+                if not lost and err.response.status_code not in SERVER_ERRORS:
                     raise
                 wait = self.client.retries.backoff_wait(attempt, started)
                 if wait is None:
                     raise
-            except OSError as err:  # lost, timed out, unreachable: it may have gone through
-                wait = self.client.retries.backoff_wait(attempt, started)
-                if wait is None:
-                    raise
-                log.warning("Slack's answer to a post was lost (%s)", type(err).__name__)
+                if lost:
+                    log.warning("Slack's answer to a post was lost (%s)", type(err).__name__)
             time.sleep(wait)
             attempt += 1
             ts = self._tagged(channel, once, started - CLOCK_MARGIN, extra.get("thread_ts"))
@@ -152,6 +151,8 @@ class Delivery:
                         return found["ts"]
         except SlackApiError as err:
             log.warning("could not read whether a post went through: %s", err.response.get("error"))
+        except OSError as err:
+            log.warning("could not read whether a post went through: %s", type(err).__name__)
         return None
 
     def upload(self, channel: str, files: list[Upload], comment: str) -> str | None:
