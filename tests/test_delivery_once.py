@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from bot.config import Config
 from bot.slack.app import build_web_client
 from bot.slack.delivery import Delivery
-from bot.slack.retry import within
+from bot.slack.retry import SlackWebClient, retry_handlers, within
 from tests.fakes._http import HANG_UP
 from tests.fakes.slack import FakeSlack
 from tests.slack_harness import slack_env
@@ -63,6 +63,22 @@ def test_a_post_whose_connection_was_lost_is_found_not_posted_again(slack, deliv
     assert [m["ts"] for m in ours(slack, "C123")] == [ts]
     assert len(slack.calls_to("chat.postMessage")) == 1
     assert "answer to a post was lost (RemoteDisconnected)" in caplog.text
+
+
+def test_a_post_answered_after_the_clients_timeout_is_found_not_posted_again(slack, caplog):
+    """The client gave up waiting (its timeout) while Slack posted: before, the person was
+    told the picture could not be posted; it is found in the channel instead."""
+    client = SlackWebClient(
+        token=slack.token,
+        base_url=slack.url + "/api/",
+        timeout=1,
+        retry_handlers=retry_handlers(0.1, 30),
+    )
+    slack.answer_late("chat.postMessage", seconds=3)
+    ts = Delivery(client).post_message("C123", dict(MESSAGE), once="tag-late")
+    assert [m["ts"] for m in ours(slack, "C123")] == [ts]
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert "answer to a post was lost (TimeoutError)" in caplog.text
 
 
 def test_an_untagged_post_whose_connection_was_lost_is_retried_once(slack, delivery):

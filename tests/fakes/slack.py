@@ -396,6 +396,7 @@ class FakeSlack(FakeServer):
         # files.completeUploadExternal (a moment on a real workspace; 0 here unless a test asks)
         self.share_delay = 0.0
         self._lost_answers: dict[str, list[int]] = {}  # method: statuses, see lose_answer
+        self._late_answers: dict[str, list[float]] = {}  # method: delays, see answer_late
         self._channels: dict[str, Channel] = {}
         self._messages: dict[str, list[dict[str, Any]]] = {}
         self._ephemerals: list[dict[str, Any]] = []
@@ -495,6 +496,12 @@ class FakeSlack(FakeServer):
         with self._state:
             self._lost_answers.setdefault(method, []).extend([status] * times)
 
+    def answer_late(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next `times` calls of `method` are carried out at once and answered `seconds`
+        later (a client that gives up sooner never learns they went through)."""
+        with self._state:
+            self._late_answers.setdefault(method, []).extend([seconds] * times)
+
     def fail(self, method: str, error: str, times: int = 1) -> None:
         """The next `times` calls of `method` answer `{"ok": false, "error": error}`."""
         reply = Reply(200, {"ok": False, "error": error})
@@ -521,6 +528,7 @@ class FakeSlack(FakeServer):
             self.missing_users.clear()
             self.share_delay = 0.0
             self._lost_answers.clear()
+            self._late_answers.clear()
             self._triggers.clear()
             self._used_triggers.clear()
             self._views.clear()
@@ -682,11 +690,13 @@ class FakeSlack(FakeServer):
         with self._state:
             lost = self._lost_answers.get(method)
             status = lost.pop(0) if lost else None
+            late = self._late_answers.get(method)
+            delay = late.pop(0) if late else 0.0
         if status == HANG_UP:
             return Reply(HANG_UP)
         if status is not None:
             return _edge_error(status)
-        return Reply(200, {"ok": True, **result}, headers=scopes)
+        return Reply(200, {"ok": True, **result}, headers=scopes, delay=delay)
 
     # -- helpers (called with self._state held) -------------------------------------------
     def _next_ts(self) -> str:
