@@ -716,3 +716,28 @@ def test_a_burst_of_history_is_written_in_a_few_transactions_and_flushed_at_once
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(GENERATIONS)).scalar() == 100
     store.close()
+
+
+def test_a_burst_of_claims_is_won_once_per_job(store: VoteStore):
+    """Many threads claim at once (the claims share transactions): each job is won by one
+    claim, a job claimed twice in one batch included, and a later claim loses."""
+    keys = [f"burst-{i % 25}" for i in range(100)]  # each job claimed four times
+    won: list[str] = []
+    lock = threading.Lock()
+
+    def claim(key: str) -> None:
+        if store.claim_delivery(key, "C1"):
+            with lock:
+                won.append(key)
+
+    threads = [threading.Thread(target=claim, args=(key,)) for key in keys]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(won) == sorted(set(keys))
+    assert not store.claim_delivery("burst-0", "C1")
+    assert store.delivery_state("burst-0") == "posting"
+    # one shared transaction with the same job in it twice: the first claim wins
+    together = [("twice", "C1", "posting"), ("twice", "C1", "posting"), ("burst-1", "C1", "told")]
+    assert store._claim_together(together) == [True, False, False]

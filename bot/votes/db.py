@@ -43,6 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 
 from bot.votes import board
+from bot.votes.group_commit import GroupCommit
 from bot.votes.schema import (
     COMPARISONS,
     DELIVERIES,
@@ -419,6 +420,7 @@ class VoteStore:
             .on_conflict_do_nothing(index_elements=["job_key"])
             .returning(DELIVERIES.c.job_key)
         )
+        self._claims: GroupCommit[tuple[str, str, str], bool] = GroupCommit(self._claim_together)
         self.migrate(migrations)
 
     @property
@@ -738,10 +740,28 @@ class VoteStore:
     def claim_delivery(self, job_key: str, channel_id: str, state: str = POSTING) -> bool:
         """Record that this run is about to post; False when another run got there first.
         TOLD: the person was told the job was not taken, and a run that comes anyway (a job
-        stored by a Redis whose answer was lost) posts nothing."""
+        stored by a Redis whose answer was lost) posts nothing.
+
+        The claims this process's threads make at the same moment share one transaction
+        (`GroupCommit`): a burst of pictures back from the providers does not queue for one
+        transaction each before posting."""
+        return self._claims.submit((job_key, channel_id, state))
+
+    def _claim_together(self, claims: list[tuple[str, str, str]]) -> list[bool]:
+        """Each claim's answer, in one transaction. A key claimed twice in the batch (two
+        runs of one job at once) is won by the first claim only."""
+        now = _now()
+        rows = [{"k": key, "s": state, "c": channel, "u": now} for key, channel, state in claims]
         with self._write() as conn:
-            values = {"k": job_key, "s": state, "c": channel_id, "u": _now()}
-            return conn.execute(self._claim, values).first() is not None
+            if len(rows) == 1:
+                won = {key for (key,) in conn.execute(self._claim, rows[0])}
+            else:
+                won = {key for (key,) in conn.execute(self._claim, rows)}
+        answers = []
+        for key, _, _ in claims:
+            answers.append(key in won)
+            won.discard(key)
+        return answers
 
     def finish_delivery(self, job_key: str, state: str, message_ts: str | None = None) -> None:
         """The claimed job's outcome: POSTED (with its message) or TOLD (a sentence instead)."""

@@ -1,0 +1,96 @@
+"""Group commit: the claims of a burst share transactions; a lone one is written at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bot.votes.group_commit import GroupCommit
+
+
+class Recorder:
+    """A write that records its batches and, while `hold` is clear, waits inside the first."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.hold = threading.Event()
+        self.inside = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, items: list[str]) -> list[str]:
+        self.batches.append(list(items))
+        self.inside.set()
+        self.hold.wait(5)
+        if self.fail_on in items:
+            raise RuntimeError("the database is gone")
+        return [item.upper() for item in items]
+
+
+def submit_all(group: GroupCommit, items: list[str]) -> tuple[dict, list[threading.Thread]]:
+    answers: dict = {}
+
+    def one(item: str) -> None:
+        try:
+            answers[item] = group.submit(item)
+        except RuntimeError as err:
+            answers[item] = err
+
+    threads = [threading.Thread(target=one, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    return answers, threads
+
+
+def test_a_lone_write_is_made_at_once():
+    write = Recorder()
+    write.hold.set()
+    assert GroupCommit(write).submit("a") == "A"
+    assert write.batches == [["a"]]
+
+
+def test_what_arrives_during_a_write_is_written_together_next():
+    write = Recorder()
+    group = GroupCommit(write)
+    first, threads = submit_all(group, ["first"])
+    assert write.inside.wait(5)
+    later = [f"w{i}" for i in range(10)]
+    answers, more = submit_all(group, later)
+    time.sleep(0.2)  # all ten wait for the write under way
+    write.hold.set()
+    for thread in threads + more:
+        thread.join(5)
+    assert write.batches[0] == ["first"] and sorted(write.batches[1]) == sorted(later)
+    assert len(write.batches) == 2
+    assert first == {"first": "FIRST"} and answers == {item: item.upper() for item in later}
+
+
+def test_a_batch_holds_at_most_max_batch():
+    write = Recorder()
+    group = GroupCommit(write, max_batch=4)
+    _, threads = submit_all(group, ["first"])
+    assert write.inside.wait(5)
+    answers, more = submit_all(group, [f"w{i}" for i in range(10)])
+    time.sleep(0.2)
+    write.hold.set()
+    for thread in threads + more:
+        thread.join(5)
+    assert [len(batch) for batch in write.batches] == [1, 4, 4, 2]
+    assert len(answers) == 10 and all(a == k.upper() for k, a in answers.items())
+
+
+def test_a_failed_write_fails_its_batch_only():
+    write = Recorder(fail_on="w3")
+    group = GroupCommit(write)
+    _, threads = submit_all(group, ["first"])
+    assert write.inside.wait(5)
+    answers, more = submit_all(group, [f"w{i}" for i in range(5)])
+    time.sleep(0.2)
+    write.hold.set()
+    for thread in threads + more:
+        thread.join(5)
+    assert all(isinstance(answer, RuntimeError) for answer in answers.values())
+    assert group.submit("after") == "AFTER"  # the next caller writes again
+    with pytest.raises(RuntimeError):
+        group.submit("w3")
