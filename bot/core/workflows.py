@@ -198,8 +198,8 @@ class Workflows:
             current_turn.reset(token)
 
     def _show_figures(self, job: LeaderboardJob | UsageJob) -> str:
-        """A leaderboard or usage request, shown unless it was before or its person was told
-        no (the hand-over seemed to fail). A run that died while showing it is shown again:
+        """A leaderboard or usage request, shown unless it was shown before or its person was
+        told no (the hand-over seemed to fail). A run that died while showing it is shown again:
         twice the same figures beat none."""
         if not (self._claim(job) or self._delivery_state(job) == POSTING):
             return "duplicate"

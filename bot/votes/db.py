@@ -752,11 +752,8 @@ class VoteStore:
         runs of one job at once) is won by the first claim only."""
         now = _now()
         rows = [{"k": key, "s": state, "c": channel, "u": now} for key, channel, state in claims]
-        with self._write() as conn:
-            if len(rows) == 1:
-                won = {key for (key,) in conn.execute(self._claim, rows[0])}
-            else:
-                won = {key for (key,) in conn.execute(self._claim, rows)}
+        with self._write() as conn:  # several rows: one multi-row INSERT (insertmanyvalues)
+            won = {key for (key,) in conn.execute(self._claim, rows[0] if len(rows) == 1 else rows)}
         answers = []
         for key, _, _ in claims:
             answers.append(key in won)
