@@ -50,17 +50,22 @@ def test_a_lone_write_is_made_at_once():
     assert write.batches == [["a"]]
 
 
-def test_what_arrives_during_a_write_is_written_together_next():
-    write = Recorder()
-    group = GroupCommit(write)
+def during_a_write(group: GroupCommit, write: Recorder, items: list[str]) -> tuple[dict, dict]:
+    """`items` submitted while a first write is under way; every answer once it is over."""
     first, threads = submit_all(group, ["first"])
     assert write.inside.wait(5)
-    later = [f"w{i}" for i in range(10)]
-    answers, more = submit_all(group, later)
-    time.sleep(0.2)  # all ten wait for the write under way
+    answers, more = submit_all(group, items)
+    time.sleep(0.2)  # all of them wait for the write under way
     write.hold.set()
     for thread in threads + more:
         thread.join(5)
+    return first, answers
+
+
+def test_what_arrives_during_a_write_is_written_together_next():
+    write = Recorder()
+    later = [f"w{i}" for i in range(10)]
+    first, answers = during_a_write(GroupCommit(write), write, later)
     assert write.batches[0] == ["first"] and sorted(write.batches[1]) == sorted(later)
     assert len(write.batches) == 2
     assert first == {"first": "FIRST"} and answers == {item: item.upper() for item in later}
@@ -68,14 +73,9 @@ def test_what_arrives_during_a_write_is_written_together_next():
 
 def test_a_batch_holds_at_most_max_batch():
     write = Recorder()
-    group = GroupCommit(write, max_batch=4)
-    _, threads = submit_all(group, ["first"])
-    assert write.inside.wait(5)
-    answers, more = submit_all(group, [f"w{i}" for i in range(10)])
-    time.sleep(0.2)
-    write.hold.set()
-    for thread in threads + more:
-        thread.join(5)
+    _, answers = during_a_write(
+        GroupCommit(write, max_batch=4), write, [f"w{i}" for i in range(10)]
+    )
     assert [len(batch) for batch in write.batches] == [1, 4, 4, 2]
     assert len(answers) == 10 and all(a == k.upper() for k, a in answers.items())
 
@@ -83,13 +83,7 @@ def test_a_batch_holds_at_most_max_batch():
 def test_a_failed_write_fails_its_batch_only():
     write = Recorder(fail_on="w3")
     group = GroupCommit(write)
-    _, threads = submit_all(group, ["first"])
-    assert write.inside.wait(5)
-    answers, more = submit_all(group, [f"w{i}" for i in range(5)])
-    time.sleep(0.2)
-    write.hold.set()
-    for thread in threads + more:
-        thread.join(5)
+    _, answers = during_a_write(group, write, [f"w{i}" for i in range(5)])
     assert all(isinstance(answer, RuntimeError) for answer in answers.values())
     assert group.submit("after") == "AFTER"  # the next caller writes again
     with pytest.raises(RuntimeError):
