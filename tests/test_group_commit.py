@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 
 import pytest
 
-from bot.votes.group_commit import GroupCommit
+from bot.votes.group_commit import GroupCommit, for_another_caller
 
 
 class Recorder:
@@ -88,3 +89,29 @@ def test_a_failed_write_fails_its_batch_only():
     assert group.submit("after") == "AFTER"  # the next caller writes again
     with pytest.raises(RuntimeError):
         group.submit("w3")
+
+
+def test_each_caller_of_a_failed_batch_raises_an_exception_of_its_own():
+    """One exception object raised in many threads would carry all their frames in one
+    traceback: each caller gets a copy, caused by the writer's exception."""
+    write = Recorder(fail_on="w0")
+    first, answers = during_a_write(GroupCommit(write), write, ["w0", "w1", "w2"])
+    assert first == {"first": "FIRST"}
+    errors = list(answers.values())
+    assert all(type(e) is RuntimeError and e.args == ("the database is gone",) for e in errors)
+    assert len({id(e) for e in errors}) == 3
+    writers = [e for e in errors if e.__cause__ is None]
+    assert len(writers) == 1  # the caller that wrote the batch raises the original
+    assert all(e.__cause__ is writers[0] for e in errors if e is not writers[0])
+    traces = [traceback.extract_tb(e.__traceback__) for e in errors]
+    assert all(sum(f.name == "submit" for f in trace) == 1 for trace in traces)
+
+
+def test_an_exception_that_cannot_be_copied_is_named_in_its_stead():
+    class Stubborn(Exception):
+        def __reduce_ex__(self, protocol):
+            raise TypeError("no copies")
+
+    own = for_another_caller(Stubborn("locked"))
+    assert isinstance(own, RuntimeError) and "Stubborn('locked')" in str(own)
+    assert isinstance(own.__cause__, Stubborn)

@@ -10,6 +10,7 @@ them. A lone caller writes at once, as it would alone: nothing lingers.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -55,10 +56,10 @@ class GroupCommit(Generic[T, R]):
             entry.ready.wait()
             if not entry.leads:
                 return entry.outcome()
-        self._write_next()  # its own entry is the first waiting: it is in this batch
+        self._write_next(entry)  # its own entry is the first waiting: it is in this batch
         return entry.outcome()
 
-    def _write_next(self) -> None:
+    def _write_next(self, writer: _Entry[T, R]) -> None:
         with self._lock:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
@@ -68,7 +69,7 @@ class GroupCommit(Generic[T, R]):
                 entry.answer = answer
         except BaseException as err:  # every caller of the batch learns it failed
             for entry in batch:
-                entry.error = err
+                entry.error = err if entry is writer else for_another_caller(err)
         with self._lock:
             following = self._waiting[0] if self._waiting else None
             if following is None:
@@ -79,3 +80,16 @@ class GroupCommit(Generic[T, R]):
             entry.ready.set()
         if following is not None:
             following.ready.set()
+
+
+def for_another_caller(err: BaseException) -> BaseException:
+    """The writer's exception as one more caller raises it: a copy (same type and
+    arguments) caused by the original. Raised in several threads at once, the one object
+    would gather every thread's frames in one traceback, and their logs would run together."""
+    try:
+        own = copy.copy(err)
+    except Exception:  # an exception that cannot be copied: say what it was
+        own = RuntimeError(f"the batch's write failed: {err!r}")
+    own.__traceback__ = None
+    own.__cause__ = err
+    return own
