@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from bot.generation.types import ImageRequest
@@ -28,6 +28,9 @@ PICTURE_ACTIONS = (AGAIN_ACTION, TRY_ACTION, COMPARE_ACTION, EDIT_ACTION, DELETE
 VALUE_LIMIT = 2000  # Block Kit: a button's value
 BUTTON_TEXT_LIMIT = 75
 DEFAULTS = ImageRequest(prompt="")
+# what a button carries of the request besides its prompt (the seed is left out: Again draws
+# a new one); read field by field, as `asdict`'s deep copy costs ten times more (5 a picture)
+OPTION_FIELDS = tuple(f.name for f in fields(ImageRequest) if f.name not in ("prompt", "seed"))
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ def encode(ref: PictureRef) -> str:
     """The button value: compact JSON, the seed left out (Again draws a new one)."""
     options = {
         k: messages.escape(v) if isinstance(v, str) else v
-        for k, v in asdict(ref.request).items()
-        if k not in ("prompt", "seed") and v != getattr(DEFAULTS, k)
+        for k in OPTION_FIELDS
+        if (v := getattr(ref.request, k)) != getattr(DEFAULTS, k)
     }
     data: dict[str, Any] = {"u": ref.requester, "o": options}
     files = ",".join(ref.file_ids)  # Slack's file ids are letters and digits
@@ -72,11 +75,10 @@ def decode(value: str) -> PictureRef:
     data = json.loads(value)
     if not isinstance(data, dict) or not isinstance(data.get("r"), str):
         raise ValueError("not a picture button")
-    names = {f.name for f in fields(ImageRequest)} - {"prompt", "seed"}
     options = {
         k: html.unescape(v) if isinstance(v, str) else v
         for k, v in (data.get("o") or {}).items()
-        if k in names
+        if k in OPTION_FIELDS
     }
     return PictureRef(
         requester=str(data.get("u", "")),
