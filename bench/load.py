@@ -10,7 +10,9 @@ is uploaded. Modes:
 - `redis`: `python -m bot serve` + two `python -m bot worker` on Redis (`--redis-url`).
 
 It prints, per mode: acknowledgement p50/p99, the time until all are posted, the app's CPU
-milliseconds per command (user+system of all its processes during the burst) and peak RSS;
+milliseconds per command (user+system of all its processes during the burst) and peak RSS,
+and where the posting phase's time goes: how long after the last provider answer the last
+picture was posted, and the CPU per command spent from the first answer on;
 with `--repeat N`, the medians of N rounds, each running every mode once (the order rotated),
 and each mode's figures as ratios to the baseline's of the same round (their median, and
 their range over the rounds).
@@ -34,11 +36,12 @@ import math
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
-from bench.procs import usage
+from bench.procs import Usage, usage
 from tests.fakes._http import WindowQuota
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
@@ -66,6 +69,12 @@ def start(stack: ExitStack, mode: str, env: dict[str, str]) -> tuple[AppProcess,
             worker = stack.enter_context(WorkerProcess(env))
             roots.append(worker.process.pid)
     return web, roots
+
+
+def post_lag(answered: list[float], posted: list[float]) -> float:
+    """How long after the last provider answer the last picture was posted: what is still
+    to do once every answer is in (near zero while the posting keeps up with the answers)."""
+    return max(posted) - max(answered)
 
 
 def idle_cpu(roots: list[int], seconds: float, settle: float = 2.0) -> float:
@@ -135,10 +144,17 @@ def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[
                 raise RuntimeError(f"ack status {status}")
             return elapsed
 
+        answers_due: dict[str, Usage] = {}  # the app's usage when the first answer is due
+        due = threading.Timer(latency, lambda: answers_due.setdefault("usage", usage(roots)))
+        due.start()
         with ThreadPoolExecutor(min(commands, 256)) as pool:
             acks = list(pool.map(fire, range(commands)))
         wait_for_uploads(slack, commands + 1, timeout)
+        due.join()
         after = usage(roots)
+        answered = [
+            call.at + latency for call in openai.calls("/images/") if call.at >= min(sent.values())
+        ]
         done = {f.title: f for f in slack.uploaded_files if f.title != "warm up"}
         finished = {
             shared["title"]: call.at
@@ -157,6 +173,10 @@ def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[
         "total_peak_rss_mb": after.total_peak_rss_mb,
         "mean_ack_ms": statistics.fmean(acks) * 1000,
     }
+    if quota is None:  # with a quota, refused calls answer at once: no answer time to read
+        figures["post_lag_ms"] = post_lag(answered, list(finished.values())) * 1000
+        spent = after.cpu_seconds - answers_due["usage"].cpu_seconds
+        figures["cpu_after_answers_ms_per_command"] = spent * 1000 / commands
     if idle is not None:
         figures["idle_cpu_ms_per_s"] = idle
     if quota is not None:
@@ -214,6 +234,11 @@ def describe(mode: str, f: dict[str, float], args) -> str:
         f"CPU {f['cpu_ms_per_command']:5.1f} ms/command; "
         f"peak RSS {f['peak_rss_mb']:4.0f} MB (all processes {f['total_peak_rss_mb']:4.0f} MB)"
     )
+    if "post_lag_ms" in f:
+        line += (
+            f"; posting: the last {f['post_lag_ms']:.0f} ms after the last answer, CPU "
+            f"{f['cpu_after_answers_ms_per_command']:.1f} ms/command from the first answer on"
+        )
     if "idle_cpu_ms_per_s" in f:
         line += f"; idle {f['idle_cpu_ms_per_s']:.1f} ms CPU a second"
     if f["delivered"] < args.commands:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from bench.load import against, describe, idle_cpu, percentile, rounds
+import pytest
+
+from bench.load import against, describe, idle_cpu, percentile, post_lag, rounds
 
 
 def test_each_round_runs_every_mode_once_in_a_rotated_order():
@@ -73,3 +75,26 @@ def test_an_idle_figure_is_printed_when_measured():
     }
     line = describe("redis", figures, SimpleNamespace(commands=50))
     assert line.endswith("; idle 2.0 ms CPU a second")
+
+
+def test_the_posting_phase_is_read_from_the_last_answer_and_the_first_answer_on():
+    # answers due at 2.0-2.4 s; the last post 0.3 s after the last answer
+    assert post_lag([2.0, 2.4, 2.2], [2.1, 2.7, 2.5]) == pytest.approx(0.3)
+    figures = {
+        "ack_p50_ms": 40.0,
+        "ack_p99_ms": 60.0,
+        "all_posted_s": 2.7,
+        "cpu_ms_per_command": 5.0,
+        "peak_rss_mb": 120.0,
+        "total_peak_rss_mb": 400.0,
+        "delivered": 50,
+        "post_lag_ms": 300.0,
+        "cpu_after_answers_ms_per_command": 3.25,
+    }
+    line = describe("embedded", figures, SimpleNamespace(commands=50))
+    assert line.endswith(
+        "; posting: the last 300 ms after the last answer, CPU 3.2 ms/command from the first "
+        "answer on"
+    )
+    del figures["post_lag_ms"]  # a quota run has no answer times to read
+    assert "posting" not in describe("embedded", figures, SimpleNamespace(commands=50))
