@@ -82,7 +82,7 @@ def test_a_post_answered_after_the_clients_timeout_is_found_not_posted_again(sla
 
 
 def test_an_untagged_post_whose_connection_was_lost_is_retried_once(slack, delivery):
-    """What slack_sdk does, and still does for a post not tagged (a leaderboard): once."""
+    """What slack_sdk does, and still does for a post not tagged (a budget alert): once."""
     slack.lose_answer("chat.postMessage", status=HANG_UP)
     delivery.post_message("C123", dict(MESSAGE))
     assert len(ours(slack, "C123")) == 2  # why a picture's post is tagged

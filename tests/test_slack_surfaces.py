@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bot.slack.app import LISTENER_THREADS
-from tests.fakes._http import Reply
+from tests.fakes._http import HANG_UP, Reply
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import FakeVertexAI, service_account_info
@@ -321,6 +321,24 @@ def test_buttons_that_slack_refuses_in_an_upload_come_in_a_message_under_it(uplo
     click(uploading, slack, message, "Delete")
     slack.wait_for(lambda: not slack.messages("C123"))
     assert slack.calls_to("files.delete")[0]["file"] == upload.id
+
+
+def test_a_buttons_message_whose_answer_was_lost_is_under_the_picture_once(uploading, fakes):
+    """The buttons' own message went through but the connection was lost before Slack's
+    answer: the bot finds it by its tag and does not post a second set of buttons."""
+    slack = fakes[0]
+    slack.enqueue(
+        Reply(200, {"ok": False, "error": "internal_error"}),
+        path_contains="files.completeUploadExternal",
+    )
+    slack.lose_answer("chat.postMessage", status=HANG_UP)
+    message = picture(uploading, slack, "imagen a fox that held")
+    slack.wait_for(lambda: slack.calls_to("conversations.history"), timeout=15)
+    time.sleep(0.5)
+    slack.quiesce()
+    assert [m["ts"] for m in slack.messages("C123") if buttons_of(m)] == [message["ts"]]
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert message["metadata"]["event_payload"]["once"]
 
 
 def form_of(slack: FakeSlack) -> dict:

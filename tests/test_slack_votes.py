@@ -22,6 +22,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from bot.votes.db import ModelRef, VoteStore
+from tests.fakes._http import HANG_UP
 from tests.fakes.slack import FakeSlack, shared_words
 from tests.slack_harness import (
     AppProcess,
@@ -532,6 +533,22 @@ def test_leaderboard_figures_and_filters(world):
     )
     [posted] = slack.wait_for(lambda: slack.messages("CLB"))
     assert "last 30 days" in posted["text"] and "gpt-image-2" in posted["text"]
+
+
+def test_a_leaderboard_post_whose_answer_was_lost_is_in_the_channel_once(world):
+    """--post: chat.postMessage went through but the connection was lost before its answer;
+    the bot finds its tagged post in the channel and neither posts again nor says it failed."""
+    slack, _, _, app, store = world
+    seed_votes(store, "CLB", ["B"] * 3, revealed=True)
+    slack.lose_answer("chat.postMessage", status=HANG_UP)
+    url = slack.response_url()
+    app.post_command("leaderboard --post", channel_id="CLB", response_url=url)
+    slack.wait_for(lambda: slack.calls_to("conversations.history"), timeout=15)
+    time.sleep(0.5)
+    slack.quiesce()
+    [posted] = slack.messages("CLB")
+    assert "gpt-image-2" in posted["text"] and posted["metadata"]["event_payload"]["once"]
+    assert len(slack.calls_to("chat.postMessage")) == 1 and not slack.responses_to(url)
 
 
 def test_bad_leaderboard_option_is_answered_in_the_ack(world):

@@ -288,7 +288,9 @@ class SlackPublisher:
         """An upload's buttons when Slack refused them in the upload's own message: a small
         message of their own right under it. Best effort: the picture is posted either way."""
         try:
-            self.delivery.post_message(job.channel_id, buttons_message(ref, self.providers))
+            self.delivery.post_message(
+                job.channel_id, buttons_message(ref, self.providers), once=post_tag(job, "buttons")
+            )
         except Exception as err:
             log.warning(
                 "could not post the picture's buttons request_id=%s: %s",
@@ -374,7 +376,7 @@ class SlackPublisher:
             return
         try:
             if chart_url or not result.rows or chart is None:
-                self.delivery.post_message(job.channel_id, message)
+                self.delivery.post_message(job.channel_id, message, once=post_tag(job))
             else:
                 upload = Upload(chart, "image/png", "Imagine leaderboard", "Ratings chart")
                 self.delivery.upload(
