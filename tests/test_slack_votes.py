@@ -463,6 +463,60 @@ def test_without_a_bucket_the_comparison_is_uploaded_and_revealed_in_a_thread(wo
     assert reply["thread_ts"] == message["ts"] and f"A was *{a.provider}*" in reply["text"]
 
 
+def test_a_reveal_that_slack_refuses_is_made_by_the_next_vote(world):
+    """Slack refusing the redrawn message leaves the comparison unrevealed, not marked as
+    revealed with the names never shown: the next vote reveals it."""
+    slack, _, _, app, store = world
+    message, comparison = compare(world)
+    slack.fail("chat.update", "fatal_error")
+    for user, emoji in (("U1", "a"), ("U2", "a"), ("U3", "b")):
+        react(app, user, emoji, "C123", message["ts"])
+    slack.wait_for(lambda: slack.calls_to("chat.update"))
+    settle(lambda: len(store.votes(comparison.id)) == 3)
+    time.sleep(0.3)
+    assert not store.comparison(comparison.id).revealed
+    react(app, "U4", "b", "C123", message["ts"])
+    [_, update] = slack.wait_for(
+        lambda: slack.calls_to("chat.update")[1:] and slack.calls_to("chat.update")
+    )
+    a = comparison.positions["A"]
+    assert f"A was *{a.provider}*" in json.dumps(update["blocks"])
+    settle(lambda: store.comparison(comparison.id).revealed)
+
+
+def test_a_reveal_reply_whose_answer_was_lost_is_in_the_thread_once(world, start_app):
+    """An upload's reveal is a reply in its thread: Slack posted it but the connection was
+    lost before its answer; the bot finds its tagged reply and does not post it again."""
+    slack, _, _, shared_app, store = world
+    env = {**shared_app.env_for_tests, "GCS_BUCKET": "", "STORAGE_EMULATOR_HOST": ""}
+    app = start_app(env)
+    url = slack.response_url()
+    app.post_command("compare a lost kite", channel_id="CRV", response_url=url)
+    [message] = slack.wait_for(lambda: slack.messages("CRV"), timeout=20)
+    slack.wait_for(lambda: store.comparison_at("CRV", message["ts"]))
+    slack.wait_for(lambda: len(slack.reactions("CRV", message["ts"])) == 4)
+    [private] = slack.wait_for(lambda: slack.responses_to(url))
+    [button] = private.body["blocks"][1]["elements"]
+    slack.lose_answer("chat.postMessage", status=HANG_UP)
+    clicked = slack.response_url()
+    app.post_action(
+        action_id="imagine_reveal",
+        value=button["value"],
+        user_id="U123",
+        channel_id="CRV",
+        message_ts="1700000999.000002",
+        is_ephemeral=True,
+        response_url=clicked,
+    )
+    slack.wait_for(lambda: slack.calls_to("conversations.replies"), timeout=15)
+    time.sleep(0.5)
+    slack.quiesce()
+    [reply] = [m for m in slack.messages("CRV") if m.get("thread_ts")]
+    assert reply["thread_ts"] == message["ts"] and "A was *" in reply["text"]
+    assert reply["metadata"]["event_payload"]["once"]
+    assert not slack.responses_to(clicked)  # nothing to apologise for
+
+
 # -- single posts and the leaderboard -----------------------------------------------------
 def test_thumbs_rate_single_posts(world):
     slack, _, _, app, store = world

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from bot.config import Config
 from bot.core.services import Services
 from bot.generation.service import GenerationService
+from bot.slack.delivery import Delivery
 from bot.slack.listeners.actions import CancelButton, RevealButton
 from bot.slack.listeners.commands import ImagineCommand
 from bot.slack.listeners.direct import DirectMessages
@@ -88,7 +89,7 @@ def build_app(
     command.register(app)
     if commands_only:
         return app
-    reveal = Reveal(services.store, config.voting, services.service.link)
+    reveal = Reveal(services.store, config.voting, services.service.link, Delivery(client))
     form.register(app)
     PictureButtons(drawing, form, services.runner.board, config.admins).register(app)
     DirectMessages(drawing, command.help).register(app)

@@ -14,6 +14,7 @@ it posts again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -43,6 +44,12 @@ CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted
 BLOCKS_REFUSED = {"invalid_blocks", "internal_error"}
 POST_EVENT = "imagine_post"  # the metadata event_type of a post tagged to be made once
 CLOCK_MARGIN = 300.0  # seconds Slack's clock may be behind ours, when reading back a post
+
+
+def once_tag(*parts: str) -> str:
+    """The tag that makes a post appear once (`Delivery.post_message`), named by `parts`: a
+    hash, since the message's metadata is readable by anyone's app in the channel."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 class NotInChannelError(Exception):

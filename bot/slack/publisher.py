@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import time
 from typing import Any
@@ -33,7 +32,7 @@ from bot.core.workflows import describe
 from bot.generation.types import ImageRequest, ImagineError, ProviderResult, StoredImage
 from bot.slack import messages
 from bot.slack.buttons import PictureRef, buttons_message, picture_buttons
-from bot.slack.delivery import Delivery, NotInChannelError, Upload
+from bot.slack.delivery import Delivery, NotInChannelError, Upload, once_tag
 from bot.slack.messages import ComparisonView
 from bot.slack.retry import within
 from bot.votes.leaderboard import LeaderboardResult
@@ -52,10 +51,8 @@ UNDELIVERED = (
 
 
 def post_tag(job: Job, *parts: str) -> str:
-    """The tag that makes one of a job's posts appear once (`Delivery.post_message`): a hash,
-    since the message's metadata is readable by anyone's app in the channel."""
-    named = "\n".join((job.key, *parts))
-    return hashlib.sha256(named.encode()).hexdigest()[:32]
+    """The tag that makes one of a job's posts appear once (`Delivery.post_message`)."""
+    return once_tag(job.key, *parts)
 
 
 def _retried_until_deadline(method):

@@ -845,6 +845,16 @@ class VoteStore:
             )
             return flipped.rowcount == 1
 
+    def unmark_revealed(self, comparison_id: int) -> None:
+        """The reveal did not reach Slack: the names are hidden again, to be revealed by the
+        next vote or click."""
+        with self._write() as conn:
+            conn.execute(
+                update(COMPARISONS)
+                .where(COMPARISONS.c.id == comparison_id)
+                .values(revealed=False, revealed_at=None)
+            )
+
     def register_rated_post(
         self, channel_id: str, message_ts: str, provider: str, model: str, requester_id: str
     ) -> int:

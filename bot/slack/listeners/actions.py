@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from slack_bolt import Ack, App, Respond
-from slack_sdk import WebClient
 
 from bot.config import VotingConfig
 from bot.core.runner import CLICK_SECONDS, JobBoard, Runner
@@ -65,7 +64,7 @@ class RevealButton:
     def register(self, app: App) -> None:
         app.action(messages.REVEAL_ACTION)(self.on_click)
 
-    def on_click(self, ack: Ack, body: dict, respond: Respond, client: WebClient) -> None:
+    def on_click(self, ack: Ack, body: dict, respond: Respond) -> None:
         ack()
         if not first_click(self.board, body):
             return
@@ -90,7 +89,7 @@ class RevealButton:
             )
         else:
             try:
-                revealed = self.reveal(comparison.id, client)
+                revealed = self.reveal(comparison.id)
             except Exception:
                 log.exception("could not reveal comparison_id=%s", comparison.id)
                 _private(respond, NOT_NOW)

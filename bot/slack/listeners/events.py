@@ -115,7 +115,7 @@ class ReactionVotes:
         )
         if change.target == COMPARISON and not change.duplicate:
             if change.vote_count >= self.voting.reveal_after_votes:
-                self.reveal(change.target_id, client)
+                self.reveal(change.target_id)
 
     def match_upload(self, channel: str, ts: str, client: WebClient) -> bool:
         """Find the upload a thumb is on; its kept reactions then count. A thumb can come
