@@ -33,6 +33,7 @@ from bot.slack.command import GenerateCommand, UsageCommand, parse_command
 from bot.votes.db import VoteStore
 from bot.votes.spend import SpendLedger
 from bot.wiring import build_for_slack
+from tests.fakes._http import HANG_UP
 from tests.fakes.gcs import GcsFront, start_gcs_emulator
 from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.slack import FakeSlack
@@ -277,6 +278,22 @@ def test_the_budget_alerts_admins_at_80_and_100_percent_once_each_then_refuses(w
         first, second = admin_dms(slack, admin)
         assert "(100 %" in second and "refused until next month" in second
     assert len(slack.calls_to("conversations.open")) == 4  # each alert once, to each admin
+
+
+def test_a_budget_alert_whose_answer_was_lost_reaches_each_admin_once(world):
+    """Slack posted an admin's alert but the connection was lost before its answer: the bot
+    finds its tagged message in the DM and does not send it again."""
+    slack, vertex, services = world(IMAGINE_MONTHLY_BUDGET_USD="5")
+    for _ in range(3):
+        assert services.workflows.run(a_job(slack)) == "ok"
+    lost = len(slack.calls_to("chat.postMessage"))
+    slack.lose_answer("chat.postMessage", status=HANG_UP)  # the next post: the first alert
+    assert services.workflows.run(a_job(slack)) == "ok"  # $4: 80 %
+    assert slack.calls_to("chat.postMessage")[lost]["channel"].startswith("D")
+    for admin in ADMINS:
+        [alert] = admin_dms(slack, admin)
+        assert "(80 %" in alert
+    assert slack.calls_to("conversations.history")  # the bot looked for it
 
 
 def test_budget_alerts_go_out_once_when_many_cross_at_once(world):

@@ -26,6 +26,7 @@ from bot.slack.listeners.actions import NOT_NOW
 from bot.slack.messages import NOT_VOTABLE
 from bot.votes.db import VoteStore, normalise_url
 from bot.votes.schema import EVENTS, GENERATIONS
+from tests.fakes._http import HANG_UP
 from tests.fakes.slack import FakeSlack
 from tests.services import TcpProxy, postgres_schema
 from tests.slack_harness import (
@@ -271,6 +272,8 @@ def test_an_uploaded_comparison_that_cannot_be_registered_says_so_in_its_thread(
     env = {k: v for k, v in shared.env.items() if k not in ("PORT", "HOME", "PYTHONPATH")}
     with AppProcess({**env, "GCS_BUCKET": ""}, workdir=tmp_path / "uploads") as app:
         url = slack.response_url()
+        # the reply is posted but its answer lost: the bot finds it in the thread, posts once
+        slack.lose_answer("chat.postMessage", status=HANG_UP)
         app.post_command("compare a paper boat", channel_id="CUP", response_url=url)
         slack.wait_for(lambda: vertex.calls(":generateContent"))
         database.down()
@@ -281,6 +284,10 @@ def test_an_uploaded_comparison_that_cannot_be_registered_says_so_in_its_thread(
             )
         finally:
             database.up()
+    slack.wait_for(lambda: slack.calls_to("conversations.replies"), timeout=15)
+    time.sleep(0.5)
+    slack.quiesce()
+    assert len([m for m in slack.messages("CUP") if m.get("thread_ts")]) == 1
     assert reply["thread_ts"] == message["ts"] and NOT_VOTABLE in reply["text"]
     assert "gemini-3.1-flash-image" in reply["text"] and "gpt-image-2" in reply["text"]
     assert slack.calls_to("reactions.add") == [] and slack.responses_to(url) == []

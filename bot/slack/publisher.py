@@ -350,10 +350,11 @@ class SlackPublisher:
                 message = messages.compare_message(view, votable=False)
                 self.client.chat_update(channel=job.channel_id, ts=posted.ts, **message)
             else:
-                self.client.chat_postMessage(
-                    channel=job.channel_id,
+                self.delivery.post_message(
+                    job.channel_id,
+                    {"text": messages.unvotable_text(view.models)},
+                    once=post_tag(job, "voting off"),
                     thread_ts=posted.ts,
-                    text=messages.unvotable_text(view.models),
                 )
         except Exception:
             log.exception("could not turn voting off request_id=%s", job.request_id)
@@ -395,12 +396,14 @@ class SlackPublisher:
 
     def alert_admins(self, admins: frozenset[str], alert: BudgetAlert) -> None:
         """A direct message to each admin: conversations.open (the `im:write` scope) gives the
-        app's DM with the person, where the message is posted."""
+        app's DM with the person, where the message is posted, once: each alert (a month's
+        80 % or 100 %) is a tagged post."""
+        once = once_tag("budget alert", alert.month, str(alert.percent))
         for admin in sorted(admins):
             try:
                 opened = self.client.conversations_open(users=admin)
                 channel = opened["channel"]["id"]
-                self.client.chat_postMessage(channel=channel, **messages.budget_alert(alert))
+                self.delivery.post_message(channel, messages.budget_alert(alert), once=once)
             except Exception as err:  # one admin unreachable must not stop the others
                 log.warning("could not alert admin %s: %s", admin, type(err).__name__)
 
