@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from bot.votes.db import VoteStore
 from bot.votes.schema import object_ref
+from tests.fakes._http import HANG_UP
 from tests.fakes.images import edited_png, png_bytes
 from tests.fakes.slack import FakeSlack
 from tests.fakes.vertex import MAX_REQUEST_BYTES
@@ -252,6 +253,22 @@ def test_a_refused_edit_is_one_sentence_in_the_thread(world):
     reply(world, "dalle3: make it gory", post["ts"])
     said = in_thread(slack, post["ts"], 2)[1]
     assert said["text"].startswith(":no_entry:")
+
+
+def test_an_edits_sentence_whose_answer_was_lost_is_in_the_thread_once(world):
+    """Slack posted the sentence but the connection was lost before its answer: the bot
+    finds its tagged reply in the thread and does not post it again."""
+    slack, vertex, _, _, _ = world
+    post = draw(world)
+    vertex.block_prompt()
+    slack.lose_answer("chat.postMessage", status=HANG_UP)
+    reply(world, "make it gory", post["ts"])
+    slack.wait_for(lambda: slack.calls_to("conversations.replies"), timeout=15)
+    time.sleep(0.5)
+    slack.quiesce()
+    (said,) = in_thread(slack, post["ts"], 1)
+    assert said["text"].startswith(":no_entry:") and said["metadata"]["event_payload"]["once"]
+    assert len([m for m in slack.messages(CHANNEL) if m.get("thread_ts") == post["ts"]]) == 1
 
 
 def test_a_model_that_cannot_edit_names_one_that_can(world, start_app):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import time
 from typing import Any
@@ -116,7 +117,8 @@ class SlackPublisher:
     ) -> None:
         """Privately to the requester: through the response_url when the job has one (it
         works in channels the bot is not in), else as an ephemeral message; an edit's
-        sentence goes in its thread, where the person asked (`whisper`: only they see it)."""
+        sentence goes in its thread, where the person asked (`whisper`: only they see it), as
+        a tagged post (each sentence of the job once)."""
         try:
             if isinstance(job, EditJob):
                 if whisper:
@@ -124,8 +126,9 @@ class SlackPublisher:
                         channel=job.channel_id, user=job.user_id, thread_ts=job.thread_ts, **message
                     )
                 elif not replace:
-                    self.client.chat_postMessage(
-                        channel=job.channel_id, thread_ts=job.thread_ts, **message
+                    said = post_tag(job, "said", json.dumps(message, sort_keys=True))
+                    self.delivery.post_message(
+                        job.channel_id, message, once=said, thread_ts=job.thread_ts
                     )
             elif job.response_url:
                 response = WebhookClient(
