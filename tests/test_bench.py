@@ -4,11 +4,14 @@ figures are read as ratios to the baseline of the same round."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 
-from bench.load import against, describe, idle_cpu, percentile, post_lag, rounds
+from bench.load import against, describe, idle_cpu, percentile, post_lag, rounds, usage_after
+from bench.procs import usage
 
 
 def test_each_round_runs_every_mode_once_in_a_rotated_order():
@@ -60,6 +63,19 @@ def test_idle_cpu_counts_what_the_processes_spend_while_waiting():
         stop.set()
         spinner.join()
     assert quiet < 100 and busy > 300  # ms of CPU a second: nearly none, and most of one core
+
+
+def test_the_cpu_is_read_after_the_work_that_follows_the_last_post():
+    """A process still working when the last picture is posted (the app's history) has that
+    work counted: a child that starts burning 0.15 s of CPU just before the reading."""
+    burn = "import time\nend = time.process_time() + 0.15\nwhile time.process_time() < end: pass"
+    burner = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        before = usage([burner.pid])
+        after = usage_after([burner.pid], 1.0)
+    finally:
+        burner.wait(5)
+    assert after.cpu_seconds - before.cpu_seconds >= 0.1
 
 
 def test_an_idle_figure_is_printed_when_measured():
