@@ -294,6 +294,8 @@ def test_a_budget_alert_whose_answer_was_lost_reaches_each_admin_once(world):
         [alert] = admin_dms(slack, admin)
         assert "(80 %" in alert
     assert slack.calls_to("conversations.history")  # the bot looked for it
+    # a DM the bot opened is one it is in: no conversations.info (`im:read` is not asked for)
+    assert not [c for c in slack.calls_to("conversations.info") if c["channel"].startswith("D")]
 
 
 def test_budget_alerts_go_out_once_when_many_cross_at_once(world):

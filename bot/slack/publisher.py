@@ -406,7 +406,8 @@ class SlackPublisher:
             try:
                 opened = self.client.conversations_open(users=admin)
                 channel = opened["channel"]["id"]
-                self.delivery.post_message(channel, messages.budget_alert(alert), once=once)
+                alerted = messages.budget_alert(alert)
+                self.delivery.post_message(channel, alerted, once=once, opened=True)
             except Exception as err:  # one admin unreachable must not stop the others
                 log.warning("could not alert admin %s: %s", admin, type(err).__name__)
 
