@@ -446,6 +446,8 @@ def test_a_direct_message_is_a_prompt_answered_in_the_dm(uploading, fakes):
     assert status == 200
     slack.wait_for(lambda: slack.uploaded_files, timeout=20)
     assert slack.calls_to("files.completeUploadExternal")[0]["channel_id"] == "D123"
+    # a DM is not looked up: conversations.info would need im:read, which the app lacks
+    assert not [c for c in slack.calls_to("conversations.info") if c["channel"] == "D123"]
     bot_echo = dict(event, bot_id="BBOT", user="UBOT", ts="1700000101.000100")
     edit = dict(event, subtype="message_changed", ts="1700000102.000100")
     for ignored in (bot_echo, edit):

@@ -41,7 +41,13 @@ class Membership:
     def ensure(self, channel: str) -> bool | None:
         """True: the bot is in the channel (it joined if it had to). False: it is not and
         cannot join (a private channel or DM it was not invited to, or joining was refused):
-        reactions there never reach it. None: Slack did not say; the post decides."""
+        reactions there never reach it. None: Slack did not say; the post decides.
+
+        A DM (an id starting with D) is not asked about: the bot's own DM with a person it is
+        in, any other it cannot join, and conversations.info would need `im:read`, a scope
+        the app does not ask for (every DM's first picture logged the refusal)."""
+        if channel.startswith("D"):
+            return None
         with self._lock:
             known = self._known.get(channel)
             if known is not None and known[1] > self._clock():
