@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 
 from bot.slack.membership import Membership
 from tests.fakes._http import Reply
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import DEFAULT_SCOPES, FakeSlack
 
 THREADS = 20
 
@@ -57,6 +57,23 @@ def test_when_slack_does_not_say_the_whole_burst_posts_without_asking_again(slac
     answers = at_once(membership(slack), "C123")
     assert answers == [None] * THREADS  # the posts decide
     assert len(slack.calls_to("conversations.info")) == 1
+
+
+def test_a_private_channel_is_left_to_the_post_without_a_warning(slack, caplog):
+    """conversations.info needs groups:read in a private channel, which the app does not ask
+    for: the refusal is expected (the post decides), not a warning every ten minutes."""
+    slack.add_channel("CPRIV", private=True)
+    assert membership(slack).ensure("CPRIV") is None
+    assert [c["channel"] for c in slack.calls_to("conversations.info")] == ["CPRIV"]
+    assert "conversations.info failed" not in caplog.text
+
+
+def test_a_public_channel_the_app_may_not_read_is_a_warning(caplog):
+    """Without channels:read (an install that lost it) the bot cannot tell whether to join
+    public channels, and votes there may never reach it: that is worth a warning."""
+    with FakeSlack(scopes=DEFAULT_SCOPES - {"channels:read"}) as slack:
+        assert membership(slack).ensure("C123") is None
+    assert "conversations.info failed (missing_scope)" in caplog.text
 
 
 def test_different_channels_are_asked_about_side_by_side(slack):

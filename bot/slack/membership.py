@@ -25,6 +25,8 @@ log = logging.getLogger("imagine.slack")
 
 MEMBER_TTL = 600.0  # seconds a channel's answer is trusted
 NOT_MEMBER_TTL = 60.0  # shorter: an invitation should take effect soon
+# conversations.info's scopes for private conversations, which the app does not ask for
+PRIVATE_READ = {"groups:read", "im:read", "mpim:read"}
 ASK_WAIT = 60.0  # seconds a thread waits for another's answer (the client's timeouts end it)
 
 
@@ -87,6 +89,8 @@ class Membership:
             error = err.response.get("error")
             if error == "channel_not_found":
                 return False  # a private channel or DM the bot was not invited to
+            if error == "missing_scope" and err.response.get("needed") in PRIVATE_READ:
+                return None  # not asked for, and would not help: only an invitation lets it in
             log.warning("conversations.info failed (%s): posting without joining", error)
             return None
         except Exception as err:  # unreachable: the post will tell
