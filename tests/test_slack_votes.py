@@ -21,7 +21,7 @@ import requests
 from PIL import Image
 from sqlalchemy import text
 
-from bot.votes.db import ModelRef, VoteStore
+from bot.votes.db import Comparison, ModelRef, VoteStore
 from tests.fakes._http import HANG_UP
 from tests.fakes.slack import FakeSlack, shared_words
 from tests.slack_harness import (
@@ -431,10 +431,39 @@ def test_one_provider_failing_posts_the_other_without_voting(world):
     assert not slack.calls_to("reactions.add")
 
 
+def uploading_app(world, start_app):
+    """The app without a bucket: comparisons are uploaded, and revealed in their thread."""
+    shared_app = world[3]
+    return start_app({**shared_app.env_for_tests, "GCS_BUCKET": "", "STORAGE_EMULATOR_HOST": ""})
+
+
+def uploaded_comparison(world, channel: str, url: str) -> tuple[dict, Comparison, dict]:
+    """Once the uploaded comparison is in `channel` and registered, with its voting reactions
+    and the requester's private Reveal button: its message, the comparison, the button."""
+    slack, store = world[0], world[4]
+    [message] = slack.wait_for(lambda: slack.messages(channel), timeout=20)
+    comparison = slack.wait_for(lambda: store.comparison_at(channel, message["ts"]))
+    slack.wait_for(lambda: len(slack.reactions(channel, message["ts"])) == 4)
+    [private] = slack.wait_for(lambda: slack.responses_to(url))  # the requester's button
+    [button] = private.body["blocks"][1]["elements"]
+    return message, comparison, button
+
+
+def press_private_reveal(app, button: dict, channel: str, response_url: str) -> None:
+    app.post_action(
+        action_id="imagine_reveal",
+        value=button["value"],
+        user_id="U123",
+        channel_id=channel,
+        message_ts="1700000999.000001",  # the private message's, not the comparison's
+        is_ephemeral=True,
+        response_url=response_url,
+    )
+
+
 def test_without_a_bucket_the_comparison_is_uploaded_and_revealed_in_a_thread(world, start_app):
-    slack, _, _, shared_app, store = world
-    env = {**shared_app.env_for_tests, "GCS_BUCKET": "", "STORAGE_EMULATOR_HOST": ""}
-    app = start_app(env)
+    slack = world[0]
+    app = uploading_app(world, start_app)
     url = slack.response_url()
     app.post_command("compare a paper boat", channel_id="CUP", response_url=url)
     [upload] = slack.wait_for(lambda: slack.calls_to("files.completeUploadExternal"))
@@ -443,21 +472,9 @@ def test_without_a_bucket_the_comparison_is_uploaded_and_revealed_in_a_thread(wo
     assert "imagen" not in comment and "gpt-image" not in comment
     files = slack.uploaded_files
     assert [f.title for f in files] == ["A and B side by side", "A, full size", "B, full size"]
-    [message] = slack.wait_for(lambda: slack.messages("CUP"))
-    comparison = slack.wait_for(lambda: store.comparison_at("CUP", message["ts"]))
-    slack.wait_for(lambda: len(slack.reactions("CUP", message["ts"])) == 4)
-    [private] = slack.wait_for(lambda: slack.responses_to(url))  # the requester's button
-    [button] = private.body["blocks"][1]["elements"]
+    message, comparison, button = uploaded_comparison(world, "CUP", url)
     assert button["value"] == f"CUP|{message['ts']}"
-    app.post_action(
-        action_id="imagine_reveal",
-        value=button["value"],
-        user_id="U123",
-        channel_id="CUP",
-        message_ts="1700000999.000001",
-        is_ephemeral=True,
-        response_url=slack.response_url(),
-    )
+    press_private_reveal(app, button, "CUP", slack.response_url())
     [reply] = slack.wait_for(lambda: [m for m in slack.messages("CUP") if m.get("thread_ts")])
     a = comparison.positions["A"]
     assert reply["thread_ts"] == message["ts"] and f"A was *{a.provider}*" in reply["text"]
@@ -487,27 +504,14 @@ def test_a_reveal_that_slack_refuses_is_made_by_the_next_vote(world):
 def test_a_reveal_reply_whose_answer_was_lost_is_in_the_thread_once(world, start_app):
     """An upload's reveal is a reply in its thread: Slack posted it but the connection was
     lost before its answer; the bot finds its tagged reply and does not post it again."""
-    slack, _, _, shared_app, store = world
-    env = {**shared_app.env_for_tests, "GCS_BUCKET": "", "STORAGE_EMULATOR_HOST": ""}
-    app = start_app(env)
+    slack = world[0]
+    app = uploading_app(world, start_app)
     url = slack.response_url()
     app.post_command("compare a lost kite", channel_id="CRV", response_url=url)
-    [message] = slack.wait_for(lambda: slack.messages("CRV"), timeout=20)
-    slack.wait_for(lambda: store.comparison_at("CRV", message["ts"]))
-    slack.wait_for(lambda: len(slack.reactions("CRV", message["ts"])) == 4)
-    [private] = slack.wait_for(lambda: slack.responses_to(url))
-    [button] = private.body["blocks"][1]["elements"]
+    message, _, button = uploaded_comparison(world, "CRV", url)
     slack.lose_answer("chat.postMessage", status=HANG_UP)
     clicked = slack.response_url()
-    app.post_action(
-        action_id="imagine_reveal",
-        value=button["value"],
-        user_id="U123",
-        channel_id="CRV",
-        message_ts="1700000999.000002",
-        is_ephemeral=True,
-        response_url=clicked,
-    )
+    press_private_reveal(app, button, "CRV", clicked)
     slack.wait_for(lambda: slack.calls_to("conversations.replies"), timeout=15)
     time.sleep(0.5)
     slack.quiesce()
