@@ -81,22 +81,14 @@ class Delivery:
         self.membership = Membership(client)
 
     def post_message(
-        self,
-        channel: str,
-        message: dict[str, Any],
-        *,
-        once: str | None = None,
-        opened: bool = False,
-        **extra: Any,
+        self, channel: str, message: dict[str, Any], *, once: str | None = None, **extra: Any
     ) -> str:
         """chat.postMessage, the bot in the channel first; returns the message ts.
 
         `once`: a tag (no secret: others may read it) that makes the post appear once even if
         Slack fails it after posting; the conversation's history scope is then needed to tell
-        (without, such a post may appear twice, as it would untagged). `opened`: a DM the bot
-        opened itself (conversations.open), which it is in: no membership to look up."""
-        if not opened:
-            self.membership.ensure(channel)
+        (without, such a post may appear twice, as it would untagged)."""
+        self.membership.ensure(channel)
         if once is not None:
             return self._post_once(channel, message, once, extra)
         response = self._with_join(

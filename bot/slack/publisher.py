@@ -406,8 +406,7 @@ class SlackPublisher:
             try:
                 opened = self.client.conversations_open(users=admin)
                 channel = opened["channel"]["id"]
-                alerted = messages.budget_alert(alert)
-                self.delivery.post_message(channel, alerted, once=once, opened=True)
+                self.delivery.post_message(channel, messages.budget_alert(alert), once=once)
             except Exception as err:  # one admin unreachable must not stop the others
                 log.warning("could not alert admin %s: %s", admin, type(err).__name__)
 
