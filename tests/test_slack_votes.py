@@ -519,6 +519,8 @@ def test_a_reveal_reply_whose_answer_was_lost_is_in_the_thread_once(world, start
     assert reply["thread_ts"] == message["ts"] and "A was *" in reply["text"]
     assert reply["metadata"]["event_payload"]["once"]
     assert not slack.responses_to(clicked)  # nothing to apologise for
+    # the reveal's posts and the pictures' share one memory of the channel: asked about once
+    assert [c["channel"] for c in slack.calls_to("conversations.info")].count("CRV") == 1
 
 
 # -- single posts and the leaderboard -----------------------------------------------------

@@ -78,7 +78,7 @@ class Delivery:
     def __init__(self, client: SlackWebClient, share_wait: float = 5.0) -> None:
         self.client = client
         self.share_wait = share_wait
-        self.membership = Membership(client)
+        self.membership = Membership.of(client)  # one memory per client, however many posters
 
     def post_message(
         self, channel: str, message: dict[str, Any], *, once: str | None = None, **extra: Any

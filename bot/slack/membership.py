@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from slack_sdk import WebClient
@@ -31,7 +32,19 @@ ASK_WAIT = 60.0  # seconds a thread waits for another's answer (the client's tim
 
 
 class Membership:
-    """Per-process memory of the channels the bot is in; safe to call from many threads."""
+    """Per-process memory of the channels the bot is in; safe to call from many threads.
+    `Membership.of(client)` is the client's one memory, shared by whoever posts with it."""
+
+    _shared: weakref.WeakKeyDictionary[WebClient, Membership] = weakref.WeakKeyDictionary()
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, client: WebClient) -> Membership:
+        with cls._shared_lock:
+            found = cls._shared.get(client)
+            if found is None:
+                found = cls._shared[client] = cls(client)
+            return found
 
     def __init__(self, client: WebClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client

@@ -56,7 +56,7 @@ class Reveal:
         if not self.votes.mark_revealed(comparison_id):
             return False
         try:
-            tally = self._show(comparison, post)
+            tally = self._show(comparison, post, models)
         except Exception:
             self._hide_again(comparison_id)
             raise
@@ -69,10 +69,11 @@ class Reveal:
         except Exception:  # the reveal's own error is the one raised
             log.exception("a reveal that failed stays marked comparison_id=%s", comparison_id)
 
-    def _show(self, comparison: Comparison, post: dict | None) -> dict[str, int]:
+    def _show(
+        self, comparison: Comparison, post: dict | None, models: dict[str, tuple[str, str]]
+    ) -> dict[str, int]:
         """The names in the channel, with the votes counted now; returns that count."""
         tally = dict(Counter(self.votes.votes(comparison.id).values()))
-        models = comparison_models(comparison)
         kept = comparison.details.get("post") or comparison.details.get("view") or {}
         options = kept.get("options") or {}
         client = self.delivery.client
