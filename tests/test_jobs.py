@@ -190,6 +190,38 @@ def test_redis_board_forgets_jobs_of_a_dead_worker_after_their_deadline():
         assert board.active() == 1
 
 
+def test_redis_board_takes_a_burst_of_finished_jobs_off_together():
+    """Jobs that end in the same moments leave the board in one round trip, not one each; the
+    board's count and a stop's flush see them gone."""
+    with redis_database() as url:
+        import redis
+
+        from bot.core.queue import RedisJobBoard
+
+        class CountingRedis(redis.Redis):
+            round_trips = 0
+
+            def pipeline(self, *args, **kwargs):
+                CountingRedis.round_trips += 1
+                return super().pipeline(*args, **kwargs)
+
+        client = CountingRedis.from_url(url)
+        board = RedisJobBoard(client, max_per_user=100)
+        jobs = [job(key=f"k{i}", user=f"U{i % 4}") for i in range(40)]
+        for each in jobs:
+            assert board.admit(each) is Admission.ACCEPTED
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(board.finish_soon, jobs))
+        assert board.active() == 0
+        assert CountingRedis.round_trips <= 3  # not 40
+        assert board.admit(job(key="k40", user="U0")) is Admission.ACCEPTED
+        board.finish_soon(job(key="k40", user="U0"))
+        board.flush()  # at a stop
+        assert client.zcard("imagine:jobs:all") == 0
+        assert client.zcard("imagine:jobs:user:U0") == 0
+        client.close()
+
+
 def test_database_board_forgets_jobs_of_a_dead_process_after_they_go_stale(tmp_path):
     store = VoteStore(f"sqlite:///{tmp_path / 'board.db'}")
     now = [1_000_000.0]

@@ -67,6 +67,14 @@ class JobBoard(ABC):
     def finish(self, job: Job) -> None:
         """The job is over (any outcome): it no longer counts toward its person's cap."""
 
+    def finish_soon(self, job: Job) -> None:
+        """`finish`, where nobody waits for it (a job that just ended): a board on another
+        server takes a burst's entries off together, moments later (`flush` at a stop)."""
+        self.finish(job)
+
+    def flush(self) -> None:  # noqa: B027 (nothing held back by default)
+        """At a stop: take off the entries `finish_soon` still holds."""
+
     @abstractmethod
     def active(self) -> int:
         """Jobs admitted and not finished (the queue depth, waiting and running)."""

@@ -36,5 +36,6 @@ class Services:
         """At a stop, after the jobs: write what is queued, release connections."""
         if self.workflows is not None:
             self.workflows.close()
+        self.board.flush()
         self.service.pacer.close()
         self.store.close()

@@ -155,7 +155,7 @@ class Workflows:
         if self.board is None:
             return
         try:
-            self.board.finish(job)
+            self.board.finish_soon(job)
         except Exception as err:
             log.warning("could not update the job board request_id=%s: %s", job.request_id, err)
 

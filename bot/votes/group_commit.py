@@ -1,17 +1,22 @@
-"""Group commit: writes that callers wait for, made together when they come together.
+"""Group commit: writes made together when they come together.
 
-A transaction costs far more than a row (SQLite's write lock and WAL commit, PostgreSQL's
-round trips and a pooled connection), and when a burst of pictures comes back from the
-providers at once, each one's claim before posting would otherwise queue for its own
-transaction. Here the first caller writes what is waiting, in one transaction, while the
-others wait; whoever arrives during that write is in the next one, written by the first of
-them. A lone caller writes at once, as it would alone: nothing lingers.
+A transaction (or a round trip) costs far more than a row, and when a burst of pictures comes
+back from the providers at once, each one's writes would otherwise queue for their own. Two
+shapes:
+- `GroupCommit`, for writes the caller waits for (a claim before posting): the first caller
+  writes what is waiting while the others wait; whoever arrives during that write is in the
+  next one, written by the first of them. A lone caller writes at once: nothing lingers.
+- `Batches`, for writes nobody waits for (the history, the job board's finished entries): a
+  thread lets a burst's items gather for `linger` seconds, then writes them all at once.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -93,3 +98,72 @@ def for_another_caller(err: BaseException) -> BaseException:
     own.__traceback__ = None
     own.__cause__ = err
     return own
+
+
+class Batches(Generic[T]):
+    """`add(item)` returns at once; a thread started on first use (after a fork) hands what
+    came within `linger` of an item, up to `max_batch`, to `write` in one call. A failed write
+    is logged (`what` names the items), never raised: the writes are best effort. `flush()`
+    writes what is queued without lingering, and waits for it."""
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], object],
+        *,
+        what: str,
+        linger: float,
+        log: logging.Logger,
+        max_batch: int = 500,
+    ) -> None:
+        self._write = write
+        self.what = what
+        self.linger = linger
+        self._log = log
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[T | threading.Event] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def add(self, item: T) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name=self.what, daemon=True)
+                    self._thread.start()
+        self._queue.put(item)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything added so far is written; False on timeout."""
+        if self._thread is None:
+            return True
+        written = threading.Event()
+        self._queue.put(written)
+        return written.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            items: list[T] = []
+            waiting: list[threading.Event] = []
+            item = self._queue.get()
+            # A burst's items trickle in: let them gather, then take them all at once
+            # (waiting on the queue for each would wake this thread once per item).
+            if not isinstance(item, threading.Event):  # a flush does not wait
+                time.sleep(self.linger)
+            while True:
+                if isinstance(item, threading.Event):
+                    waiting.append(item)
+                else:
+                    items.append(item)
+                if len(items) >= self._max_batch or waiting:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if items:
+                try:
+                    self._write(items)
+                except Exception:
+                    self._log.exception("could not write %d %s", len(items), self.what)
+            for event in waiting:
+                event.set()
