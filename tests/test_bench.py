@@ -114,3 +114,25 @@ def test_the_posting_phase_is_read_from_the_last_answer_and_the_first_answer_on(
     )
     del figures["post_lag_ms"]  # a quota run has no answer times to read
     assert "posting" not in describe("embedded", figures, SimpleNamespace(commands=50))
+
+
+def test_the_cpu_is_read_finer_than_a_tick_and_counts_ended_threads():
+    """A child spends CPU in a thread that then ends, and says how much its process spent;
+    the reading agrees to 2 ms (/proc's user and system times count in 10 ms ticks)."""
+    spend = (
+        "import threading, time\n"
+        "def spin():\n"
+        "    end = time.thread_time() + 0.137\n"
+        "    while time.thread_time() < end: pass\n"
+        "worker = threading.Thread(target=spin); worker.start(); worker.join()\n"
+        "print(time.process_time(), flush=True)\n"
+        "time.sleep(10)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", spend], stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = float(child.stdout.readline())
+        ours = usage([child.pid]).cpu_seconds
+    finally:
+        child.kill()
+        child.wait(5)
+    assert theirs <= ours < theirs + 0.002
