@@ -184,6 +184,7 @@ class SlackConfig:
     api_url: str | None = None
     port: int = 3000
     workers: int = 256  # threads that run generations; provider calls are slow and I/O-bound
+    posts_at_once: int = 8  # pictures one process posts to Slack at once
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,7 @@ class Config:
                 api_url=_text(env, "SLACK_API_URL"),
                 port=port,
                 workers=int(_number(env, "IMAGINE_WORKERS", 256, minimum=1)),
+                posts_at_once=_count(env, "IMAGINE_POSTS_AT_ONCE", 8),
             ),
             retry=RetryConfig(
                 max_retries=int(_number(env, "IMAGINE_MAX_RETRIES", 2)),

@@ -46,7 +46,13 @@ def publisher_factory(config: Config, client: WebClient):
 
     def build(service: GenerationService) -> SlackPublisher:
         labels = {name: p.label for name, p in service.providers.items()}
-        return SlackPublisher(client, config.voting, labels, service.configured_providers())
+        return SlackPublisher(
+            client,
+            config.voting,
+            labels,
+            service.configured_providers(),
+            posts_at_once=config.slack.posts_at_once,
+        )
 
     return build
 
