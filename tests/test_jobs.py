@@ -213,7 +213,7 @@ def test_redis_board_takes_a_burst_of_finished_jobs_off_together():
         with ThreadPoolExecutor(20) as pool:
             list(pool.map(board.finish_soon, jobs))
         assert board.active() == 0
-        assert CountingRedis.round_trips <= 3  # not 40
+        assert CountingRedis.round_trips <= 5  # a batch or two, and the count's flush: not 40
         assert board.admit(job(key="k40", user="U0")) is Admission.ACCEPTED
         board.finish_soon(job(key="k40", user="U0"))
         board.flush()  # at a stop
