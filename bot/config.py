@@ -184,7 +184,6 @@ class SlackConfig:
     api_url: str | None = None
     port: int = 3000
     workers: int = 256  # threads that run generations; provider calls are slow and I/O-bound
-    posts_at_once: int = 8  # pictures one process posts to Slack at once
 
 
 @dataclass(frozen=True)
@@ -203,6 +202,7 @@ class JobsConfig:
     deadline: int = 600  # seconds from acknowledgement after which a picture is given up
     max_queued_per_user: int = 5  # pictures one person may have on the way at once
     worker_threads: int = 128  # jobs one `python -m bot worker` process runs at once
+    posts_at_once: int = 8  # pictures one process posts at once; the others wait their turn
     redis_connections: int = 10  # per process: a burst's threads take turns, not new sockets
     stop_wait: float = 20.0  # a stopping worker's jobs get this long; Heroku kills at 30 s
     metrics_port: int | None = None  # where a worker (or Socket Mode) serves /metrics
@@ -320,7 +320,6 @@ class Config:
                 api_url=_text(env, "SLACK_API_URL"),
                 port=port,
                 workers=int(_number(env, "IMAGINE_WORKERS", 256, minimum=1)),
-                posts_at_once=_count(env, "IMAGINE_POSTS_AT_ONCE", 8),
             ),
             retry=RetryConfig(
                 max_retries=int(_number(env, "IMAGINE_MAX_RETRIES", 2)),
@@ -334,6 +333,7 @@ class Config:
                 deadline=_duration(env, "IMAGINE_JOB_DEADLINE", 600),
                 max_queued_per_user=int(_number(env, "IMAGINE_MAX_QUEUED_PER_USER", 5, minimum=1)),
                 worker_threads=int(_number(env, "IMAGINE_WORKER_THREADS", 128, minimum=1)),
+                posts_at_once=_count(env, "IMAGINE_POSTS_AT_ONCE", 8),
                 redis_connections=_count(env, "IMAGINE_REDIS_CONNECTIONS", 10, minimum=4),
                 stop_wait=_number(env, "IMAGINE_WORKER_STOP_WAIT", 20.0),
                 metrics_port=_port(env, "IMAGINE_METRICS_PORT"),

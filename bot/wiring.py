@@ -136,6 +136,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
             board=board,
             ledger=False,
             governance=build_governance(config, store, service),
+            posts_at_once=config.jobs.posts_at_once,
         )
         runner = ThreadRunner(board, workflows.run, config.slack.workers, tell=publisher.tell)
         services = Services(config, service, store, choice, board, workflows, runner)
@@ -153,6 +154,7 @@ def build_for_slack(config: Config, publisher_factory, *, worker: bool = False) 
                 config.voting,
                 board=board,
                 governance=build_governance(config, store, service),
+                posts_at_once=config.jobs.posts_at_once,
             )
             actors.attach(workflows.run, workflows.give_up)
             queue_worker = QueueWorker(broker, config.jobs.worker_threads)

@@ -46,13 +46,7 @@ def publisher_factory(config: Config, client: WebClient):
 
     def build(service: GenerationService) -> SlackPublisher:
         labels = {name: p.label for name, p in service.providers.items()}
-        return SlackPublisher(
-            client,
-            config.voting,
-            labels,
-            service.configured_providers(),
-            posts_at_once=config.slack.posts_at_once,
-        )
+        return SlackPublisher(client, config.voting, labels, service.configured_providers())
 
     return build
 

@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import json
 import logging
-import threading
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot.config import SlackConfig, VotingConfig
+from bot.config import VotingConfig
 from bot.core.governance import BudgetAlert, LimitRefusal, UsageReport
 from bot.core.jobs import CompareJob, EditJob, GenerateJob, Job, LeaderboardJob
 from bot.core.ports import (
@@ -80,31 +79,6 @@ def _retried_until_deadline(method):
     return retried
 
 
-def _in_a_posting_slot(method):
-    """A picture's post waits for one of the process's posting slots (`posts_at_once`); a job
-    whose deadline passes first is told, like one that Slack kept failing.
-
-    A burst of pictures back from the providers at once would otherwise be posted by as many
-    threads, all taking turns on the interpreter lock for every step of their HTTP calls: at
-    50 at once, that contention made the posting phase cost 2.3 ms of CPU per picture against
-    1.9 ms with eight at a time, with every picture in the channel as soon. Slack's own rate
-    limits (files.* about 100 a minute, a message a second per channel) are far below what a
-    few slots post."""
-
-    @functools.wraps(method)
-    def posted(self, job: Job, *args: Any, **kwargs: Any):
-        wait = max(0.0, job.deadline - time.time()) if job.deadline else None
-        if not self._posting.acquire(timeout=wait):
-            log.warning("no posting slot before the deadline request_id=%s", job.request_id)
-            raise DeliveryFailed(_undelivered(job))
-        try:
-            return method(self, job, *args, **kwargs)
-        finally:
-            self._posting.release()
-
-    return posted
-
-
 def _retried_with_grace(method):
     """Slack calls that finish a job already shown (a sentence to the requester, the voting
     reactions) are retried until the job's deadline and `TELL_GRACE` past it: the sentence
@@ -127,10 +101,8 @@ class SlackPublisher:
         voting: VotingConfig,
         provider_labels: dict[str, str] | None = None,
         providers: list[str] | None = None,
-        posts_at_once: int = SlackConfig.posts_at_once,
     ) -> None:
         """`providers`: the configured ones, which a picture's "Try with" buttons offer."""
-        self._posting = threading.BoundedSemaphore(posts_at_once)
         self.client = client
         self.voting = voting
         self.labels = provider_labels or {}
@@ -196,7 +168,6 @@ class SlackPublisher:
 
     # -- in the channel --------------------------------------------------------------------
     @_retried_until_deadline
-    @_in_a_posting_slot
     def post_pictures(
         self,
         job: GenerateJob | EditJob,
@@ -334,7 +305,6 @@ class SlackPublisher:
         return self.delivery.download(ref.removeprefix(UPLOAD))
 
     @_retried_until_deadline
-    @_in_a_posting_slot
     def post_comparison(
         self, job: CompareJob, post: ComparisonPost, composed: ComposedComparison
     ) -> Posted:
