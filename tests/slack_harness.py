@@ -32,6 +32,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes.slack import FakeSlack
+from tests.fakes.vertex import service_account_info
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "fake-signing-secret-8f14e45fceea167a5a36dedd4bea2543"
@@ -378,6 +379,16 @@ def slack_env(slack: FakeSlack, **extra: str) -> dict[str, str]:
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": slack.url + "/api/",
         **extra,
+    }
+
+
+def vertex_env(vertex) -> dict[str, str]:
+    """The settings that point Vertex AI at the fake, with a service-account key it trusts."""
+    key = service_account_info(token_uri=vertex.url + "/token")
+    return {
+        "GOOGLE_CLOUD_PROJECT": "test-project",
+        "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
+        "VERTEX_AI_BASE_URL": vertex.url,
     }
 
 

@@ -34,8 +34,9 @@ from bot.slack.app import build_web_client, publisher_factory
 from bot.votes.db import TOLD, VoteStore
 from bot.wiring import build_for_slack
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.fakes.vertex import FakeVertexAI
 from tests.services import postgres_schema, redis_database
+from tests.slack_harness import slack_env, vertex_env
 
 
 def job(kind=GenerateJob, key="k1", user="U1", **fields):
@@ -313,18 +314,14 @@ def world(tmp_path):
 @contextmanager
 def worker_world(tmp_path, **settings: str):
     with FakeSlack() as slack, FakeVertexAI() as vertex, redis_database() as redis_url:
-        key = service_account_info(token_uri=vertex.url + "/token")
         config = Config.from_env(
-            {
-                "SLACK_BOT_TOKEN": slack.token,
-                "SLACK_API_URL": slack.url + "/api/",
-                "GOOGLE_CLOUD_PROJECT": "test-project",
-                "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
-                "VERTEX_AI_BASE_URL": vertex.url,
-                "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
-                "REDIS_URL": redis_url,
+            slack_env(
+                slack,
+                **vertex_env(vertex),
+                DATABASE_URL=f"sqlite:///{tmp_path / 'imagine.db'}",
+                REDIS_URL=redis_url,
                 **settings,
-            }
+            )
         )
         client = build_web_client(config)
         services = build_for_slack(config, publisher_factory(config, client), worker=True)

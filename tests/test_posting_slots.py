@@ -5,7 +5,6 @@ workflows, the real clients, the fake Slack and the fake Vertex AI."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from bot.generation.types import ImageRequest
 from bot.slack.app import build_web_client, publisher_factory
 from bot.wiring import build_for_slack
 from tests.fakes.slack import FakeSlack
-from tests.fakes.vertex import FakeVertexAI, service_account_info
+from tests.fakes.vertex import FakeVertexAI
+from tests.slack_harness import slack_env, vertex_env
 
 CHANNEL = "C123"
 LATENCY = 0.3  # seconds the fake Slack takes to answer each call
@@ -31,17 +31,13 @@ LATENCY = 0.3  # seconds the fake Slack takes to answer each call
 def posting_world(tmp_path, slots: int) -> Iterator[tuple[FakeSlack, Workflows]]:
     """A queue worker's workflows (the delivery ledger on) with `slots` posting slots."""
     with FakeSlack() as slack, FakeVertexAI() as vertex:
-        key = service_account_info(token_uri=vertex.url + "/token")
         config = Config.from_env(
-            {
-                "SLACK_BOT_TOKEN": slack.token,
-                "SLACK_API_URL": slack.url + "/api/",
-                "GOOGLE_CLOUD_PROJECT": "test-project",
-                "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
-                "VERTEX_AI_BASE_URL": vertex.url,
-                "DATABASE_URL": f"sqlite:///{tmp_path / 'imagine.db'}",
-                "IMAGINE_POSTS_AT_ONCE": str(slots),
-            }
+            slack_env(
+                slack,
+                **vertex_env(vertex),
+                DATABASE_URL=f"sqlite:///{tmp_path / 'imagine.db'}",
+                IMAGINE_POSTS_AT_ONCE=str(slots),
+            )
         )
         services = build_for_slack(config, publisher_factory(config, build_web_client(config)))
         assert services.workflows is not None
