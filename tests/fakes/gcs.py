@@ -4,10 +4,15 @@ recording front.
 The emulator serves one request at a time and checks neither signatures nor preconditions;
 `GcsFront` records what the real google-cloud-storage client sent, lets a test script
 failures, and serialises forwarding so concurrency is absorbed by its own accept queue.
+
+The emulator grants every permission; GCS grants a principal only its roles. The front
+answers as GCS does for the roles the README asks for (the object roles, none on the bucket
+itself): a bucket's own metadata (`storage.buckets.get`) is refused with 403.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from urllib.parse import quote
 
@@ -18,6 +23,7 @@ from tests.fakes._http import FakeServer, RecordedRequest, Reply
 
 HOP_BY_HOP = {"host", "connection", "content-length", "transfer-encoding", "accept-encoding"}
 PASSED_BACK = {"content-type", "content-range", "content-disposition", "location", "x-goog-hash"}
+BUCKET_ITSELF = re.compile(r"^/storage/v1/b/[^/]+/?$")  # not its objects (/o), not /upload/
 
 
 def start_gcs_emulator(bucket: str = "imgs"):
@@ -38,6 +44,8 @@ class GcsFront(FakeServer):
         self._session = requests.Session()
 
     def answer(self, request: RecordedRequest) -> Reply:
+        if BUCKET_ITSELF.match(request.path):
+            return bucket_denied(request.method)
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in request.query.items())
         url = f"{self.upstream}{quote(request.path, safe='/%')}" + (f"?{query}" if query else "")
         headers = {k: v for k, v in request.headers.items() if k not in HOP_BY_HOP}
@@ -47,3 +55,15 @@ class GcsFront(FakeServer):
             )
         back = {k: v for k, v in answer.headers.items() if k.lower() in PASSED_BACK}
         return Reply(answer.status_code, answer.content, back)
+
+
+def bucket_denied(method: str) -> Reply:
+    """GCS's answer to a principal without the bucket permission the call needs."""
+    permission = "storage.buckets.get" if method == "GET" else "storage.buckets.update"
+    message = (
+        f"imagine@test.iam.gserviceaccount.com does not have {permission} access to the "
+        f"Google Cloud Storage bucket. Permission '{permission}' denied on resource "
+        "(or it may not exist)."
+    )
+    error = {"code": 403, "message": message, "errors": [{"reason": "forbidden"}]}
+    return Reply(403, {"error": error})

@@ -13,6 +13,7 @@ Public mode needs the bucket to grant `allUsers` the `roles/storage.objectViewer
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,12 @@ SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 GS = "gs://"  # an object's reference, as gsutil names it: gs://bucket/object
 POOL_SIZE = 64  # connections kept per host: many worker threads upload at once
 CREDENTIALS_HINT = "GOOGLE_SERVICE_ACCOUNT_JSON (or the Application Default Credentials)"
+# google-cloud-storage 3.11+ fetches each bucket's metadata (storage.buckets.get) in the
+# background on its first object call, to label OpenTelemetry spans we do not export. The
+# object roles the README asks for do not grant it: every start would log a denied call in the
+# audit logs, and the fetch shares the upload connections. Its maintainers' switch turns it
+# off; an operator who sets the variable keeps their choice.
+NO_BUCKET_PROBE = ("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
 _NEEDS_SERVICE_ACCOUNT = (
     "Signed GCS URLs need service-account credentials; set GOOGLE_SERVICE_ACCOUNT_JSON "
     "or GCS_URL_MODE=public."
@@ -243,6 +250,7 @@ class GcsImageStore(ImageStore):
                     self._signer, adc_project = self._default_credentials()
                     project = project or adc_project
                 credentials, options = self._signer, None
+            os.environ.setdefault(*NO_BUCKET_PROBE)  # read at each call, so in time
             client = storage.Client(
                 project=project,
                 credentials=credentials,
