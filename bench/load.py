@@ -112,27 +112,45 @@ def wait_for_uploads(slack: FakeSlack, expected: int, timeout: float, idle: floa
         time.sleep(0.05)
 
 
+def fakes(stack: ExitStack, latency: float) -> tuple[FakeSlack, FakeOpenAIImages]:
+    """The fake Slack and the fake Azure OpenAI images API, each generation `latency` s."""
+    slack = stack.enter_context(FakeSlack())
+    openai = stack.enter_context(FakeOpenAIImages(deployments={"img": "gpt-image-2"}))
+    openai.generation_delay = latency
+    return slack, openai
+
+
+def app_env(
+    slack: FakeSlack,
+    openai: FakeOpenAIImages,
+    mode: str,
+    redis_url: str,
+    database_url: str | None = None,
+) -> dict[str, str]:
+    """The app's settings against the fakes; in the redis mode, an emptied Redis database."""
+    env = slack_env(
+        slack,
+        AZURE_OPENAI_ENDPOINT=openai.url,
+        AZURE_OPENAI_API_KEY=openai.azure_api_key,
+        AZURE_OPENAI_IMAGE_DEPLOYMENT="img",
+        OPENAI_IMAGE_MODEL="gpt-image-2",
+        LOG_LEVEL="WARNING",
+        DATABASE_URL=database_url
+        or f"sqlite:///{tempfile.mkdtemp(prefix='imagine-bench-')}/imagine.db",
+    )
+    if mode == "redis":
+        import redis
+
+        redis.Redis.from_url(redis_url).flushdb()
+        env["REDIS_URL"] = redis_url
+    return env
+
+
 def run(mode: str, commands: int, latency: float, timeout: float, args) -> dict[str, float]:
     with ExitStack() as stack:
-        slack = stack.enter_context(FakeSlack())
-        openai = stack.enter_context(FakeOpenAIImages(deployments={"img": "gpt-image-2"}))
-        openai.generation_delay = latency
+        slack, openai = fakes(stack, latency)
         quota = None
-        env = slack_env(
-            slack,
-            AZURE_OPENAI_ENDPOINT=openai.url,
-            AZURE_OPENAI_API_KEY=openai.azure_api_key,
-            AZURE_OPENAI_IMAGE_DEPLOYMENT="img",
-            OPENAI_IMAGE_MODEL="gpt-image-2",
-            LOG_LEVEL="WARNING",
-            DATABASE_URL=args.database_url
-            or f"sqlite:///{tempfile.mkdtemp(prefix='imagine-bench-')}/imagine.db",
-        )
-        if mode == "redis":
-            import redis
-
-            redis.Redis.from_url(args.redis_url).flushdb()
-            env["REDIS_URL"] = args.redis_url
+        env = app_env(slack, openai, mode, args.redis_url, args.database_url)
         if args.quota:
             quota = openai.quota = WindowQuota.per_minute(args.quota)
             env["OPENAI_REQUESTS_PER_MINUTE"] = str(args.quota)

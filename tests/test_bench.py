@@ -12,6 +12,7 @@ import pytest
 
 from bench.load import against, describe, idle_cpu, percentile, post_lag, rounds, usage_after
 from bench.procs import usage
+from bench.threads import NOT_SEEN, group, measure
 
 
 def test_each_round_runs_every_mode_once_in_a_rotated_order():
@@ -136,3 +137,20 @@ def test_the_cpu_is_read_finer_than_a_tick_and_counts_ended_threads():
         child.kill()
         child.wait(5)
     assert theirs <= ours < theirs + 0.002
+
+
+def test_threads_are_grouped_by_their_name_without_their_pools_number():
+    assert group("job_12#140") == "job" and group("http_0#7") == "http"
+    assert group("finished jobs#9") == "finished jobs" and group("MainThread#1") == "MainThread"
+    assert group("Thread-132 (process_messages)#5") == "Thread"
+    assert group("ThreadPoolExecutor-2_7#3") == "ThreadPoolExecutor-2"  # the pools stay apart
+
+
+def test_the_thread_readings_account_for_the_app_process_cpu():
+    """`bench.threads` on the running app: a small burst's CPU shows in the job threads, the
+    acknowledging threads and the event loop, and the threads read add up to the process's
+    own clock (what ended meanwhile aside: nothing does here)."""
+    [(role, (total, groups))] = measure("embedded", 3, 1, 0.1, redis_url="").items()
+    assert role == "web" and total > 0.5  # ms of CPU per command
+    assert groups["job"] > 0.1 and groups["http"] > 0.01 and groups["MainThread"] > 0.01
+    assert abs(groups[NOT_SEEN]) < 0.1 * total
