@@ -123,8 +123,8 @@ def fakes(stack: ExitStack, latency: float) -> tuple[FakeSlack, FakeOpenAIImages
 def app_env(
     slack: FakeSlack,
     openai: FakeOpenAIImages,
-    mode: str,
-    redis_url: str,
+    mode: str = "embedded",
+    redis_url: str = "",
     database_url: str | None = None,
 ) -> dict[str, str]:
     """The app's settings against the fakes; in the redis mode, an emptied Redis database."""

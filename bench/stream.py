@@ -18,15 +18,14 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 
+from bench.load import app_env, fakes
 from tests.fakes.gcs import GcsFront, start_gcs_emulator
-from tests.fakes.openai_images import FakeOpenAIImages
 from tests.fakes.service_account import ServiceAccount
 from tests.fakes.slack import FakeSlack
-from tests.slack_harness import AppProcess, slack_env
+from tests.slack_harness import AppProcess
 
 RATE_HINT = "to rate this model"
 
@@ -46,25 +45,16 @@ def measure(previews: int, latency: float, repeat: int) -> list[tuple[float | No
     server, emulator_url = start_gcs_emulator("imgs")
     try:
         with ExitStack() as stack:
-            slack = stack.enter_context(FakeSlack())
-            openai = stack.enter_context(FakeOpenAIImages(deployments={"img": "gpt-image-2"}))
+            slack, openai = fakes(stack, latency)
             gcs = stack.enter_context(GcsFront(emulator_url))
-            openai.generation_delay = latency
             account = ServiceAccount()  # signs the pictures' URLs
-            env = slack_env(
-                slack,
-                AZURE_OPENAI_ENDPOINT=openai.url,
-                AZURE_OPENAI_API_KEY=openai.azure_api_key,
-                AZURE_OPENAI_IMAGE_DEPLOYMENT="img",
-                OPENAI_IMAGE_MODEL="gpt-image-2",
-                OPENAI_PARTIAL_IMAGES=str(previews),
-                GCS_BUCKET="imgs",
-                STORAGE_EMULATOR_HOST=gcs.url,
-                GOOGLE_CLOUD_PROJECT=account.project_id,
-                GOOGLE_SERVICE_ACCOUNT_JSON=account.json,
-                LOG_LEVEL="WARNING",
-                DATABASE_URL=f"sqlite:///{tempfile.mkdtemp(prefix='imagine-bench-')}/i.db",
-            )
+            env = app_env(slack, openai) | {
+                "OPENAI_PARTIAL_IMAGES": str(previews),
+                "GCS_BUCKET": "imgs",
+                "STORAGE_EMULATOR_HOST": gcs.url,
+                "GOOGLE_CLOUD_PROJECT": account.project_id,
+                "GOOGLE_SERVICE_ACCOUNT_JSON": account.json,
+            }
             web = stack.enter_context(AppProcess(env))
             figures = []
             for i in range(repeat + 1):  # the first one warms up (imports, connections)
