@@ -85,7 +85,7 @@ class Workflows:
     ) -> None:
         """`ledger`: keep the delivery ledger, because the runner may run a job twice (a queue
         redelivers a dead worker's jobs). Threads in one process never do. `posts_at_once`:
-        the process's posting slots (`posting_slot`)."""
+        the process's posting slots (`_posting_slot`)."""
         self._slots = threading.BoundedSemaphore(posts_at_once)
         self.service = service
         self.ledger = ledger
@@ -257,7 +257,7 @@ class Workflows:
             return False
 
     @contextmanager
-    def posting_slot(self, job: GenerateJob | CompareJob | EditJob) -> Iterator[None]:
+    def _posting_slot(self, job: GenerateJob | CompareJob | EditJob) -> Iterator[None]:
         """One of the process's posting slots, from the claim to the post; a job whose deadline
         passes first is told (DeliveryFailed), having claimed nothing, so a run of it after a
         crash draws and posts it again rather than saying it may not have arrived.
@@ -296,7 +296,7 @@ class Workflows:
         finally:
             current_previews.reset(token)
         try:
-            with self.posting_slot(job):
+            with self._posting_slot(job):
                 return self._show(job, results, previews)
         except DeliveryFailed:  # no preview stays up looking finished
             if previews is not None:
@@ -394,7 +394,7 @@ class Workflows:
         else:
             result = self.service.edit(job.request.prompt, job.provider, image)
         self._observe(job, result, "edit", parent=job.parent_id)
-        with self.posting_slot(job):
+        with self._posting_slot(job):
             return self._show_edit(job, result)
 
     def _show_edit(self, job: EditJob, result: ProviderResult) -> str:
@@ -416,7 +416,7 @@ class Workflows:
         failed = [r for r in results if r not in ready]
         for result in failed:
             self._record(job, result, result.error.kind if result.error else "no_images")
-        with self.posting_slot(job):
+        with self._posting_slot(job):
             return self._show_comparison(job, ready, failed)
 
     def _show_comparison(
